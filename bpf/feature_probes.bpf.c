@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Minimal programs for probing the running kernel by trying (src/features.rs).
+ * Each probe loads one of these, attaches it the way the feature needs, triggers
+ * it, and reads what it saw back from .bss. A program that loads and attaches
+ * but never fires does not count as support.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <stdbool.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "session_kfuncs.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Only hits from this thread group count (kprobes fire for everyone). */
+const volatile __u32 fp_tgid SEC(".rodata.fp_cfg") = 0;
+
+/* What the program saw, read back by src/probing.rs (struct Seen): one struct so
+ * the layout of .bss is fixed. */
+struct fp_state {
+	__u64 hits;           /* every run */
+	__u64 returns;        /* session runs with bpf_session_is_return() */
+	__u64 cookie;         /* last bpf_get_attach_cookie() */
+	__u64 func_ip;        /* last bpf_get_func_ip() */
+	__u64 session_cookie; /* session cookie read at return */
+} fp;
+
+static __always_inline bool fp_mine(void)
+{
+	return !fp_tgid || (bpf_get_current_pid_tgid() >> 32) == fp_tgid;
+}
+
+static __always_inline int fp_count(struct pt_regs *ctx)
+{
+	if (!fp_mine())
+		return 0;
+	__sync_fetch_and_add(&fp.hits, 1);
+	fp.cookie = bpf_get_attach_cookie(ctx);
+	return 0;
+}
+
+SEC("uprobe")
+int fp_uprobe(struct pt_regs *ctx)
+{
+	if (fp_mine())
+		fp.func_ip = bpf_get_func_ip(ctx);
+	return fp_count(ctx);
+}
+
+SEC("uretprobe")
+int fp_uretprobe(struct pt_regs *ctx) { return fp_count(ctx); }
+
+SEC("uprobe.multi")
+int fp_uprobe_multi(struct pt_regs *ctx) { return fp_count(ctx); }
+
+/* The link type alone: no kfuncs, so it loads whatever their prototype. */
+SEC("uprobe.session")
+int fp_uprobe_session_link(struct pt_regs *ctx) { return fp_count(ctx); }
+
+/* The kfuncs too: entry writes the cookie, return reads it back. */
+SEC("uprobe.session")
+int fp_uprobe_session_kfuncs(struct pt_regs *ctx)
+{
+	__u64 *cookie;
+
+	if (!fp_mine())
+		return 0;
+	__sync_fetch_and_add(&fp.hits, 1);
+	cookie = PC_SESSION_COOKIE(ctx);
+	if (!cookie)
+		return 0;
+	if (PC_SESSION_IS_RETURN(ctx)) {
+		__sync_fetch_and_add(&fp.returns, 1);
+		fp.session_cookie = *cookie;
+	} else {
+		*cookie = 0x5e551011;
+	}
+	return 0;
+}
+
+SEC("kprobe")
+int fp_kprobe(struct pt_regs *ctx) { return fp_count(ctx); }
+
+SEC("kprobe.multi")
+int fp_kprobe_multi(struct pt_regs *ctx) { return fp_count(ctx); }
+
+SEC("kprobe.session")
+int fp_kprobe_session_link(struct pt_regs *ctx) { return fp_count(ctx); }

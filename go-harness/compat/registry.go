@@ -1,0 +1,108 @@
+// Package compat is the Go side of probeconf's compatibility registry: what
+// cilium/ebpf lacks or does differently from libbpf, and the bridges the
+// harness uses so that a case runs the same way under both loaders.
+//
+// Every bridge has one registry entry; a probe attached through a bridge is
+// reported with via "compat" and the entry's id, so a verdict can say which
+// results depend on harness code rather than on the library alone.
+package compat
+
+// Status says how the harness covers a feature.
+type Status string
+
+const (
+	// Native: the library does it; the entry documents a convention to normalise.
+	Native Status = "native"
+	// Compat: the library lacks it or gets it wrong; the harness bridges it.
+	Compat Status = "compat"
+	// Missing: neither the library nor the harness can do it.
+	Missing Status = "missing"
+)
+
+// Entry is one row of the registry (printed by `probeconf-harness gaps`).
+type Entry struct {
+	ID         string `json:"id"`
+	Library    string `json:"library"`
+	Versions   string `json:"versions"`
+	Feature    string `json:"feature"`
+	Status     Status `json:"status"`
+	Workaround string `json:"workaround"`
+}
+
+// Bridge ids, as reported in the `attached` line.
+const (
+	BridgeUprobeSession      = "cilium-uprobe-session"
+	BridgePIDSemantics       = "cilium-pid-semantics"
+	BridgeKprobeMultiSyscall = "cilium-kprobe-multi-syscall-prefix"
+	BridgeDataSection        = "cilium-datasec-variables"
+	BridgeWeakKfunc          = "cilium-weak-kfunc"
+	BridgeUSDT               = "cilium-usdt"
+)
+
+const library = "github.com/cilium/ebpf"
+
+// Registry is the Go side of the compatibility registry.
+var Registry = []Entry{
+	{
+		ID:       BridgeUprobeSession,
+		Library:  library,
+		Versions: "<= v0.22.0 (v0.22.0: section parsed, no attach API; v0.17.3, v0.20.0: section name unknown)",
+		Feature:  "uprobe.session attach (BPF_TRACE_UPROBE_SESSION = 57, kernel >= 6.13)",
+		Status:   Compat,
+		Workaround: "Executable.UprobeMulti always links with attach type UPROBE_MULTI (48) and the kernel " +
+			"answers EINVAL for a session program. The harness issues BPF_LINK_CREATE (cmd 28) itself with " +
+			"attach type 57 and the uprobe_multi part of bpf_attr, resolving symbols to file offsets as cilium " +
+			"does, and wraps the fd with link.NewFromFD. Where cilium does not know the section, the program " +
+			"spec is retyped to Kprobe with expected attach type 57 before load.",
+	},
+	{
+		ID:       BridgePIDSemantics,
+		Library:  library,
+		Versions: "all",
+		Feature:  "pid filter of uprobe / uprobe_multi attachments",
+		Status:   Native,
+		Workaround: `cilium: PID 0 = all processes, N = that process. libbpf: -1 = all, 0 = the calling ` +
+			`process. The protocol says {"scope":"all"} or {"scope":"pid","pid":N}; the harness maps ` +
+			`all to PID 0 and pid N to PID N (compat.CiliumPID).`,
+	},
+	{
+		ID:       BridgeKprobeMultiSyscall,
+		Library:  library,
+		Versions: "<= v0.22.0",
+		Feature:  "syscall symbols in kprobe.multi / kretprobe.multi / kprobe.session",
+		Status:   Compat,
+		Workaround: "link.Kprobe retries a symbol with the arch prefix (__x64_sys_...) but link.KprobeMulti " +
+			"does not. For these kinds the harness rewrites a symbol sys_xxx that is not in /proc/kallsyms " +
+			"to __x64_sys_xxx (the running arch's prefix) when that one is.",
+	},
+	{
+		ID:       BridgeDataSection,
+		Library:  library,
+		Versions: ">= v0.21 (checked v0.22.0)",
+		Feature:  "setting a data section's bytes before load",
+		Status:   Compat,
+		Workaround: "v0.22.0 rebuilds a data section's contents from CollectionSpec.Variables at load time " +
+			"(MapSpec.updateDataSection), so bytes written only into MapSpec.Contents are silently replaced " +
+			"by the ELF's values. The harness writes the bytes into Contents and into every VariableSpec of " +
+			"the section (offsets from the section's BTF Datasec), and reads the map back after load to check.",
+	},
+	{
+		ID:       BridgeWeakKfunc,
+		Library:  library,
+		Versions: "all (checked v0.22.0)",
+		Feature:  "__weak kfuncs whose prototype differs from the kernel's; ___flavor suffixes on kfuncs",
+		Status:   Missing,
+		Workaround: "libbpf treats an incompatible __weak kfunc as missing and strips ___flavor suffixes; " +
+			"cilium does neither and fails the load (\"function param mismatch\" for the session kfuncs on " +
+			">= 7.0). The harness does not bridge this: the runner loads the object built for the running " +
+			"kernel's session kfunc prototypes (recorders.ctx.bpf.o on >= 7.0).",
+	},
+	{
+		ID:         BridgeUSDT,
+		Library:    library,
+		Versions:   "all",
+		Feature:    "USDT probes (usdt/ sections, bpf_usdt_cookie, .note.stapsdt)",
+		Status:     Missing,
+		Workaround: "cilium/ebpf has no USDT support and the protocol has no usdt kind; USDT cases run with libbpf only.",
+	},
+}

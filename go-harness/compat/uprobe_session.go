@@ -1,0 +1,116 @@
+package compat
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// UprobeTarget is one attach point of a uprobe session link.
+type UprobeTarget struct {
+	Symbol string // function symbol; "" when Offset is an absolute file offset
+	Offset uint64 // relative to Symbol, or an absolute file offset
+	Cookie uint64 // bpf_get_attach_cookie()
+}
+
+// PrepareUprobeSessionSpec makes a uprobe.session program spec loadable as
+// one: program type Kprobe with expected attach type BPF_TRACE_UPROBE_SESSION.
+// cilium v0.22.0 derives this from the section name; older versions (v0.17.3,
+// v0.20.0) do not know the section and would leave the type unspecified or
+// the attach type 0, and the kernel then refuses the session kfuncs. It
+// returns whether it changed the spec.
+func PrepareUprobeSessionSpec(ps *ebpf.ProgramSpec) bool {
+	if !strings.HasPrefix(ps.SectionName, "uprobe.session") {
+		return false
+	}
+	if ps.Type == ebpf.Kprobe && ps.AttachType == ebpf.AttachType(AttachTraceUprobeSession) {
+		return false
+	}
+	ps.Type = ebpf.Kprobe
+	ps.AttachType = ebpf.AttachType(AttachTraceUprobeSession)
+	return true
+}
+
+// AttachUprobeSession attaches prog to every target in binary with one
+// uprobe_session link (kernel >= 6.13), the link cilium/ebpf cannot create:
+// Executable.UprobeMulti always asks for attach type UPROBE_MULTI. pid is in
+// cilium's convention (0 = all processes, see CiliumPID).
+//
+// The returned link is cilium's own wrapper (link.NewFromFD), so it is closed
+// and inspected like any other link.
+func AttachUprobeSession(prog *ebpf.Program, binary string, targets []UprobeTarget, pid uint32) (link.Link, error) {
+	if prog == nil {
+		return nil, errors.New("uprobe session: nil program")
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("uprobe session: no targets: %w", os.ErrInvalid)
+	}
+
+	syms, err := loadSymbolTable(binary)
+	if err != nil {
+		return nil, fmt.Errorf("uprobe session: %w", err)
+	}
+	offsets := make([]uint64, len(targets))
+	cookies := make([]uint64, len(targets))
+	for i, t := range targets {
+		if offsets[i], err = syms.fileOffset(t.Symbol, t.Offset); err != nil {
+			return nil, fmt.Errorf("uprobe session: %w", err)
+		}
+		cookies[i] = t.Cookie
+	}
+	path, err := unix.ByteSliceFromString(binary)
+	if err != nil {
+		return nil, fmt.Errorf("uprobe session: binary path: %w", err)
+	}
+
+	attr := linkCreateUprobeMultiAttr{
+		progFD:     uint32(prog.FD()),
+		attachType: AttachTraceUprobeSession,
+		path:       pointerTo(path),
+		offsets:    pointerTo(offsets),
+		cookies:    pointerTo(cookies),
+		cnt:        uint32(len(offsets)),
+		pid:        pid,
+	}
+	fd, err := linkCreate(&attr)
+	// The kernel has copied the arrays once BPF_LINK_CREATE returns.
+	runtime.KeepAlive(path)
+	runtime.KeepAlive(offsets)
+	runtime.KeepAlive(cookies)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			// cilium reports a missing pid the same way for UprobeMulti.
+			return nil, fmt.Errorf("uprobe session link_create: %w (pid %d not found?): %w", err, pid, os.ErrNotExist)
+		}
+		return nil, fmt.Errorf("uprobe session link_create (attach type %d): %w", AttachTraceUprobeSession, err)
+	}
+
+	l, err := link.NewFromFD(fd) // takes ownership of fd, closes it on error
+	if err != nil {
+		return nil, fmt.Errorf("uprobe session: wrap link fd: %w", err)
+	}
+	return l, nil
+}
+
+// linkCreate issues BPF_LINK_CREATE with attr and returns the new link fd.
+func linkCreate(attr *linkCreateUprobeMultiAttr) (int, error) {
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_BPF, bpfLinkCreate,
+			uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
+		runtime.KeepAlive(attr)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return -1, errno
+		}
+		return int(r), nil
+	}
+}

@@ -1,0 +1,215 @@
+// Package classify turns the errors of cilium/ebpf (and of the harness's own
+// bridges) into the protocol's error classes. It is the only place that decides
+// a class, so the runner can compare "unsupported" from cilium with
+// "unsupported" from libbpf without knowing how either library spells it.
+package classify
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Class is the protocol's error class.
+type Class string
+
+const (
+	Unsupported Class = "unsupported"
+	NotFound    Class = "not-found"
+	Permission  Class = "permission"
+	Invalid     Class = "invalid"
+	Other       Class = "other"
+)
+
+// ENOTSUPP is the kernel-internal errno 524 that leaks out of the bpf syscall.
+// It is not in x/sys/unix because userspace is not supposed to see it.
+const ENOTSUPP = syscall.Errno(524)
+
+// Where says in which step and for which probe kind an error happened, so the
+// hint can name the likely cause (the same errno means different things for a
+// uprobe.session attach and for a map lookup).
+type Where struct {
+	Phase string // protocol | load | attach | drain
+	Kind  string // probe kind, empty when not about one probe
+}
+
+// Result is what an error line carries.
+type Result struct {
+	Class  Class
+	Errno  int    // 0 when the error carries no errno
+	Detail string // the library's own message, plus a hint when one applies
+}
+
+// Classify maps err to its class, keeps its errno and wraps its message with a
+// hint. Every error path of the harness goes through here.
+func Classify(err error, where Where) Result {
+	if err == nil {
+		return Result{Class: Other, Detail: "no error"}
+	}
+	var errno syscall.Errno
+	hasErrno := errors.As(err, &errno)
+
+	class := classOf(err, errno, hasErrno)
+	res := Result{Class: class, Detail: err.Error()}
+	if hasErrno {
+		res.Errno = int(errno)
+	}
+	if h := hint(err, class, errno, where); h != "" {
+		res.Detail = fmt.Sprintf("%s (hint: %s)", res.Detail, h)
+	}
+	return res
+}
+
+func classOf(err error, errno syscall.Errno, hasErrno bool) Class {
+	// The verifier answers EACCES or EINVAL; neither is about privileges.
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		return Invalid
+	}
+	// ErrNotSupported covers cilium's (internal) UnsupportedFeatureError too:
+	// its Is method reports ErrNotSupported.
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return Unsupported
+	}
+	if hasErrno {
+		switch errno {
+		case syscall.EOPNOTSUPP, ENOTSUPP:
+			return Unsupported
+		case syscall.ENOENT, syscall.ESRCH:
+			return NotFound
+		case syscall.EPERM, syscall.EACCES:
+			return Permission
+		case syscall.EINVAL, syscall.EBADF, syscall.ENOEXEC, syscall.E2BIG:
+			return Invalid
+		}
+	}
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, link.ErrNoSymbol) {
+		return NotFound
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return Permission
+	}
+	var ferr *elf.FormatError
+	if errors.As(err, &ferr) {
+		return Invalid
+	}
+	var invalid *InvalidError
+	if errors.As(err, &invalid) || errors.Is(err, os.ErrInvalid) {
+		return Invalid
+	}
+	// cilium's link package rejects bad options with an unexported sentinel
+	// (tracefs.ErrInvalidInput, text "invalid input") that errors.Is cannot name.
+	if chainHasText(err, "invalid input") {
+		return Invalid
+	}
+	return Other
+}
+
+// chainHasText reports whether some error in err's tree has exactly this text.
+func chainHasText(err error, text string) bool {
+	if err == nil {
+		return false
+	}
+	if err.Error() == text {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return chainHasText(u.Unwrap(), text)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if chainHasText(e, text) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// InvalidError marks an error the harness itself found in its input (a bad
+// request, a wrong section size): class "invalid" without an errno.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+
+// Invalidf builds an *InvalidError.
+func Invalidf(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// NotFoundf builds an error that classifies as not-found (it wraps os.ErrNotExist).
+func NotFoundf(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), os.ErrNotExist)
+}
+
+// cilium phrases an UnsupportedFeatureError as "X not supported (requires >= vN)".
+var requiresVersion = regexp.MustCompile(`requires >= v?[0-9.]+`)
+
+func hint(err error, class Class, errno syscall.Errno, where Where) string {
+	kind := where.Kind
+	isKprobeMultiFamily := kind == "kprobe.multi" || kind == "kretprobe.multi" || kind == "kprobe.session"
+	isUprobeMultiFamily := kind == "uprobe.multi" || kind == "uretprobe.multi"
+	msg := err.Error()
+
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		if strings.Contains(strings.Join(verr.Log, "\n"), "param mismatch") || strings.Contains(msg, "param mismatch") {
+			return "a kfunc prototype does not match the kernel's; the session kfuncs take ctx from 7.0 on (use the .ctx object)"
+		}
+		return "the verifier rejected the program (full log on stderr)"
+	}
+	if strings.Contains(msg, "param mismatch") {
+		return "a kfunc prototype does not match the kernel's; the session kfuncs take ctx from 7.0 on (use the .ctx object)"
+	}
+
+	switch class {
+	case Unsupported:
+		switch {
+		case isKprobeMultiFamily && requiresVersion.MatchString(msg):
+			return "cilium names a minimum kernel version, but on a newer kernel this usually means CONFIG_FPROBE (kprobe_multi) is not set"
+		case isKprobeMultiFamily:
+			return "kernel lacks kprobe_multi/kprobe_session: needs >= 5.18 (session >= 6.10) and CONFIG_FPROBE"
+		case kind == "kprobe" || kind == "kretprobe":
+			return "kernel built without CONFIG_KPROBES, or neither the kprobe PMU nor tracefs kprobe_events is available"
+		case kind == "uprobe.session":
+			return "kernel lacks UPROBE_SESSION (needs >= 6.13)"
+		case isUprobeMultiFamily:
+			return "kernel lacks uprobe_multi links (needs >= 6.6)"
+		case where.Phase == "load":
+			return "the kernel lacks a program type, helper or kfunc this program needs"
+		}
+	case Invalid:
+		if errno == syscall.EINVAL {
+			switch {
+			case kind == "uprobe.session":
+				return "kernel lacks UPROBE_SESSION (needs >= 6.13), or the program's expected attach type is not 57, or an offset is not an instruction boundary"
+			case isUprobeMultiFamily:
+				return "kernel lacks UPROBE_MULTI (needs >= 6.6), the program is a session program (attach type 57), or a pid/offset is invalid"
+			case isKprobeMultiFamily:
+				return "missing kernel symbol, or the program's attach type does not match (kprobe.multi=42, kprobe.session=56)"
+			case kind == "kprobe" || kind == "kretprobe":
+				return "kernel symbol missing or not probeable (on >= 6.11 tracefs reports a missing symbol as EINVAL)"
+			}
+		}
+		if errno == syscall.E2BIG {
+			return "too many targets for one link, or a bpf_attr field the kernel does not know is set"
+		}
+	case NotFound:
+		switch {
+		case isKprobeMultiFamily || kind == "kprobe" || kind == "kretprobe":
+			return "kernel symbol not found (see /proc/kallsyms; syscalls need the arch prefix, e.g. __x64_sys_)"
+		case strings.HasPrefix(kind, "u"):
+			return "symbol not in the binary's ELF symbol table, binary missing, or the pid is not running"
+		}
+	case Permission:
+		return "needs root, or CAP_BPF + CAP_PERFMON (check kernel.unprivileged_bpf_disabled and lockdown)"
+	}
+	return ""
+}

@@ -1,0 +1,74 @@
+package classify
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		err       error
+		where     Where
+		class     Class
+		errno     int
+		hintHas   string // substring of the hint, "" for no hint check
+		detailHas string
+	}{
+		{"ErrNotSupported", fmt.Errorf("kprobe_multi: %w", ebpf.ErrNotSupported), Where{"attach", "kprobe.multi"},
+			Unsupported, 0, "CONFIG_FPROBE", "kprobe_multi"},
+		{"requires version (cilium's UnsupportedFeatureError text)",
+			fmt.Errorf("bpf_link_kprobe_multi not supported (requires >= v5.18): %w", ebpf.ErrNotSupported),
+			Where{"attach", "kprobe.session"}, Unsupported, 0, "usually means CONFIG_FPROBE", "requires >= v5.18"},
+		{"EOPNOTSUPP", fmt.Errorf("create: %w", syscall.EOPNOTSUPP), Where{"attach", "kprobe"}, Unsupported, 95, "CONFIG_KPROBES", ""},
+		{"ENOTSUPP 524", fmt.Errorf("create: %w", ENOTSUPP), Where{"attach", "uprobe.multi"}, Unsupported, 524, "", ""},
+		{"ENOENT", fmt.Errorf("open: %w", syscall.ENOENT), Where{"attach", "kretprobe"}, NotFound, 2, "kallsyms", ""},
+		{"ESRCH", syscall.ESRCH, Where{"attach", "uprobe.session"}, NotFound, 3, "pid", ""},
+		{"os.ErrNotExist without errno", fmt.Errorf("couldn't find one or more symbols: %w", os.ErrNotExist),
+			Where{"attach", "kprobe.multi"}, NotFound, 0, "__x64_sys_", ""},
+		{"link.ErrNoSymbol", fmt.Errorf("symbol nope: %w", link.ErrNoSymbol), Where{"attach", "uprobe"}, NotFound, 0, "ELF symbol table", ""},
+		{"EPERM", syscall.EPERM, Where{"load", ""}, Permission, 1, "CAP_BPF", ""},
+		{"EACCES", fmt.Errorf("x: %w", syscall.EACCES), Where{"attach", "uprobe"}, Permission, 13, "root", ""},
+		{"EINVAL uprobe.session", fmt.Errorf("link_create: %w", syscall.EINVAL), Where{"attach", "uprobe.session"},
+			Invalid, 22, "kernel lacks UPROBE_SESSION", "invalid argument"},
+		{"EINVAL uprobe.multi", fmt.Errorf("%w (invalid pid, missing symbol or prog's AttachType not AttachTraceUprobeMulti?)", syscall.EINVAL),
+			Where{"attach", "uprobe.multi"}, Invalid, 22, "session program", "AttachTraceUprobeMulti"},
+		{"EBADF", syscall.EBADF, Where{"attach", "uprobe.multi"}, Invalid, 9, "", ""},
+		{"ENOEXEC", syscall.ENOEXEC, Where{"load", ""}, Invalid, 8, "", ""},
+		{"E2BIG", syscall.E2BIG, Where{"attach", "uprobe.multi"}, Invalid, 7, "too many targets", ""},
+		{"ELF format error", fmt.Errorf("load spec: %w", &elf.FormatError{}), Where{"load", ""}, Invalid, 0, "", ""},
+		{"verifier EACCES is not permission", fmt.Errorf("load: %w", &ebpf.VerifierError{Cause: syscall.EACCES, Log: []string{"R1 invalid mem access"}}),
+			Where{"load", "uprobe"}, Invalid, 13, "verifier rejected", ""},
+		{"kfunc param mismatch", fmt.Errorf("fixup for kfunc bpf_session_cookie: function param mismatch: %w", syscall.EINVAL),
+			Where{"load", "uprobe.session"}, Invalid, 22, "take ctx from 7.0", ""},
+		{"harness invalid", Invalidf("data section is 8 bytes"), Where{"load", ""}, Invalid, 0, "", "8 bytes"},
+		{"cilium invalid input sentinel", fmt.Errorf("field Cookies must be exactly Addresses in length: %w", errors.New("invalid input")),
+			Where{"attach", "uprobe.multi"}, Invalid, 0, "", ""},
+		{"plain error", errors.New("stdin closed"), Where{"protocol", ""}, Other, 0, "", "stdin closed"},
+		{"EINTR is other", syscall.EINTR, Where{"attach", "uprobe"}, Other, 4, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Classify(tc.err, tc.where)
+			if got.Class != tc.class || got.Errno != tc.errno {
+				t.Errorf("Classify(%v) = class %s errno %d, want %s %d", tc.err, got.Class, got.Errno, tc.class, tc.errno)
+			}
+			if !strings.HasPrefix(got.Detail, tc.err.Error()) {
+				t.Errorf("detail %q does not start with the library's message %q", got.Detail, tc.err)
+			}
+			if tc.hintHas != "" && (!strings.Contains(got.Detail, "(hint: ") || !strings.Contains(got.Detail, tc.hintHas)) {
+				t.Errorf("detail %q: want hint containing %q", got.Detail, tc.hintHas)
+			}
+			if tc.detailHas != "" && !strings.Contains(got.Detail, tc.detailHas) {
+				t.Errorf("detail %q: want %q", got.Detail, tc.detailHas)
+			}
+		})
+	}
+}

@@ -1,0 +1,169 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"probeconf/go-harness/internal/classify"
+)
+
+// decodeStrict decodes exactly one JSON value from line into v. Unknown fields
+// and trailing data are errors: a typo in the runner's encoder must fail the
+// case loudly rather than be ignored.
+func decodeStrict(line []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return classify.Invalidf("malformed JSON: %v", err)
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return classify.Invalidf("malformed JSON: trailing data after the object")
+	}
+	return nil
+}
+
+// DecodeRequest decodes and validates the request line.
+func DecodeRequest(line []byte) (*Request, error) {
+	var req Request
+	if err := decodeStrict(line, &req); err != nil {
+		return nil, fmt.Errorf("request: %w", err)
+	}
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("request: %w", err)
+	}
+	return &req, nil
+}
+
+// DecodeCommand decodes a command line and checks that it is a known command.
+func DecodeCommand(line []byte) (*Command, error) {
+	var cmd Command
+	if err := decodeStrict(line, &cmd); err != nil {
+		return nil, fmt.Errorf("command: %w", err)
+	}
+	if cmd.Cmd != CmdDrain {
+		return nil, classify.Invalidf("command: unknown cmd %q (want %q)", cmd.Cmd, CmdDrain)
+	}
+	return &cmd, nil
+}
+
+// Validate checks the request's shape: everything that can be known without
+// touching the object, the binaries or the kernel.
+func (r *Request) Validate() error {
+	if r.Protocol != Version {
+		return classify.Invalidf("protocol %d not supported (this harness speaks %d)", r.Protocol, Version)
+	}
+	if r.Object == "" {
+		return classify.Invalidf("field object is required")
+	}
+	if len(r.Probes) == 0 {
+		return classify.Invalidf("field probes is empty")
+	}
+	seen := make(map[string]bool, len(r.Probes))
+	for i := range r.Probes {
+		p := &r.Probes[i]
+		if p.Name == "" {
+			return classify.Invalidf("probes[%d]: field name is required", i)
+		}
+		if seen[p.Name] {
+			return classify.Invalidf("probes[%d]: duplicate probe name %q", i, p.Name)
+		}
+		seen[p.Name] = true
+		if err := p.validate(); err != nil {
+			return fmt.Errorf("probe %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+func (p *Probe) validate() error {
+	if p.Program == "" {
+		return classify.Invalidf("field program is required")
+	}
+	if !p.Kind.Valid() {
+		return classify.Invalidf("unknown kind %q (valid kinds: %s)", p.Kind, kindList())
+	}
+	if len(p.Targets) == 0 {
+		return classify.Invalidf("field targets is empty")
+	}
+	if p.Kind.User() {
+		if p.Binary == "" {
+			return classify.Invalidf("kind %s needs field binary", p.Kind)
+		}
+		for i, t := range p.Targets {
+			// File offset 0 is the ELF header: never a probe point, so an empty
+			// symbol with offset 0 is a runner bug, not a request to probe it.
+			if t.Symbol == "" && t.Offset == 0 {
+				return classify.Invalidf("targets[%d]: empty symbol needs a non-zero absolute file offset", i)
+			}
+		}
+	} else {
+		if p.Binary != "" {
+			return classify.Invalidf("kind %s is a kernel probe: field binary must be absent", p.Kind)
+		}
+		for i, t := range p.Targets {
+			if t.Symbol == "" {
+				return classify.Invalidf("targets[%d]: kind %s needs a kernel symbol", i, p.Kind)
+			}
+			if t.Offset != 0 && !p.Kind.SingleLink() {
+				return classify.Invalidf("targets[%d]: kind %s attaches at function entry only: offset must be 0", i, p.Kind)
+			}
+		}
+	}
+	if p.PID != nil {
+		switch p.PID.Scope {
+		case ScopeAll:
+			if p.PID.PID != nil {
+				return classify.Invalidf(`pid: scope "all" takes no pid`)
+			}
+		case ScopePID:
+			if p.PID.PID == nil || *p.PID.PID == 0 {
+				return classify.Invalidf(`pid: scope "pid" needs a non-zero pid`)
+			}
+			if !p.Kind.User() {
+				return classify.Invalidf(`pid: kind %s has no pid filter (use rodata filter_tgid)`, p.Kind)
+			}
+		default:
+			return classify.Invalidf(`pid: unknown scope %q (valid scopes: "all", "pid")`, p.PID.Scope)
+		}
+	}
+	for name, data := range p.Rodata {
+		if name == "" || len(data) == 0 {
+			return classify.Invalidf("rodata: section %q: name and bytes are required", name)
+		}
+	}
+	return nil
+}
+
+// CheckFiles checks that the object and every probe's binary exist and are
+// regular files, so a wrong path is reported as such and not as an ELF error.
+func (r *Request) CheckFiles() error {
+	if err := regularFile(r.Object); err != nil {
+		return fmt.Errorf("object: %w", err)
+	}
+	for i := range r.Probes {
+		p := &r.Probes[i]
+		if p.Binary == "" {
+			continue
+		}
+		if err := regularFile(p.Binary); err != nil {
+			return Fail(PhaseProtocol, p, fmt.Errorf("binary: %w", err))
+		}
+	}
+	return nil
+}
+
+func regularFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err // *PathError wrapping ENOENT/EACCES: the classifier keeps the errno
+	}
+	if !st.Mode().IsRegular() {
+		return classify.Invalidf("%s is not a regular file", path)
+	}
+	return nil
+}

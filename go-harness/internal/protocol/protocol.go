@@ -1,0 +1,182 @@
+// Package protocol holds the wire types of the probeconf ⇄ harness protocol
+// (PROTOCOL.md, version 1): what the runner sends, what the harness answers,
+// strict decoding of the runner's lines and validation of a request's shape.
+package protocol
+
+import "strings"
+
+// Version is the protocol version this harness speaks.
+const Version = 1
+
+// Library is the module path of the BPF library this harness drives.
+const Library = "github.com/cilium/ebpf"
+
+// Kind is a probe kind; its values are the ELF section names of the recorders.
+type Kind string
+
+const (
+	KindUprobe         Kind = "uprobe"
+	KindUretprobe      Kind = "uretprobe"
+	KindUprobeMulti    Kind = "uprobe.multi"
+	KindUretprobeMulti Kind = "uretprobe.multi"
+	KindUprobeSession  Kind = "uprobe.session"
+	KindKprobe         Kind = "kprobe"
+	KindKretprobe      Kind = "kretprobe"
+	KindKprobeMulti    Kind = "kprobe.multi"
+	KindKretprobeMulti Kind = "kretprobe.multi"
+	KindKprobeSession  Kind = "kprobe.session"
+)
+
+// Kinds lists every valid kind, in PROTOCOL.md order (used in error messages).
+var Kinds = []Kind{
+	KindUprobe, KindUretprobe, KindUprobeMulti, KindUretprobeMulti, KindUprobeSession,
+	KindKprobe, KindKretprobe, KindKprobeMulti, KindKretprobeMulti, KindKprobeSession,
+}
+
+// Valid reports whether k is one of Kinds.
+func (k Kind) Valid() bool {
+	for _, v := range Kinds {
+		if k == v {
+			return true
+		}
+	}
+	return false
+}
+
+// User reports whether k probes a user-space binary (needs `binary`).
+func (k Kind) User() bool { return strings.HasPrefix(string(k), "u") }
+
+// SingleLink reports whether k creates one link per target (perf-event based
+// kinds) rather than one link for all targets (multi and session kinds).
+func (k Kind) SingleLink() bool {
+	switch k {
+	case KindUprobe, KindUretprobe, KindKprobe, KindKretprobe:
+		return true
+	}
+	return false
+}
+
+func kindList() string {
+	names := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}
+
+// ---- runner → harness ----
+
+// Request is the one request line of a `run` session.
+type Request struct {
+	Protocol int     `json:"protocol"`
+	Object   string  `json:"object"`
+	Probes   []Probe `json:"probes"`
+}
+
+// Probe is one attachment: one object instance with one program kept.
+type Probe struct {
+	Name    string   `json:"name"`
+	Program string   `json:"program"`
+	Kind    Kind     `json:"kind"`
+	Binary  string   `json:"binary,omitempty"`
+	Targets []Target `json:"targets"`
+	PID     *PID     `json:"pid,omitempty"`
+	// Rodata maps a data section name to its exact new contents. encoding/json
+	// decodes []byte from standard (padded) base64.
+	Rodata map[string][]byte `json:"rodata,omitempty"`
+}
+
+// Target is one attach point of a probe.
+type Target struct {
+	Symbol string `json:"symbol"`
+	Offset uint64 `json:"offset"`
+	Cookie uint64 `json:"cookie"`
+}
+
+// PID scopes a user-space probe to processes.
+type PID struct {
+	Scope string  `json:"scope"`
+	PID   *uint32 `json:"pid,omitempty"`
+}
+
+const (
+	ScopeAll = "all"
+	ScopePID = "pid"
+)
+
+// Command is a runner line after the request; only {"cmd":"drain"} exists.
+type Command struct {
+	Cmd string `json:"cmd"`
+}
+
+// CmdDrain asks the harness to read the ring buffer and finish.
+const CmdDrain = "drain"
+
+// ---- harness → runner ----
+
+// Hello is the first line of a `run` session.
+type Hello struct {
+	Type     string `json:"type"` // "hello"
+	Protocol int    `json:"protocol"`
+	Library  string `json:"library"`
+	Version  string `json:"version"`
+}
+
+// VersionInfo is the output of the `version` subcommand.
+type VersionInfo struct {
+	Protocol int    `json:"protocol"`
+	Library  string `json:"library"`
+	Version  string `json:"version"`
+	Go       string `json:"go"`
+}
+
+// Attached reports that every probe is attached.
+type Attached struct {
+	Type   string          `json:"type"` // "attached"
+	Probes []AttachedProbe `json:"probes"`
+}
+
+// Via values of AttachedProbe.
+const (
+	ViaNative = "native"
+	ViaCompat = "compat"
+)
+
+// AttachedProbe says how one probe was attached.
+type AttachedProbe struct {
+	Name   string `json:"name"`
+	Via    string `json:"via"`    // ViaNative or ViaCompat
+	Bridge string `json:"bridge"` // compat registry id, "" when native
+}
+
+// Events carries every record read from the ring buffer.
+type Events struct {
+	Type    string   `json:"type"` // "events"
+	Events  [][]byte `json:"events"` // each is one raw struct pc_event, base64 on the wire
+	Dropped uint64   `json:"dropped"`
+}
+
+// Done ends a successful session.
+type Done struct {
+	Type string `json:"type"` // "done"
+}
+
+// Phase says in which step an error happened.
+type Phase string
+
+const (
+	PhaseProtocol Phase = "protocol"
+	PhaseLoad     Phase = "load"
+	PhaseAttach   Phase = "attach"
+	PhaseDrain    Phase = "drain"
+)
+
+// ErrorLine reports a failure; the harness exits 1 after writing it.
+type ErrorLine struct {
+	Type   string `json:"type"` // "error"
+	Phase  Phase  `json:"phase"`
+	Class  string `json:"class"`
+	Probe  string `json:"probe,omitempty"` // omitted when the error is not about one probe
+	Errno  int    `json:"errno,omitempty"` // omitted when the error carries no errno
+	Detail string `json:"detail"`
+}

@@ -1,0 +1,150 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+const goodRequest = `{"protocol":1,"object":"/abs/recorders.bpf.o","probes":[
+ {"name":"s1","program":"pc_uprobe_session","kind":"uprobe.session","binary":"/abs/probe-target",
+  "targets":[{"symbol":"pc_leaf","offset":0,"cookie":17}],"pid":{"scope":"pid","pid":1234},
+  "rodata":{".rodata.pc_cfg":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}},
+ {"name":"k1","program":"pc_kprobe_multi","kind":"kprobe.multi",
+  "targets":[{"symbol":"sys_getpid","offset":0,"cookie":1},{"symbol":"do_nanosleep","offset":0,"cookie":18446744073709551615}],
+  "pid":{"scope":"all"}}]}`
+
+func oneLine(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "") + "\n") }
+
+func TestDecodeRequestGood(t *testing.T) {
+	req, err := DecodeRequest(oneLine(goodRequest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Probes) != 2 {
+		t.Fatalf("probes: %d", len(req.Probes))
+	}
+	s1 := req.Probes[0]
+	if s1.Kind != KindUprobeSession || s1.PID.Scope != ScopePID || *s1.PID.PID != 1234 || s1.Targets[0].Cookie != 17 {
+		t.Errorf("s1 decoded as %+v", s1)
+	}
+	cfg := s1.Rodata[".rodata.pc_cfg"]
+	if len(cfg) != 32 || cfg[0] != 0 || cfg[31] != 31 {
+		t.Errorf("rodata bytes: %v", cfg)
+	}
+	// A u64 cookie must survive exactly (no float64 detour).
+	if got := req.Probes[1].Targets[1].Cookie; got != ^uint64(0) {
+		t.Errorf("max u64 cookie decoded as %d", got)
+	}
+}
+
+func TestDecodeRequestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, line, want string
+	}{
+		{"garbage", "garbage", "malformed JSON"},
+		{"empty object", "{}", "protocol 0 not supported"},
+		{"truncated", `{"protocol":1,"object":"/x",`, "malformed JSON"},
+		{"trailing data", `{"protocol":1} {"protocol":1}`, "trailing data"},
+		{"unknown top-level field", `{"protocol":1,"object":"/x","probes":[],"extra":1}`, `unknown field "extra"`},
+		{"unknown nested field", strings.Replace(goodRequest, `"cookie":17`, `"cookie":17,"cookies":[1]`, 1), `unknown field "cookies"`},
+		{"wrong type", strings.Replace(goodRequest, `"cookie":17`, `"cookie":"17"`, 1), "malformed JSON"},
+		{"negative cookie", strings.Replace(goodRequest, `"cookie":17`, `"cookie":-1`, 1), "malformed JSON"},
+		{"bad base64", strings.Replace(goodRequest, `"AAEC`, `"!!!`, 1), "malformed JSON"},
+		{"unknown kind", strings.Replace(goodRequest, `"kind":"kprobe.multi"`, `"kind":"kprobe.mutli"`, 1),
+			`unknown kind "kprobe.mutli" (valid kinds: uprobe, uretprobe, uprobe.multi, uretprobe.multi, uprobe.session, kprobe, kretprobe, kprobe.multi, kretprobe.multi, kprobe.session)`},
+		{"wrong protocol", strings.Replace(goodRequest, `"protocol":1`, `"protocol":2`, 1), "protocol 2 not supported"},
+		{"no probes", `{"protocol":1,"object":"/x","probes":[]}`, "probes is empty"},
+		{"duplicate name", strings.Replace(goodRequest, `"name":"k1"`, `"name":"s1"`, 1), `duplicate probe name "s1"`},
+		{"uprobe without binary", strings.Replace(goodRequest, `"binary":"/abs/probe-target",`, ``, 1), "needs field binary"},
+		{"kprobe with binary", strings.Replace(goodRequest, `"kind":"kprobe.multi",`, `"kind":"kprobe.multi","binary":"/x",`, 1), "binary must be absent"},
+		{"empty symbol offset 0", strings.Replace(goodRequest, `"symbol":"pc_leaf"`, `"symbol":""`, 1), "non-zero absolute file offset"},
+		{"kprobe.multi offset", strings.Replace(goodRequest, `"symbol":"sys_getpid","offset":0`, `"symbol":"sys_getpid","offset":4`, 1), "offset must be 0"},
+		{"pid scope unknown", strings.Replace(goodRequest, `"scope":"pid"`, `"scope":"self"`, 1), `unknown scope "self"`},
+		{"pid scope pid 0", strings.Replace(goodRequest, `"pid":1234`, `"pid":0`, 1), "non-zero pid"},
+		{"pid on kprobe", strings.Replace(goodRequest, `"pid":{"scope":"all"}`, `"pid":{"scope":"pid","pid":1}`, 1), "has no pid filter"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeRequest(oneLine(tc.line))
+			if err == nil {
+				t.Fatalf("no error for %s", tc.line)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			line := ErrorLineFor(Fail(PhaseProtocol, nil, err), PhaseLoad)
+			if line.Phase != PhaseProtocol || line.Class != "invalid" {
+				t.Errorf("error line %+v: want phase protocol, class invalid", line)
+			}
+		})
+	}
+}
+
+func TestDecodeCommand(t *testing.T) {
+	if _, err := DecodeCommand([]byte(`{"cmd":"drain"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`{"cmd":"stop"}`, `{"cmd":"drain","now":true}`, `drain`, ``} {
+		if _, err := DecodeCommand([]byte(bad)); err == nil {
+			t.Errorf("no error for %q", bad)
+		}
+	}
+}
+
+func TestCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	obj := filepath.Join(dir, "recorders.bpf.o")
+	if err := os.WriteFile(obj, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req := &Request{Protocol: 1, Object: filepath.Join(dir, "missing.o")}
+	err := req.CheckFiles()
+	if line := ErrorLineFor(err, PhaseProtocol); line.Class != "not-found" || line.Errno != int(syscall.ENOENT) {
+		t.Errorf("missing object: %+v", line)
+	}
+
+	req = &Request{Protocol: 1, Object: obj, Probes: []Probe{{Name: "u1", Kind: KindUprobe, Binary: dir}}}
+	line := ErrorLineFor(req.CheckFiles(), PhaseProtocol)
+	if line.Class != "invalid" || line.Probe != "u1" || !strings.Contains(line.Detail, "not a regular file") {
+		t.Errorf("directory as binary: %+v", line)
+	}
+}
+
+func TestErrorLineEncoding(t *testing.T) {
+	p := &Probe{Name: "s1", Kind: KindUprobeSession}
+	err := Fail(PhaseAttach, p, fmt.Errorf("uprobe session link_create: %w", syscall.EINVAL))
+	got, _ := json.Marshal(ErrorLineFor(fmt.Errorf("context: %w", err), PhaseProtocol))
+	var line map[string]any
+	if err := json.Unmarshal(got, &line); err != nil {
+		t.Fatal(err)
+	}
+	if line["type"] != "error" || line["phase"] != "attach" || line["class"] != "invalid" ||
+		line["probe"] != "s1" || line["errno"] != float64(22) {
+		t.Errorf("error line %s", got)
+	}
+	if d := line["detail"].(string); !strings.HasPrefix(d, "uprobe session link_create: invalid argument (hint: kernel lacks UPROBE_SESSION") {
+		t.Errorf("detail %q", d)
+	}
+
+	// Neither probe nor errno: both keys are omitted.
+	got, _ = json.Marshal(ErrorLineFor(errors.New("stdin closed"), PhaseProtocol))
+	if want := `{"type":"error","phase":"protocol","class":"other","detail":"stdin closed"}`; string(got) != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+func TestOutputLinesEncoding(t *testing.T) {
+	ev, _ := json.Marshal(Events{Type: "events", Events: [][]byte{{1, 2, 3}}, Dropped: 2})
+	if want := `{"type":"events","events":["AQID"],"dropped":2}`; string(ev) != want {
+		t.Errorf("events: %s, want %s", ev, want)
+	}
+	at, _ := json.Marshal(Attached{Type: "attached", Probes: []AttachedProbe{{Name: "s1", Via: ViaNative}}})
+	if want := `{"type":"attached","probes":[{"name":"s1","via":"native","bridge":""}]}`; string(at) != want {
+		t.Errorf("attached: %s, want %s", at, want)
+	}
+}

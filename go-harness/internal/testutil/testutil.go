@@ -1,0 +1,109 @@
+// Package testutil holds what several packages' tests need: building small C
+// programs with gcc and finding the BPF object for root-only tests.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// ObjectEnv names the environment variable that points at recorders.bpf.o.
+const ObjectEnv = "PROBECONF_BPF_OBJECT"
+
+// RequireObject returns the BPF object for tests that load programs. It skips
+// the test, saying why, when the object is not given or the test is not root;
+// once both hold, anything else missing is a failure, not a skip.
+func RequireObject(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv(ObjectEnv)
+	if path == "" {
+		t.Skipf("%s is not set: build bpf/recorders.bpf.c (see go-harness/README.md) and point %s at it to run BPF tests",
+			ObjectEnv, ObjectEnv)
+	}
+	if os.Geteuid() != 0 {
+		t.Skipf("not root (euid %d): loading and attaching BPF programs needs root", os.Geteuid())
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s=%s: %v", ObjectEnv, path, err)
+	}
+	return path
+}
+
+// RequireGCC returns gcc's path or skips the test.
+func RequireGCC(t testing.TB) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skipf("gcc not found: this test builds a small C program")
+	}
+	return gcc
+}
+
+// BuildC writes src to dir/name.c and compiles it to dir/name with gcc and
+// the given extra arguments (placed after the source). It returns the output.
+func BuildC(t testing.TB, gcc, dir, name, src string, args ...string) string {
+	t.Helper()
+	cfile := filepath.Join(dir, name+".c")
+	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.Command(gcc, append([]string{"-O1", "-g", "-o", out, cfile}, args...)...)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", name, err, msg)
+	}
+	return out
+}
+
+// GCC returns gcc's path and fails the test without it: for tests that have
+// already decided to run (root and object present).
+func GCC(t testing.TB) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Fatalf("gcc not found, but %s is set and we are root: this test needs gcc to build its target", ObjectEnv)
+	}
+	return gcc
+}
+
+// RequireObjectFile returns the BPF object for tests that only parse it (no
+// root needed), or skips.
+func RequireObjectFile(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv(ObjectEnv)
+	if path == "" {
+		t.Skipf("%s is not set: point it at a built bpf/recorders.bpf.o to run this test", ObjectEnv)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s=%s: %v", ObjectEnv, path, err)
+	}
+	return path
+}
+
+// BPFFDs counts this process's open BPF links, programs and maps, to check
+// that a session released everything it created.
+func BPFFDs(t testing.TB) map[string]int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil {
+			continue // the fd of ReadDir itself, closed meanwhile
+		}
+		switch target {
+		case "anon_inode:bpf_link", "anon_inode:bpf-link":
+			counts["link"]++
+		case "anon_inode:bpf-prog":
+			counts["prog"]++
+		case "anon_inode:bpf-map":
+			counts["map"]++
+		}
+	}
+	return counts
+}

@@ -1,0 +1,103 @@
+//! The artefacts built by build.rs, embedded in the binary so that `probeconf`
+//! is self-contained (it is copied alone into VM initramfs images). The loaders
+//! all receive these exact bytes: libbpf-rs from memory, the Go harness from the
+//! file [`RunDir`] writes.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Recorders with the 6.10–6.19 session kfunc prototypes (no arguments).
+pub static RECORDERS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/recorders.bpf.o"));
+/// Recorders with the 7.0 session kfunc prototypes (`void *ctx`).
+pub static RECORDERS_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/recorders.ctx.bpf.o"));
+pub static FEATURE_PROBES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes.bpf.o"));
+pub static FEATURE_PROBES_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes.ctx.bpf.o"));
+pub static PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe-target"));
+pub static LIB_PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libprobetarget.so"));
+
+/// Which build of an object: the session kfuncs' prototype it was compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KfuncVariant {
+    /// `bpf_session_cookie(void)`: kernels 6.10–6.19.
+    NoArg,
+    /// `bpf_session_cookie(void *ctx)`: kernels from 7.0.
+    Ctx,
+}
+
+impl KfuncVariant {
+    pub fn recorders(self) -> &'static [u8] {
+        match self {
+            KfuncVariant::NoArg => RECORDERS,
+            KfuncVariant::Ctx => RECORDERS_CTX,
+        }
+    }
+    pub fn feature_probes(self) -> &'static [u8] {
+        match self {
+            KfuncVariant::NoArg => FEATURE_PROBES,
+            KfuncVariant::Ctx => FEATURE_PROBES_CTX,
+        }
+    }
+    pub fn object_file_name(self) -> &'static str {
+        match self {
+            KfuncVariant::NoArg => "recorders.bpf.o",
+            KfuncVariant::Ctx => "recorders.ctx.bpf.o",
+        }
+    }
+}
+
+/// A private directory for one case run holding fresh copies of probe-target,
+/// its library and the BPF objects. Private copies give each run its own inodes,
+/// so a uprobe attached for all processes only ever sees this run's targets,
+/// even when other runs (or tests) execute probe-target at the same time.
+pub struct RunDir {
+    dir: tempfile::TempDir,
+}
+
+impl RunDir {
+    pub fn new() -> io::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("probeconf-run-").tempdir()?;
+        let me = RunDir { dir };
+        me.write("probe-target", PROBE_TARGET, 0o755)?;
+        me.write("libprobetarget.so", LIB_PROBE_TARGET, 0o755)?;
+        me.write(KfuncVariant::NoArg.object_file_name(), RECORDERS, 0o644)?;
+        me.write(KfuncVariant::Ctx.object_file_name(), RECORDERS_CTX, 0o644)?;
+        Ok(me)
+    }
+
+    fn write(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let p = self.dir.path().join(name);
+        fs::write(&p, bytes)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn probe_target(&self) -> PathBuf {
+        self.path().join("probe-target")
+    }
+
+    pub fn object(&self, v: KfuncVariant) -> PathBuf {
+        self.path().join(v.object_file_name())
+    }
+
+    /// Resolves a case's `binary:` value: `probe-target`, `libprobetarget.so`, or a
+    /// path relative to the case file's directory.
+    pub fn resolve_binary(&self, binary: &str, case_dir: &Path) -> PathBuf {
+        match binary {
+            "probe-target" | "libprobetarget.so" => self.path().join(binary),
+            other => {
+                let p = Path::new(other);
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    case_dir.join(p)
+                }
+            }
+        }
+    }
+}

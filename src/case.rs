@@ -1,0 +1,690 @@
+//! The case format: one YAML file per probe scenario (see README "Case format").
+//! Parsing is strict (`deny_unknown_fields`, closed enums), and every error names
+//! the file, line and column, and what was expected there.
+
+use crate::classify::ErrorClass;
+use crate::features::Feature;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The kind of probe, spelled as its ELF section name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ProbeKind {
+    #[serde(rename = "uprobe")]
+    Uprobe,
+    #[serde(rename = "uretprobe")]
+    Uretprobe,
+    #[serde(rename = "uprobe.multi")]
+    UprobeMulti,
+    #[serde(rename = "uretprobe.multi")]
+    UretprobeMulti,
+    #[serde(rename = "uprobe.session")]
+    UprobeSession,
+    #[serde(rename = "kprobe")]
+    Kprobe,
+    #[serde(rename = "kretprobe")]
+    Kretprobe,
+    #[serde(rename = "kprobe.multi")]
+    KprobeMulti,
+    #[serde(rename = "kretprobe.multi")]
+    KretprobeMulti,
+    #[serde(rename = "kprobe.session")]
+    KprobeSession,
+}
+
+impl ProbeKind {
+    pub const ALL: [ProbeKind; 10] = [
+        ProbeKind::Uprobe,
+        ProbeKind::Uretprobe,
+        ProbeKind::UprobeMulti,
+        ProbeKind::UretprobeMulti,
+        ProbeKind::UprobeSession,
+        ProbeKind::Kprobe,
+        ProbeKind::Kretprobe,
+        ProbeKind::KprobeMulti,
+        ProbeKind::KretprobeMulti,
+        ProbeKind::KprobeSession,
+    ];
+
+    pub fn section(self) -> &'static str {
+        match self {
+            ProbeKind::Uprobe => "uprobe",
+            ProbeKind::Uretprobe => "uretprobe",
+            ProbeKind::UprobeMulti => "uprobe.multi",
+            ProbeKind::UretprobeMulti => "uretprobe.multi",
+            ProbeKind::UprobeSession => "uprobe.session",
+            ProbeKind::Kprobe => "kprobe",
+            ProbeKind::Kretprobe => "kretprobe",
+            ProbeKind::KprobeMulti => "kprobe.multi",
+            ProbeKind::KretprobeMulti => "kretprobe.multi",
+            ProbeKind::KprobeSession => "kprobe.session",
+        }
+    }
+
+    /// The recorder program in bpf/recorders.bpf.c.
+    pub fn program(self) -> &'static str {
+        match self {
+            ProbeKind::Uprobe => "pc_uprobe",
+            ProbeKind::Uretprobe => "pc_uretprobe",
+            ProbeKind::UprobeMulti => "pc_uprobe_multi",
+            ProbeKind::UretprobeMulti => "pc_uretprobe_multi",
+            ProbeKind::UprobeSession => "pc_uprobe_session",
+            ProbeKind::Kprobe => "pc_kprobe",
+            ProbeKind::Kretprobe => "pc_kretprobe",
+            ProbeKind::KprobeMulti => "pc_kprobe_multi",
+            ProbeKind::KretprobeMulti => "pc_kretprobe_multi",
+            ProbeKind::KprobeSession => "pc_kprobe_session",
+        }
+    }
+
+    pub fn is_kernel(self) -> bool {
+        matches!(
+            self,
+            ProbeKind::Kprobe | ProbeKind::Kretprobe | ProbeKind::KprobeMulti | ProbeKind::KretprobeMulti | ProbeKind::KprobeSession
+        )
+    }
+
+    pub fn is_session(self) -> bool {
+        matches!(self, ProbeKind::UprobeSession | ProbeKind::KprobeSession)
+    }
+
+    /// One link for all targets (multi and session) rather than one per target.
+    pub fn is_multi_link(self) -> bool {
+        matches!(
+            self,
+            ProbeKind::UprobeMulti
+                | ProbeKind::UretprobeMulti
+                | ProbeKind::UprobeSession
+                | ProbeKind::KprobeMulti
+                | ProbeKind::KretprobeMulti
+                | ProbeKind::KprobeSession
+        )
+    }
+
+    pub fn is_return_only(self) -> bool {
+        matches!(self, ProbeKind::Uretprobe | ProbeKind::UretprobeMulti | ProbeKind::Kretprobe | ProbeKind::KretprobeMulti)
+    }
+
+    /// The kernel features any case with this kind needs, implied by the kind.
+    pub fn implied_features(self) -> &'static [Feature] {
+        match self {
+            ProbeKind::Uprobe => &[Feature::Uprobe],
+            ProbeKind::Uretprobe => &[Feature::Uretprobe],
+            ProbeKind::UprobeMulti | ProbeKind::UretprobeMulti => &[Feature::UprobeMulti],
+            ProbeKind::UprobeSession => &[Feature::UprobeSession, Feature::SessionKfuncs],
+            ProbeKind::Kprobe | ProbeKind::Kretprobe => &[Feature::Kprobe],
+            ProbeKind::KprobeMulti | ProbeKind::KretprobeMulti => &[Feature::KprobeMulti],
+            ProbeKind::KprobeSession => &[Feature::KprobeSession, Feature::SessionKfuncs],
+        }
+    }
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.section())
+    }
+}
+
+/// Which processes a probe's link covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PidScope {
+    /// The case's target process (P0) only.
+    #[default]
+    Target,
+    /// The other process (P1), which runs `run_other`.
+    Other,
+    /// Every process.
+    All,
+}
+
+/// What a session entry writes into its session cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CookieWrite {
+    #[default]
+    None,
+    /// This constant.
+    Const(u64),
+    /// arg0 of the invocation.
+    Arg0,
+    /// This constant plus arg0.
+    ConstPlusArg0(u64),
+    /// bpf_get_attach_cookie().
+    AttachCookie,
+}
+
+/// When a session entry returns 1, skipping that invocation's return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SkipReturn {
+    #[default]
+    Never,
+    Always,
+    OddArg0,
+    EvenArg0,
+    Arg0Eq(u64),
+    Arg0Lt(u64),
+}
+
+/// Recorder behaviour knobs (struct pc_config).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    #[serde(default)]
+    pub session_cookie: CookieWrite,
+    #[serde(default)]
+    pub skip_return: SkipReturn,
+    /// Record only the target's thread group, in BPF (default: on for kprobes,
+    /// off for uprobes, whose link pid filter is the thing under test).
+    #[serde(default)]
+    pub filter_tgid: Option<bool>,
+}
+
+/// One place to probe, with its attach cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Function symbol (user ELF symbol, or kernel function for k*probes).
+    #[serde(default)]
+    pub symbol: Option<String>,
+    /// Offset from the symbol, or an absolute file offset without a symbol.
+    #[serde(default)]
+    pub offset: u64,
+    /// `bpf_get_attach_cookie()` value.
+    #[serde(default)]
+    pub cookie: u64,
+}
+
+fn default_binary() -> String {
+    "probe-target".into()
+}
+
+/// One attachment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    /// Short name used in traces (`s1`, `entry`, ...).
+    pub name: String,
+    pub kind: ProbeKind,
+    /// `probe-target`, `libprobetarget.so`, or a path relative to the case file.
+    #[serde(default = "default_binary")]
+    pub binary: String,
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub pid: PidScope,
+    /// Ask for a return probe on a multi/session link (the flag, not the kind).
+    #[serde(default)]
+    pub retprobe: Option<bool>,
+    /// Ask for a session link on a multi kind (the flag, not the kind).
+    #[serde(default)]
+    pub session: Option<bool>,
+    #[serde(default)]
+    pub record: Record,
+}
+
+/// Documentation of where a behaviour appeared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Since {
+    #[serde(default)]
+    pub kernel: Option<String>,
+    #[serde(default)]
+    pub libbpf: Option<String>,
+    #[serde(default)]
+    pub cilium: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPhase {
+    Load,
+    Attach,
+}
+
+impl fmt::Display for ErrorPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorPhase::Load => "load",
+            ErrorPhase::Attach => "attach",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedError {
+    pub phase: ErrorPhase,
+    pub class: ErrorClass,
+}
+
+/// Which loader an expectation variant applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoaderId {
+    Libbpf,
+    Cilium,
+}
+
+impl LoaderId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoaderId::Libbpf => "libbpf",
+            LoaderId::Cilium => "cilium",
+        }
+    }
+}
+
+impl fmt::Display for LoaderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kernel version range like `>=6.10,<6.14`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VersionRange {
+    pub text: String,
+    bounds: Vec<(Cmp, KernelVersion)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+enum Cmp {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Eq,
+}
+
+/// `major.minor.patch` of a kernel release string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct KernelVersion(pub u32, pub u32, pub u32);
+
+impl KernelVersion {
+    /// Parses the leading `X.Y[.Z]` of a release such as `6.18.44-fc-v657`.
+    pub fn parse(release: &str) -> Option<Self> {
+        let head: String = release.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let mut it = head.split('.').filter(|s| !s.is_empty()).map(|s| s.parse::<u32>());
+        let major = it.next()?.ok()?;
+        let minor = it.next().unwrap_or(Ok(0)).ok()?;
+        let patch = it.next().unwrap_or(Ok(0)).ok()?;
+        Some(KernelVersion(major, minor, patch))
+    }
+}
+
+impl VersionRange {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut bounds = Vec::new();
+        for part in text.split(',') {
+            let part = part.trim();
+            let (cmp, rest) = if let Some(r) = part.strip_prefix(">=") {
+                (Cmp::Ge, r)
+            } else if let Some(r) = part.strip_prefix("<=") {
+                (Cmp::Le, r)
+            } else if let Some(r) = part.strip_prefix('>') {
+                (Cmp::Gt, r)
+            } else if let Some(r) = part.strip_prefix('<') {
+                (Cmp::Lt, r)
+            } else if let Some(r) = part.strip_prefix('=') {
+                (Cmp::Eq, r)
+            } else {
+                return Err(format!("kernel range `{text}`: each bound starts with >=, >, <=, < or = (e.g. \">=6.10,<6.14\")"));
+            };
+            let v = KernelVersion::parse(rest.trim()).ok_or_else(|| format!("kernel range `{text}`: `{rest}` is not a version"))?;
+            bounds.push((cmp, v));
+        }
+        Ok(VersionRange { text: text.into(), bounds })
+    }
+
+    pub fn contains(&self, v: KernelVersion) -> bool {
+        self.bounds.iter().all(|(c, b)| match c {
+            Cmp::Ge => v >= *b,
+            Cmp::Gt => v > *b,
+            Cmp::Le => v <= *b,
+            Cmp::Lt => v < *b,
+            Cmp::Eq => v == *b,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        VersionRange::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The condition of an expectation variant. All given parts must hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Kernel release range. For behaviour that changed, never for support
+    /// (support comes from probed features).
+    #[serde(default)]
+    pub kernel: Option<VersionRange>,
+    /// Probed features that must be present.
+    #[serde(default)]
+    pub features: Vec<Feature>,
+    /// Probed features that must be absent.
+    #[serde(default)]
+    pub missing: Vec<Feature>,
+    /// A documented library difference.
+    #[serde(default)]
+    pub loader: Option<LoaderId>,
+}
+
+/// An expected outcome: a canonical trace, or an error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    Trace(String),
+    Error(ExpectedError),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    when: When,
+    #[serde(default)]
+    trace: Option<String>,
+    #[serde(default)]
+    error: Option<ExpectedError>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    #[serde(default)]
+    trace: Option<String>,
+    #[serde(default)]
+    error: Option<ExpectedError>,
+    #[serde(default)]
+    variants: Vec<RawVariant>,
+}
+
+fn one_outcome(trace: Option<String>, error: Option<ExpectedError>, at: &str) -> Result<Outcome, String> {
+    match (trace, error) {
+        (Some(t), None) => Ok(Outcome::Trace(t)),
+        (None, Some(e)) => Ok(Outcome::Error(e)),
+        (Some(_), Some(_)) => Err(format!("{at}: expected exactly one of `trace` or `error`, found both")),
+        (None, None) => Err(format!("{at}: expected one of `trace` (a canonical trace) or `error` ({{phase, class}})")),
+    }
+}
+
+/// `expect:` — a default outcome and optional variants (first match wins).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expect {
+    pub default: Outcome,
+    pub variants: Vec<(When, Outcome)>,
+}
+
+impl<'de> Deserialize<'de> for Expect {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawExpect::deserialize(d)?;
+        let default = one_outcome(raw.trace, raw.error, "expect").map_err(serde::de::Error::custom)?;
+        let mut variants = Vec::new();
+        for (i, v) in raw.variants.into_iter().enumerate() {
+            let o = one_outcome(v.trace, v.error, &format!("expect.variants[{i}]")).map_err(serde::de::Error::custom)?;
+            variants.push((v.when, o));
+        }
+        Ok(Expect { default, variants })
+    }
+}
+
+/// What a variant condition is evaluated against.
+pub struct Context<'a> {
+    pub kernel: Option<KernelVersion>,
+    pub features: &'a crate::features::FeatureSet,
+    pub loader: LoaderId,
+}
+
+impl When {
+    pub fn holds(&self, cx: &Context<'_>) -> bool {
+        self.kernel.as_ref().is_none_or(|r| cx.kernel.is_some_and(|v| r.contains(v)))
+            && self.features.iter().all(|f| cx.features.has(*f))
+            && self.missing.iter().all(|f| !cx.features.has(*f))
+            && self.loader.is_none_or(|l| l == cx.loader)
+    }
+}
+
+impl Expect {
+    pub fn resolve(&self, cx: &Context<'_>) -> &Outcome {
+        self.variants.iter().find(|(w, _)| w.holds(cx)).map(|(_, o)| o).unwrap_or(&self.default)
+    }
+}
+
+/// A parsed case file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub id: String,
+    pub description: String,
+    #[serde(default)]
+    pub since: Since,
+    #[serde(default)]
+    pub requires: Vec<Feature>,
+    pub probes: Vec<Probe>,
+    /// Steps for the target process P0 (probe-target's step language).
+    pub run: String,
+    /// Steps for a second process P1, started after P0 has finished.
+    #[serde(default)]
+    pub run_other: Option<String>,
+    pub expect: Expect,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl Serialize for Expect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Expect", 2)?;
+        st.serialize_field("default", &self.default)?;
+        st.serialize_field("variants", &self.variants.len())?;
+        st.end()
+    }
+}
+
+/// A case that could not be read: where, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct CaseError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Case {
+    /// Every feature the case needs: those its probe kinds imply plus `requires`.
+    pub fn required_features(&self) -> Vec<Feature> {
+        let mut all: Vec<Feature> = self.probes.iter().flat_map(|p| p.kind.implied_features().iter().copied()).collect();
+        all.extend(self.requires.iter().copied());
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<Case, CaseError> {
+        let mut case: Case = serde_yaml_ng::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+            // serde_yaml_ng appends "at line L column C" itself; keep one location.
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            CaseError { file: file.to_path_buf(), line, column, message: msg }
+        })?;
+        case.path = file.to_path_buf();
+        case.validate(text).map_err(|(key, message)| {
+            let (line, column) = locate(text, &key);
+            CaseError { file: file.to_path_buf(), line, column, message }
+        })?;
+        Ok(case)
+    }
+
+    pub fn load(path: &Path) -> Result<Case, CaseError> {
+        let text = std::fs::read_to_string(path).map_err(|e| CaseError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Case::parse(&text, path)
+    }
+
+    /// Checks that serde cannot express. Returns the YAML key to point at.
+    fn validate(&self, _text: &str) -> Result<(), (String, String)> {
+        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(("id".into(), format!("`id` must be non-empty [A-Za-z0-9_-], found `{}`", self.id)));
+        }
+        if self.probes.is_empty() {
+            return Err(("probes".into(), "expected at least one probe".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &self.probes {
+            if !names.insert(&p.name) {
+                return Err(("name".into(), format!("probe name `{}` used twice; names identify probes in traces", p.name)));
+            }
+            if p.targets.is_empty() {
+                return Err(("targets".into(), format!("probe `{}`: expected at least one target", p.name)));
+            }
+            if p.kind.is_kernel() && p.targets.iter().any(|t| t.symbol.is_none()) {
+                return Err(("targets".into(), format!("probe `{}`: kernel probes need a `symbol` per target", p.name)));
+            }
+            if p.pid == PidScope::Other && self.run_other.is_none() {
+                return Err(("pid".into(), format!("probe `{}` has `pid: other`, which needs `run_other` steps", p.name)));
+            }
+            if !p.kind.is_session() && (p.record.session_cookie != CookieWrite::None || p.record.skip_return != SkipReturn::Never)
+                && p.session != Some(true)
+            {
+                return Err((
+                    "record".into(),
+                    format!("probe `{}`: `session_cookie`/`skip_return` only apply to session probes", p.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Best-effort position of the first `key:` in the text, for semantic errors.
+fn locate(text: &str, key: &str) -> (usize, usize) {
+    let pat = format!("{key}:");
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        if trimmed.starts_with(&pat) {
+            return (i + 1, line.len() - trimmed.len() + 1);
+        }
+    }
+    (1, 1)
+}
+
+/// Every `*.yaml` under the given paths (files or directories), sorted.
+pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d)? {
+                    let e = e?.path();
+                    if e.is_dir() {
+                        stack.push(e);
+                    } else if e.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                        out.push(e);
+                    }
+                }
+            }
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}: no such case file or directory", p.display())));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id: demo
+description: d
+probes:
+  - name: s1
+    kind: uprobe.session
+    targets: [{symbol: pc_leaf, cookie: 0x11}]
+    record:
+      session_cookie: {const: 0x1001}
+      skip_return: odd-arg0
+run: call leaf 1
+expect:
+  trace: |
+    P0/T0 s1 entry pc_leaf(1, 0)
+  variants:
+    - when: {kernel: "<6.14", loader: cilium}
+      error: {phase: attach, class: unsupported}
+"#;
+
+    #[test]
+    fn parses_a_full_case() {
+        let c = Case::parse(GOOD, Path::new("demo.yaml")).unwrap();
+        assert_eq!(c.probes[0].kind, ProbeKind::UprobeSession);
+        assert_eq!(c.probes[0].targets[0].cookie, 0x11);
+        assert_eq!(c.probes[0].record.session_cookie, CookieWrite::Const(0x1001));
+        assert_eq!(c.probes[0].record.skip_return, SkipReturn::OddArg0);
+        assert_eq!(c.expect.variants.len(), 1);
+        assert_eq!(c.required_features(), vec![Feature::UprobeSession, Feature::SessionKfuncs]);
+    }
+
+    fn err(text: &str) -> CaseError {
+        Case::parse(text, Path::new("bad.yaml")).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_kind_lists_valid_kinds_with_location() {
+        let e = err(&GOOD.replace("kind: uprobe.session", "kind: uprobe.sesion"));
+        assert_eq!((e.line, e.column), (6, 11), "{e}");
+        assert!(e.message.contains("uprobe.session") && e.message.contains("kprobe.multi"), "{e}");
+        assert!(e.to_string().starts_with("bad.yaml:6:11: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_feature_lists_valid_tags() {
+        let e = err(&GOOD.replace("probes:", "requires: [uprobe-sesion]\nprobes:"));
+        assert!(e.message.contains("unknown variant `uprobe-sesion`") && e.message.contains("uprobe-session"), "{e}");
+        assert_eq!(e.line, 4);
+    }
+
+    #[test]
+    fn malformed_yaml_and_missing_fields_are_located() {
+        let e = err("id: x\ndescription: [unclosed\n");
+        assert_eq!(e.line, 2, "{e}");
+        let e = err(&GOOD.replace("run: call leaf 1\n", ""));
+        assert!(e.message.contains("missing field `run`"), "{e}");
+        let e = err(&GOOD.replace("    targets: [{symbol: pc_leaf, cookie: 0x11}]", "    targets: [{symbol: pc_leaf, cokie: 1}]"));
+        assert!(e.message.contains("unknown field `cokie`") && e.message.contains("cookie"), "{e}");
+        assert_eq!(e.line, 6);
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_key() {
+        let e = err(&GOOD.replace("    targets: [{symbol: pc_leaf, cookie: 0x11}]\n", "    targets: []\n"));
+        assert!(e.message.contains("at least one target"), "{e}");
+        assert_eq!(e.line, 6, "{e}");
+        let e = err(&GOOD.replace("  trace: |\n    P0/T0 s1 entry pc_leaf(1, 0)\n", ""));
+        assert!(e.message.contains("expected one of `trace`"), "{e}");
+    }
+
+    #[test]
+    fn version_ranges() {
+        let r = VersionRange::parse(">=6.10,<6.14").unwrap();
+        assert!(r.contains(KernelVersion::parse("6.12.9-amd64").unwrap()));
+        assert!(!r.contains(KernelVersion::parse("6.14.0").unwrap()));
+        assert!(!r.contains(KernelVersion::parse("6.1").unwrap()));
+        assert!(VersionRange::parse("6.10").is_err());
+        assert_eq!(KernelVersion::parse("7.0-rc1"), Some(KernelVersion(7, 0, 0)));
+    }
+}

@@ -1,0 +1,114 @@
+//! The controlled feature vocabulary (like test262's `features`): the only tags a
+//! case may name in `requires` or `when`. Each tag is a kernel capability that
+//! src/probing.rs finds out by trying, never from a version number.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+macro_rules! features {
+    ($($variant:ident = $tag:literal : $doc:literal,)*) => {
+        /// A kernel capability a case can require.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum Feature {
+            $(#[doc = $doc] #[serde(rename = $tag)] $variant,)*
+        }
+
+        impl Feature {
+            pub const ALL: &'static [Feature] = &[$(Feature::$variant,)*];
+
+            pub fn tag(self) -> &'static str {
+                match self { $(Feature::$variant => $tag,)* }
+            }
+
+            pub fn doc(self) -> &'static str {
+                match self { $(Feature::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+features! {
+    Uprobe = "uprobe": "perf-event uprobe at function entry fires",
+    Uretprobe = "uretprobe": "perf-event uretprobe fires at return",
+    AttachCookie = "attach-cookie": "bpf_get_attach_cookie() returns the cookie given at attach",
+    UprobeFuncIp = "uprobe-func-ip": "bpf_get_func_ip() in a uprobe returns the probed address",
+    UprobeMulti = "uprobe-multi": "BPF_TRACE_UPROBE_MULTI links (attach type 48)",
+    UprobeSession = "uprobe-session": "BPF_TRACE_UPROBE_SESSION links (attach type 57)",
+    SessionKfuncs = "session-kfuncs": "bpf_session_is_return()/bpf_session_cookie() work in a session program (either prototype)",
+    SessionKfuncNoArg = "session-kfunc-noarg": "the session kfuncs take no argument (6.10-6.19), from kernel BTF",
+    SessionKfuncCtx = "session-kfunc-ctx": "the session kfuncs take void *ctx (7.0+), from kernel BTF",
+    Kprobe = "kprobe": "perf-event kprobe fires (needs CONFIG_KPROBES)",
+    KprobeMulti = "kprobe-multi": "BPF_TRACE_KPROBE_MULTI links (needs CONFIG_FPROBE)",
+    KprobeSession = "kprobe-session": "BPF_TRACE_KPROBE_SESSION links (attach type 56)",
+    UretprobeSyscall = "uretprobe-syscall": "the uretprobe syscall (x86_64 nr 335) exists",
+    UprobeSyscall = "uprobe-syscall": "the uprobe syscall (x86_64 nr 336) exists: ENXIO outside the trampoline",
+}
+
+impl fmt::Display for Feature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.tag())
+    }
+}
+
+impl std::str::FromStr for Feature {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Feature::ALL.iter().copied().find(|f| f.tag() == s).ok_or_else(|| {
+            format!("unknown feature `{s}`, expected one of: {}", Feature::ALL.iter().map(|f| f.tag()).collect::<Vec<_>>().join(", "))
+        })
+    }
+}
+
+/// What one probe found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub supported: bool,
+    /// How the probe decided: what it tried and what the kernel answered.
+    pub detail: String,
+}
+
+/// The probed capabilities of one running kernel.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FeatureSet {
+    pub kernel: String,
+    pub results: BTreeMap<Feature, ProbeResult>,
+}
+
+impl FeatureSet {
+    pub fn has(&self, f: Feature) -> bool {
+        self.results.get(&f).is_some_and(|r| r.supported)
+    }
+
+    pub fn missing<'a>(&self, wanted: impl IntoIterator<Item = &'a Feature>) -> Vec<Feature> {
+        wanted.into_iter().copied().filter(|f| !self.has(*f)).collect()
+    }
+
+    pub fn why(&self, f: Feature) -> &str {
+        self.results.get(&f).map(|r| r.detail.as_str()).unwrap_or("not probed")
+    }
+
+    /// The flat `tag → bool` object of `probeconf features --format json`.
+    pub fn flat_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("kernel".into(), self.kernel.clone().into());
+        for (f, r) in &self.results {
+            m.insert(f.tag().into(), r.supported.into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_roundtrip_and_unknown_lists_valid() {
+        for f in Feature::ALL {
+            assert_eq!(f.tag().parse::<Feature>().unwrap(), *f);
+        }
+        let err = "uprobe-sesion".parse::<Feature>().unwrap_err();
+        assert!(err.contains("uprobe-session") && err.contains("kprobe-multi"), "{err}");
+    }
+}

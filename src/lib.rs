@@ -1,0 +1,26 @@
+//! probeconf: a conformance suite for Linux BPF probes, run through libbpf
+//! (libbpf-rs) and cilium/ebpf (the Go harness) on the same BPF object.
+//!
+//! The pipeline of one case: [`case`] (YAML) → [`plan`] → a [`loader`] attaches
+//! the recorders of bpf/ to [`target`] processes → raw records → [`abi`] (the one
+//! decoder) → [`normalise`] (the one normaliser) → [`check`] → [`report`].
+//! [`probing`] decides what the kernel supports by trying, into the vocabulary
+//! of [`features`].
+
+pub mod abi;
+pub mod artifacts;
+pub mod case;
+pub mod census;
+pub mod check;
+pub mod classify;
+pub mod features;
+pub mod interrupt;
+pub mod libbpf_log;
+pub mod loader;
+pub mod normalise;
+pub mod plan;
+pub mod probing;
+pub mod report;
+pub mod runner;
+pub mod symbolize;
+pub mod target;

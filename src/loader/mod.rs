@@ -1,0 +1,110 @@
+//! The loaders: one implementation per BPF library, behind one trait, so the
+//! runner, the checks and the reports never know which library ran.
+//!
+//! A loader loads the shared object once per probe (each instance has its own
+//! `.rodata.pc_cfg`), shares the ring buffer between instances, attaches, and
+//! later drains the raw records. Decoding and normalisation happen outside, once.
+
+pub mod libbpf;
+pub mod libbpf_compat;
+
+use crate::case::LoaderId;
+use crate::classify::Classified;
+use crate::plan::{Pids, Plan};
+use serde::{Deserialize, Serialize};
+
+/// Where in a run a loader failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailPhase {
+    /// Opening or loading the object (verifier, kfunc resolution).
+    Load,
+    /// Creating links.
+    Attach,
+    /// Reading the events back.
+    Drain,
+    /// The harness process itself (crash, protocol violation).
+    Harness,
+}
+
+impl std::fmt::Display for FailPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailPhase::Load => "load",
+            FailPhase::Attach => "attach",
+            FailPhase::Drain => "drain",
+            FailPhase::Harness => "harness",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoaderError {
+    pub phase: FailPhase,
+    /// The probe being loaded or attached, if any.
+    pub probe: Option<String>,
+    #[serde(flatten)]
+    pub error: Classified,
+}
+
+impl std::fmt::Display for LoaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed", self.phase)?;
+        if let Some(p) = &self.probe {
+            write!(f, " for probe `{p}`")?;
+        }
+        write!(f, " ({}): {}", self.error.class, self.error.detail)
+    }
+}
+
+/// Whether a probe went through the library's own API or the compatibility layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViaKind {
+    Native,
+    Compat,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Via {
+    pub probe: String,
+    pub via: ViaKind,
+    /// The compatibility registry entry used (src/compat.rs), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+}
+
+/// The raw records of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Drained {
+    pub records: Vec<Vec<u8>>,
+    /// Events the BPF side could not reserve (ring buffer full).
+    pub dropped: u64,
+}
+
+/// The library behind a loader, for report headers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryInfo {
+    pub loader: LoaderId,
+    pub library: String,
+    pub version: String,
+}
+
+pub struct AttachRequest<'a> {
+    pub plan: &'a Plan,
+    pub pids: Pids,
+}
+
+pub trait Loader: Send + Sync {
+    fn id(&self) -> LoaderId;
+    fn library(&self) -> LibraryInfo;
+    /// Loads and attaches every probe of the plan. On error nothing stays attached.
+    fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError>;
+}
+
+/// Probes that are attached. Dropping it detaches everything.
+pub trait Attached {
+    fn vias(&self) -> Vec<Via>;
+    /// Reads every pending record, then detaches and unloads.
+    fn drain(self: Box<Self>) -> Result<Drained, LoaderError>;
+}

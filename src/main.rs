@@ -1,0 +1,225 @@
+//! The probeconf command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use probeconf::case::{discover, Case, LoaderId};
+use probeconf::check::Verdict;
+use probeconf::loader::libbpf::LibbpfLoader;
+use probeconf::loader::Loader;
+use probeconf::report::{self, RunHeader};
+use probeconf::runner::{run_all, RunOptions};
+use probeconf::{features, probing};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "probeconf", version, about = "Conformance suite for Linux BPF probes across libbpf and cilium/ebpf")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LoaderArg {
+    Libbpf,
+    Cilium,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    Junit,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run cases (default: every case under cases/) against the host kernel.
+    Run {
+        /// Case files or directories.
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "libbpf")]
+        loader: LoaderArg,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Seconds a target may run its steps.
+        #[arg(long, default_value_t = 20)]
+        target_timeout: u64,
+    },
+    /// List the cases.
+    List { paths: Vec<PathBuf> },
+    /// Show a case, its resolved plan and its last trace.
+    Show {
+        /// Case id or file.
+        case: String,
+        #[arg(long, value_enum, default_value = "libbpf")]
+        loader: LoaderArg,
+    },
+    /// Probe the running kernel's features (by trying).
+    Features {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+fn default_cases_dir() -> PathBuf {
+    let local = PathBuf::from("cases");
+    if local.is_dir() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cases")
+}
+
+/// Loads every case; a malformed one is reported (file:line:col) and counted.
+fn load_cases(paths: &[PathBuf]) -> Result<(Vec<Case>, usize), String> {
+    let paths = if paths.is_empty() { vec![default_cases_dir()] } else { paths.to_vec() };
+    let files = discover(&paths).map_err(|e| e.to_string())?;
+    let mut cases = Vec::new();
+    let mut bad = 0;
+    for f in files {
+        match Case::load(&f) {
+            Ok(c) => cases.push(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad += 1;
+            }
+        }
+    }
+    Ok((cases, bad))
+}
+
+fn loaders(arg: LoaderArg) -> Vec<Box<dyn Loader>> {
+    let mut v: Vec<Box<dyn Loader>> = Vec::new();
+    if matches!(arg, LoaderArg::Libbpf | LoaderArg::All) {
+        v.push(Box::new(LibbpfLoader));
+    }
+    if matches!(arg, LoaderArg::Cilium | LoaderArg::All) {
+        eprintln!("note: the cilium loader is not built yet (issue 3); running libbpf only");
+    }
+    v
+}
+
+fn need_root() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("probeconf loads BPF programs and needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)".into());
+    }
+    Ok(())
+}
+
+fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, timeout: u64) -> Result<ExitCode, String> {
+    need_root()?;
+    probeconf::interrupt::install();
+    let (cases, bad) = load_cases(paths)?;
+    let features = probing::host_features();
+    let loaders = loaders(loader);
+    let loader_refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
+    let header = RunHeader {
+        kernel: features.kernel.clone(),
+        libraries: loaders.iter().map(|l| l.library()).collect(),
+        kfunc_variant: probing::kfunc_variant(),
+    };
+    let total = (cases.len() * loader_refs.len()) as u64;
+    let bar = if format == Format::Table && std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").unwrap());
+        Some(b)
+    } else {
+        None
+    };
+    let opts = RunOptions { target_timeout: std::time::Duration::from_secs(timeout) };
+    let results = run_all(&cases, &loader_refs, features, &opts, |r| {
+        if let Some(b) = &bar {
+            b.set_message(format!("{} [{}] {}", r.case, r.loader, r.verdict));
+            b.inc(1);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let color = std::io::stdout().is_terminal();
+    match format {
+        Format::Table => print!("{}", report::table(&header, &results, color)),
+        Format::Json => println!("{}", report::json(&header, &results)),
+        Format::Junit => print!("{}", report::junit(&header, &results)),
+    }
+    if probeconf::interrupt::requested() {
+        eprintln!("interrupted: {} of {total} runs done; everything attached was released", results.len());
+        return Ok(ExitCode::from(130));
+    }
+    let failed = results.iter().any(|r| matches!(r.verdict, Verdict::Fail | Verdict::Error));
+    if bad > 0 {
+        eprintln!("{bad} case file(s) could not be read");
+    }
+    Ok(if failed || bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn cmd_list(paths: &[PathBuf]) -> Result<ExitCode, String> {
+    let (cases, bad) = load_cases(paths)?;
+    let w = cases.iter().map(|c| c.id.len()).max().unwrap_or(2);
+    for c in &cases {
+        let kinds: Vec<String> = c.probes.iter().map(|p| p.kind.to_string()).collect();
+        println!("{:<w$}  {:<34}  {}", c.id, kinds.join(","), c.description.lines().next().unwrap_or(""));
+    }
+    Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn find_case(name: &str) -> Result<Case, String> {
+    let p = PathBuf::from(name);
+    if p.exists() {
+        return Case::load(&p).map_err(|e| e.to_string());
+    }
+    let (cases, _) = load_cases(&[])?;
+    cases.into_iter().find(|c| c.id == name).ok_or_else(|| format!("no case with id `{name}` (see `probeconf list`)"))
+}
+
+fn cmd_show(name: &str, loader: LoaderArg) -> Result<ExitCode, String> {
+    let case = find_case(name)?;
+    println!("# {}\n{}", case.path.display(), std::fs::read_to_string(&case.path).unwrap_or_default());
+    let dir = probeconf::artifacts::RunDir::new().map_err(|e| e.to_string())?;
+    let plan = probeconf::plan::plan(&case, &dir, probing::kfunc_variant());
+    println!("# resolved plan\n{}", serde_json::to_string_pretty(&plan).unwrap());
+    need_root()?;
+    let features = probing::host_features();
+    for l in loaders(loader) {
+        let r = probeconf::runner::run_case(&case, l.as_ref(), features, &RunOptions::default());
+        println!("\n# trace via {} ({}): {}\n{}", r.loader, r.library, r.verdict, r.observed.as_deref().unwrap_or("(none)"));
+        println!("# {}", r.detail);
+        if let Some(d) = &r.diff {
+            println!("{d}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_features(format: Format) -> Result<ExitCode, String> {
+    need_root()?;
+    let f = probing::host_features();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&f.flat_json()).unwrap()),
+        _ => {
+            println!("kernel {}", f.kernel);
+            for feat in features::Feature::ALL {
+                let r = &f.results[feat];
+                println!("{:<20} {:<4} {}", feat.tag(), if r.supported { "yes" } else { "no" }, r.detail);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run { paths, loader, format, target_timeout } => cmd_run(&paths, loader, format, target_timeout),
+        Cmd::List { paths } => cmd_list(&paths),
+        Cmd::Show { case, loader } => cmd_show(&case, loader),
+        Cmd::Features { format } => cmd_features(format),
+    };
+    let _ = LoaderId::Libbpf;
+    r.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,259 @@
+//! The one normaliser: raw events → a canonical trace, one line per event.
+//! Both loaders' events go through here, and expectations, snapshots and diffs
+//! all use its format:
+//!
+//! ```text
+//! P0/T0 s1 entry pc_leaf(1, 0) cookie=0x11 is_return=false session_cookie=0x0 wrote=0x1001 prog_ret=0
+//! P0/T0 s1 return pc_leaf => 10 cookie=0x11 is_return=true session_cookie=0x1001
+//! ```
+//!
+//! * Processes are `P0` (the target), `P1` (the `run_other` process), then
+//!   forked children `P2…` in order of their first event. Threads are `T0` (the
+//!   main thread) then the others, `T1…`, sorted by the text of their lines.
+//! * Addresses become `symbol+offset`; time, CPU and sequence numbers go.
+//! * **Order.** The kernel orders the events of one program on one thread; it
+//!   defines no order between threads, nor between two programs on the same
+//!   function. So the canonical order is: by process, by thread, by probe (in
+//!   case order), then as the events happened.
+//! * Fields that depend on the kind appear only where they apply: session fields
+//!   for sessions; `session_cookie` at a kprobe session entry is `*` because the
+//!   kernel does not promise it starts at 0.
+
+use crate::abi::{consts, Phase, RawEvent};
+use crate::symbolize::{KernelSymbols, Symbolizer};
+use std::collections::{BTreeMap, HashMap};
+
+/// The context needed to name things.
+pub struct Names<'a> {
+    /// Probe names by probe index.
+    pub probes: &'a [String],
+    /// Known processes and their labels, e.g. (target pid, "P0").
+    pub processes: &'a [(u32, &'static str)],
+    pub user: &'a Symbolizer,
+    pub kernel: Option<&'a KernelSymbols>,
+}
+
+fn is_kernel_kind(kind: u16) -> bool {
+    let k = u64::from(kind);
+    [consts::KIND_KPROBE, consts::KIND_KRETPROBE, consts::KIND_KPROBE_MULTI, consts::KIND_KRETPROBE_MULTI, consts::KIND_KPROBE_SESSION]
+        .contains(&k)
+}
+
+/// The event without its process/thread prefix.
+pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
+    let probe = names.probes.get(e.probe_index as usize).cloned().unwrap_or_else(|| format!("probe#{}", e.probe_index));
+    let func = if is_kernel_kind(e.kind) {
+        names.kernel.map(|k| k.describe(e.func_ip)).unwrap_or_else(|| format!("{:#x}", e.func_ip))
+    } else {
+        names.user.describe(e.tgid, e.func_ip)
+    };
+    let mut s = match e.phase {
+        Phase::Entry => format!("{probe} entry {func}({}, {})", e.arg0 as i64, e.arg1 as i64),
+        Phase::Return => format!("{probe} return {func} => {}", e.ret as i64),
+    };
+    s.push_str(&format!(" cookie={:#x}", e.attach_cookie));
+    if e.has(consts::F_SESSION) {
+        let is_return = e.is_return.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+        let unspecified_start = e.phase == Phase::Entry && u64::from(e.kind) == consts::KIND_KPROBE_SESSION;
+        let cookie = if unspecified_start { "*".to_string() } else { format!("{:#x}", e.cookie_in) };
+        s.push_str(&format!(" is_return={is_return} session_cookie={cookie}"));
+        if e.phase == Phase::Entry {
+            if e.has(consts::F_COOKIE_WRITTEN) {
+                s.push_str(&format!(" wrote={:#x}", e.cookie_out));
+            }
+            s.push_str(if e.has(consts::F_SKIP_RETURN) { " prog_ret=1" } else { " prog_ret=0" });
+        }
+    }
+    s
+}
+
+/// A canonical trace.
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Trace {
+    pub lines: Vec<String>,
+}
+
+impl Trace {
+    pub fn text(&self) -> String {
+        let mut s = self.lines.join("\n");
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Extra facts about a run that belong in its trace.
+#[derive(Default)]
+pub struct RunFacts {
+    /// Abnormal ends of known processes, e.g. ("P0", "killed by SIGSYS").
+    pub abnormal_exits: Vec<(String, String)>,
+    pub dropped: u64,
+}
+
+pub fn normalise(events: &[RawEvent], names: &Names<'_>, facts: &RunFacts) -> Trace {
+    // Process labels: known roles first, then others by first appearance.
+    let mut plabel: HashMap<u32, String> = names.processes.iter().map(|(p, l)| (*p, l.to_string())).collect();
+    let mut next = names.processes.len();
+    for e in events {
+        plabel.entry(e.tgid).or_insert_with(|| {
+            next += 1;
+            format!("P{}", next - 1)
+        });
+    }
+    // Group rendered events: process → thread → (probe index, order) lines.
+    let mut by_proc: BTreeMap<usize, (String, BTreeMap<u32, Vec<(u32, usize, String)>>)> = BTreeMap::new();
+    for (i, e) in events.iter().enumerate() {
+        let label = plabel[&e.tgid].clone();
+        let pnum: usize = label[1..].parse().unwrap_or(usize::MAX);
+        let entry = by_proc.entry(pnum).or_insert_with(|| (label, BTreeMap::new()));
+        entry.1.entry(e.tid).or_default().push((e.probe_index, i, render_event(e, names)));
+    }
+    let mut lines = Vec::new();
+    for (_, (plabel, threads)) in by_proc {
+        // Main thread (tid == tgid) first, the rest sorted by their content.
+        let tgid = plabel_pid(&plabel, names, events);
+        let mut blocks: Vec<(bool, Vec<String>)> = threads
+            .into_iter()
+            .map(|(tid, mut evs)| {
+                evs.sort_by_key(|(probe, order, _)| (*probe, *order));
+                (Some(tid) != tgid, evs.into_iter().map(|(_, _, l)| l).collect())
+            })
+            .collect();
+        blocks.sort();
+        for (t, (_, block)) in blocks.into_iter().enumerate() {
+            for l in block {
+                lines.push(format!("{plabel}/T{t} {l}"));
+            }
+        }
+    }
+    for (p, what) in &facts.abnormal_exits {
+        lines.push(format!("{p} {what}"));
+    }
+    if facts.dropped > 0 {
+        lines.push(format!("!! {} events dropped: the ring buffer was full", facts.dropped));
+    }
+    Trace { lines }
+}
+
+fn plabel_pid(label: &str, names: &Names<'_>, events: &[RawEvent]) -> Option<u32> {
+    names
+        .processes
+        .iter()
+        .find(|(_, l)| *l == label)
+        .map(|(p, _)| *p)
+        .or_else(|| {
+            // An unknown process: its main thread is the one whose tid == tgid.
+            events.iter().find(|e| e.tid == e.tgid && !names.processes.iter().any(|(p, _)| *p == e.tgid)).map(|e| e.tgid)
+        })
+}
+
+/// Canonical form of expected text: trimmed lines, single spaces, no blanks or `#` comments.
+pub fn canonical_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn ev(tgid: u32, tid: u32, probe: u32, phase: Phase, arg0: u64, ret: u64) -> RawEvent {
+        RawEvent {
+            seq: 0,
+            ktime_ns: 0,
+            probe_index: probe,
+            tgid,
+            tid,
+            cpu: 0,
+            kind: consts::KIND_UPROBE as u16,
+            phase,
+            is_return: None,
+            flags: 0,
+            attach_cookie: 0x11,
+            func_ip: 0,
+            arg0,
+            arg1: 0,
+            ret,
+            cookie_in: 0,
+            cookie_out: 0,
+        }
+    }
+
+    fn names<'a>(probes: &'a [String], sym: &'a Symbolizer) -> Names<'a> {
+        static PROCS: [(u32, &str); 2] = [(100, "P0"), (200, "P1")];
+        Names { probes, processes: &PROCS, user: sym, kernel: None }
+    }
+
+    #[test]
+    fn threads_and_probes_get_a_canonical_order() {
+        let probes = vec!["a".to_string(), "b".to_string()];
+        let sym = Symbolizer::default();
+        // Two runs of the same workload with different interleavings.
+        let run1 = vec![
+            ev(100, 100, 1, Phase::Entry, 1, 0),
+            ev(100, 100, 0, Phase::Entry, 1, 0),
+            ev(100, 102, 0, Phase::Entry, 7, 0),
+            ev(100, 101, 0, Phase::Entry, 8, 0),
+        ];
+        let run2 = vec![
+            ev(100, 105, 0, Phase::Entry, 8, 0),
+            ev(100, 100, 0, Phase::Entry, 1, 0),
+            ev(100, 106, 0, Phase::Entry, 7, 0),
+            ev(100, 100, 1, Phase::Entry, 1, 0),
+        ];
+        let t1 = normalise(&run1, &names(&probes, &sym), &RunFacts::default());
+        let t2 = normalise(&run2, &names(&probes, &sym), &RunFacts::default());
+        assert_eq!(t1, t2);
+        assert_eq!(
+            t1.lines,
+            vec![
+                "P0/T0 a entry 0(1, 0) cookie=0x11",
+                "P0/T0 b entry 0(1, 0) cookie=0x11",
+                "P0/T1 a entry 0(7, 0) cookie=0x11",
+                "P0/T2 a entry 0(8, 0) cookie=0x11",
+            ]
+        );
+    }
+
+    #[test]
+    fn forked_children_are_labelled_after_known_processes() {
+        let probes = vec!["a".to_string()];
+        let sym = Symbolizer::default();
+        let evs = vec![ev(300, 300, 0, Phase::Return, 0, (-5i64) as u64), ev(100, 100, 0, Phase::Return, 0, 3)];
+        let t = normalise(&evs, &names(&probes, &sym), &RunFacts { abnormal_exits: vec![("P0".into(), "killed by SIGSYS".into())], dropped: 2 });
+        assert_eq!(
+            t.lines,
+            vec![
+                "P0/T0 a return 0 => 3 cookie=0x11",
+                "P2/T0 a return 0 => -5 cookie=0x11",
+                "P0 killed by SIGSYS",
+                "!! 2 events dropped: the ring buffer was full",
+            ]
+        );
+    }
+
+    #[test]
+    fn session_fields() {
+        let probes = vec!["s".to_string()];
+        let sym = Symbolizer::default();
+        let mut e = ev(100, 100, 0, Phase::Entry, 3, 0);
+        e.kind = consts::KIND_UPROBE_SESSION as u16;
+        e.flags = (consts::F_SESSION | consts::F_COOKIE_WRITTEN | consts::F_SKIP_RETURN) as u32;
+        e.is_return = Some(false);
+        e.cookie_out = 0x1003;
+        assert_eq!(
+            render_event(&e, &names(&probes, &sym)),
+            "s entry 0(3, 0) cookie=0x11 is_return=false session_cookie=0x0 wrote=0x1003 prog_ret=1"
+        );
+        e.kind = consts::KIND_KPROBE_SESSION as u16;
+        assert!(render_event(&e, &names(&probes, &sym)).contains("session_cookie=* "));
+    }
+
+    #[test]
+    fn canonical_lines_ignore_layout() {
+        assert_eq!(canonical_lines("  # c\n P0/T0   a  entry\n\n"), vec!["P0/T0 a entry"]);
+    }
+}

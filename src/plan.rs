@@ -1,0 +1,126 @@
+//! A case resolved into what every loader needs to do: which object, which
+//! program per probe, binaries as absolute paths in the run directory, flags,
+//! and the recorder config. Loader-neutral: both loaders attach from a Plan.
+
+use crate::abi::{consts, RecorderConfig};
+use crate::artifacts::{KfuncVariant, RunDir};
+use crate::case::{Case, CookieWrite, PidScope, ProbeKind, SkipReturn, Target};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbePlan {
+    pub name: String,
+    pub index: u32,
+    pub kind: ProbeKind,
+    pub program: &'static str,
+    /// Absolute path of the probed binary; `None` for kernel probes.
+    pub binary: Option<PathBuf>,
+    pub targets: Vec<Target>,
+    pub pid: PidScope,
+    pub retprobe: bool,
+    pub session: bool,
+    pub cookie_mode: u32,
+    pub cookie_value: u64,
+    pub return_filter: u32,
+    pub filter_arg: u64,
+    pub filter_tgid: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub case_id: String,
+    pub variant: KfuncVariant,
+    /// The object file (in the run directory) both loaders load.
+    pub object: PathBuf,
+    pub probes: Vec<ProbePlan>,
+    pub run: String,
+    pub run_other: Option<String>,
+}
+
+/// The processes of one run, known once they are spawned.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Pids {
+    pub target: u32,
+    pub other: Option<u32>,
+}
+
+/// A link's process filter in neutral terms; each loader maps it onto its
+/// library's convention (libbpf: -1 = all; cilium: 0 = all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "scope", rename_all = "kebab-case")]
+pub enum PidFilter {
+    Pid { pid: u32 },
+    All,
+}
+
+impl ProbePlan {
+    pub fn pid_filter(&self, pids: &Pids) -> PidFilter {
+        match self.pid {
+            PidScope::Target => PidFilter::Pid { pid: pids.target },
+            PidScope::Other => PidFilter::Pid { pid: pids.other.expect("validated: pid other needs run_other") },
+            PidScope::All => PidFilter::All,
+        }
+    }
+
+    pub fn config(&self, pids: &Pids) -> RecorderConfig {
+        RecorderConfig {
+            probe_index: self.index,
+            filter_tgid: if self.filter_tgid { pids.target } else { 0 },
+            return_filter: self.return_filter,
+            cookie_mode: self.cookie_mode,
+            filter_arg: self.filter_arg,
+            cookie_value: self.cookie_value,
+        }
+    }
+}
+
+pub fn plan(case: &Case, dir: &RunDir, variant: KfuncVariant) -> Plan {
+    let case_dir = case.path.parent().map(PathBuf::from).unwrap_or_default();
+    let probes = case
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (cookie_mode, cookie_value) = match p.record.session_cookie {
+                CookieWrite::None => (consts::CM_NONE, 0),
+                CookieWrite::Const(v) => (consts::CM_CONST, v),
+                CookieWrite::Arg0 => (consts::CM_ARG0, 0),
+                CookieWrite::ConstPlusArg0(v) => (consts::CM_CONST_PLUS_ARG0, v),
+                CookieWrite::AttachCookie => (consts::CM_ATTACH_COOKIE, 0),
+            };
+            let (return_filter, filter_arg) = match p.record.skip_return {
+                SkipReturn::Never => (consts::RF_NEVER, 0),
+                SkipReturn::Always => (consts::RF_ALWAYS, 0),
+                SkipReturn::OddArg0 => (consts::RF_ODD_ARG0, 0),
+                SkipReturn::EvenArg0 => (consts::RF_EVEN_ARG0, 0),
+                SkipReturn::Arg0Eq(n) => (consts::RF_ARG0_EQ, n),
+                SkipReturn::Arg0Lt(n) => (consts::RF_ARG0_LT, n),
+            };
+            ProbePlan {
+                name: p.name.clone(),
+                index: i as u32,
+                kind: p.kind,
+                program: p.kind.program(),
+                binary: (!p.kind.is_kernel()).then(|| dir.resolve_binary(&p.binary, &case_dir)),
+                targets: p.targets.clone(),
+                pid: p.pid,
+                retprobe: p.retprobe.unwrap_or(p.kind.is_return_only()),
+                session: p.session.unwrap_or(p.kind.is_session()),
+                cookie_mode: cookie_mode as u32,
+                cookie_value,
+                return_filter: return_filter as u32,
+                filter_arg,
+                filter_tgid: p.record.filter_tgid.unwrap_or(p.kind.is_kernel()),
+            }
+        })
+        .collect();
+    Plan {
+        case_id: case.id.clone(),
+        variant,
+        object: dir.object(variant),
+        probes,
+        run: case.run.clone(),
+        run_other: case.run_other.clone(),
+    }
+}

@@ -1,0 +1,360 @@
+//! Probing the running kernel by trying. Every feature of src/features.rs is
+//! decided here by loading a program, attaching it the way the feature needs and
+//! triggering it; or, for the session kfunc prototypes, by reading kernel BTF;
+//! or, for syscalls, by calling them in a throw-away child. Never by version.
+//!
+//! The probes trigger a function in this very process ([`probeconf_probe_fn`])
+//! so they need no helper binary.
+
+use crate::artifacts::KfuncVariant;
+use crate::classify::classify_libbpf;
+use crate::features::{Feature, FeatureSet, ProbeResult};
+use crate::loader::libbpf_compat;
+use libbpf_rs::btf::types::{Func, FuncProto};
+use libbpf_rs::btf::Btf;
+use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, UprobeMultiOpts, UprobeOpts};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The function the uprobe probes attach to. `#[no_mangle]` keeps its symbol
+/// in the symbol table, where libbpf resolves it.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn probeconf_probe_fn(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_mul(3).wrapping_add(1)
+}
+
+const PROBE_FN: &str = "probeconf_probe_fn";
+const PROBE_COOKIE: u64 = 0xc0ffee;
+const SESSION_COOKIE_WRITTEN: u64 = 0x5e55_1011;
+
+/// `struct fp_state` in .bss of feature_probes.bpf.c, in declaration order.
+#[derive(Debug, Default)]
+struct Seen {
+    hits: u64,
+    returns: u64,
+    cookie: u64,
+    func_ip: u64,
+    session_cookie: u64,
+}
+
+/// One loaded feature-probe program.
+struct ProbeObject {
+    obj: Object,
+    prog: &'static str,
+}
+
+impl ProbeObject {
+    fn load(variant: KfuncVariant, prog: &'static str) -> Result<Self, String> {
+        let mut builder = ObjectBuilder::default();
+        let mut open = builder.open_memory(variant.feature_probes()).map_err(|e| format!("open: {e:#}"))?;
+        for mut p in open.progs_mut() {
+            let keep = p.name() == prog;
+            p.set_autoload(keep);
+        }
+        for mut m in open.maps_mut() {
+            if m.name().to_string_lossy().ends_with(".rodata.fp_cfg") {
+                let v = m.initial_value_mut().ok_or("fp_cfg has no initial value")?;
+                v[..4].copy_from_slice(&std::process::id().to_ne_bytes());
+            }
+        }
+        let obj = open.load().map_err(|e| {
+            let c = classify_libbpf(&e);
+            format!("load {prog}: {} ({})", c.detail, c.class)
+        })?;
+        Ok(ProbeObject { obj, prog })
+    }
+
+    fn prog(&self) -> libbpf_rs::ProgramMut<'_> {
+        self.obj.progs_mut().find(|p| p.name() == self.prog).expect("program kept at load")
+    }
+
+    fn seen(&self) -> Seen {
+        let m = self.obj.maps().find(|m| m.name().to_string_lossy().ends_with(".bss")).expect("feature probes have .bss");
+        let v = m.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok().flatten().unwrap_or_default();
+        let at = |i: usize| v.get(i * 8..i * 8 + 8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())).unwrap_or(0);
+        Seen { hits: at(0), returns: at(1), cookie: at(2), func_ip: at(3), session_cookie: at(4) }
+    }
+}
+
+fn yes(detail: impl Into<String>) -> ProbeResult {
+    ProbeResult { supported: true, detail: detail.into() }
+}
+fn no(detail: impl Into<String>) -> ProbeResult {
+    ProbeResult { supported: false, detail: detail.into() }
+}
+
+fn self_exe() -> std::path::PathBuf {
+    std::env::current_exe().expect("current_exe")
+}
+
+fn trigger_self() {
+    std::hint::black_box(probeconf_probe_fn(std::hint::black_box(41)));
+}
+
+/// The session-kfunc prototype of the running kernel, from its BTF.
+pub fn session_kfunc_prototype() -> (Option<KfuncVariant>, String) {
+    let btf = match Btf::from_vmlinux() {
+        Ok(b) => b,
+        Err(e) => return (None, format!("no kernel BTF: {e:#}")),
+    };
+    let Some(func) = btf.type_by_name::<Func>("bpf_session_cookie") else {
+        return (None, "kernel BTF has no bpf_session_cookie kfunc".into());
+    };
+    let Ok(proto) = FuncProto::try_from(func.next_type().expect("FUNC references its prototype")) else {
+        return (None, "bpf_session_cookie has no FUNC_PROTO".into());
+    };
+    match proto.len() {
+        0 => (Some(KfuncVariant::NoArg), "kernel BTF: bpf_session_cookie(void)".into()),
+        1 => (Some(KfuncVariant::Ctx), "kernel BTF: bpf_session_cookie(void *ctx)".into()),
+        n => (None, format!("kernel BTF: bpf_session_cookie has {n} parameters, unknown prototype")),
+    }
+}
+
+/// The object variant to load session programs from on this kernel. Kernels
+/// without session kfuncs get the no-argument variant; its non-session programs
+/// are identical in both variants.
+pub fn kfunc_variant() -> KfuncVariant {
+    session_kfunc_prototype().0.unwrap_or(KfuncVariant::NoArg)
+}
+
+fn probe_uprobe(retprobe: bool, with_cookie: bool) -> ProbeResult {
+    let prog = if retprobe { "fp_uretprobe" } else { "fp_uprobe" };
+    let p = match ProbeObject::load(KfuncVariant::NoArg, prog) {
+        Ok(p) => p,
+        Err(e) => return no(e),
+    };
+    let opts = UprobeOpts {
+        func_name: Some(PROBE_FN.into()),
+        retprobe,
+        cookie: if with_cookie { PROBE_COOKIE } else { 0 },
+        ..Default::default()
+    };
+    let link = match p.prog().attach_uprobe_with_opts(0, self_exe(), 0, opts) {
+        Ok(l) => l,
+        Err(e) => return no(format!("attach: {:#}", e)),
+    };
+    trigger_self();
+    drop(link);
+    let s = p.seen();
+    if s.hits == 0 {
+        return no("attached, but the probe never fired");
+    }
+    if with_cookie && s.cookie != PROBE_COOKIE {
+        return no(format!("fired, but bpf_get_attach_cookie() gave {:#x}, not {PROBE_COOKIE:#x}", s.cookie));
+    }
+    yes(format!("{prog} attached to {PROBE_FN} and fired {} time(s)", s.hits))
+}
+
+fn probe_func_ip() -> ProbeResult {
+    let p = match ProbeObject::load(KfuncVariant::NoArg, "fp_uprobe") {
+        Ok(p) => p,
+        Err(e) => return no(e),
+    };
+    let opts = UprobeOpts { func_name: Some(PROBE_FN.into()), ..Default::default() };
+    let link = match p.prog().attach_uprobe_with_opts(0, self_exe(), 0, opts) {
+        Ok(l) => l,
+        Err(e) => return no(format!("attach: {e:#}")),
+    };
+    trigger_self();
+    drop(link);
+    let want = probeconf_probe_fn as *const () as usize as u64;
+    let s = p.seen();
+    if s.func_ip == want {
+        yes(format!("bpf_get_func_ip() = {want:#x}, the probed function"))
+    } else {
+        no(format!("bpf_get_func_ip() = {:#x}, the probed function is at {want:#x}", s.func_ip))
+    }
+}
+
+fn probe_uprobe_multi(session: bool, prog: &'static str, variant: KfuncVariant) -> ProbeResult {
+    let p = match ProbeObject::load(variant, prog) {
+        Ok(p) => p,
+        Err(e) => return no(e),
+    };
+    let opts = UprobeMultiOpts { session, syms: vec![PROBE_FN.into()], cookies: vec![PROBE_COOKIE], ..Default::default() };
+    let link = match p.prog().attach_uprobe_multi_with_opts(0, self_exe(), "", opts) {
+        Ok(l) => l,
+        Err(e) => {
+            let c = classify_libbpf(&e);
+            return no(format!("attach {prog}: {} ({})", c.detail, c.class));
+        }
+    };
+    trigger_self();
+    drop(link);
+    let s = p.seen();
+    let runs_per_call = if session { 2 } else { 1 };
+    if s.hits < runs_per_call {
+        return no(format!("attached, but ran {} time(s) for one call (want {runs_per_call})", s.hits));
+    }
+    yes(format!("{prog} linked and ran {} time(s) for one call", s.hits))
+}
+
+fn probe_session_kfuncs() -> ProbeResult {
+    let (variant, how) = session_kfunc_prototype();
+    let Some(variant) = variant else { return no(how) };
+    let p = match ProbeObject::load(variant, "fp_uprobe_session_kfuncs") {
+        Ok(p) => p,
+        Err(e) => return no(format!("{how}; {e}")),
+    };
+    let opts = UprobeMultiOpts { session: true, ..Default::default() };
+    let link = match p.prog().attach_uprobe_multi_with_opts(0, self_exe(), PROBE_FN, opts) {
+        Ok(l) => l,
+        Err(e) => return no(format!("{how}; attach: {e:#}")),
+    };
+    trigger_self();
+    drop(link);
+    let s = p.seen();
+    if s.returns == 1 && s.session_cookie == SESSION_COOKIE_WRITTEN {
+        yes(format!("{how}; is_return and the cookie round trip work"))
+    } else {
+        no(format!("{how}; ran {} time(s), {} return(s), cookie at return {:#x}", s.hits, s.returns, s.session_cookie))
+    }
+}
+
+/// A syscall wrapper that this process can trigger with getppid().
+pub fn getppid_kernel_symbol() -> Option<String> {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    ["__x64_sys_getppid", "__se_sys_getppid", "sys_getppid"].iter().find_map(|want| {
+        kallsyms
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some(*want))
+            .then(|| want.to_string())
+    })
+}
+
+fn probe_kprobe(kind: Feature) -> ProbeResult {
+    let prog = match kind {
+        Feature::Kprobe => "fp_kprobe",
+        Feature::KprobeMulti => "fp_kprobe_multi",
+        _ => "fp_kprobe_session_link",
+    };
+    let Some(sym) = getppid_kernel_symbol() else {
+        return no("no getppid syscall symbol in /proc/kallsyms");
+    };
+    let p = match ProbeObject::load(KfuncVariant::NoArg, prog) {
+        Ok(p) => p,
+        Err(e) => return no(e),
+    };
+    let link = match kind {
+        Feature::Kprobe => p.prog().attach_kprobe(false, &sym).map_err(|e| format!("{:#}", e)),
+        Feature::KprobeMulti => p
+            .prog()
+            .attach_kprobe_multi_with_opts(libbpf_rs::KprobeMultiOpts { symbols: vec![sym.clone()], ..Default::default() })
+            .map_err(|e| format!("{:#}", e)),
+        _ => libbpf_compat::attach_kprobe_multi(&p.prog(), &[sym.clone()], &[0], false, true)
+            .map_err(|c| format!("{} ({})", c.detail, c.class)),
+    };
+    let link = match link {
+        Ok(l) => l,
+        Err(e) => return no(format!("attach {prog} to {sym}: {e}")),
+    };
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() };
+    drop(link);
+    let s = p.seen();
+    let want = if kind == Feature::KprobeSession { 2 } else { 1 };
+    if s.hits >= want {
+        yes(format!("{prog} on {sym} ran {} time(s) for one getppid()", s.hits))
+    } else {
+        no(format!("{prog} attached to {sym} but ran {} time(s)", s.hits))
+    }
+}
+
+/// Calls syscall `nr` in a forked child and reports how the child ended.
+fn syscall_in_child(nr: libc::c_long) -> Result<ChildEnd, String> {
+    // SAFETY: the child only makes async-signal-safe calls (syscall, _exit)
+    // before exiting, as required after fork() in a multi-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: raw syscall without pointer arguments; _exit never returns.
+        unsafe {
+            let r = libc::syscall(nr, 0, 0, 0);
+            let errno = if r < 0 { *libc::__errno_location() } else { 0 };
+            libc::_exit(if r < 0 { errno.min(250) } else { 251 });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: pid is our child; status is a valid out-pointer.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+    }
+    if libc::WIFSIGNALED(status) {
+        Ok(ChildEnd::Signal(libc::WTERMSIG(status)))
+    } else if libc::WEXITSTATUS(status) == 251 {
+        Ok(ChildEnd::Returned)
+    } else {
+        Ok(ChildEnd::Errno(libc::WEXITSTATUS(status)))
+    }
+}
+
+enum ChildEnd {
+    Signal(i32),
+    Errno(i32),
+    Returned,
+}
+
+const NR_URETPROBE: libc::c_long = 335;
+const NR_UPROBE: libc::c_long = 336;
+
+fn probe_uretprobe_syscall() -> ProbeResult {
+    // Called outside the uretprobe trampoline the kernel kills the caller with
+    // SIGILL; a kernel without it answers ENOSYS.
+    match syscall_in_child(NR_URETPROBE) {
+        Ok(ChildEnd::Signal(libc::SIGILL)) => yes("syscall 335 outside the trampoline: SIGILL (the syscall exists)"),
+        Ok(ChildEnd::Errno(libc::ENOSYS)) => no("syscall 335: ENOSYS"),
+        Ok(ChildEnd::Signal(s)) => no(format!("syscall 335: child killed by signal {s}")),
+        Ok(ChildEnd::Errno(e)) => no(format!("syscall 335: errno {e}")),
+        Ok(ChildEnd::Returned) => no("syscall 335 returned success outside the trampoline"),
+        Err(e) => no(e),
+    }
+}
+
+fn probe_uprobe_syscall() -> ProbeResult {
+    match syscall_in_child(NR_UPROBE) {
+        Ok(ChildEnd::Errno(libc::ENXIO)) => yes("syscall 336 outside the trampoline: ENXIO (the syscall exists)"),
+        Ok(ChildEnd::Errno(libc::ENOSYS)) => no("syscall 336: ENOSYS"),
+        Ok(ChildEnd::Signal(s)) => no(format!("syscall 336: child killed by signal {s}")),
+        Ok(ChildEnd::Errno(e)) => no(format!("syscall 336: errno {e}")),
+        Ok(ChildEnd::Returned) => no("syscall 336 returned success outside the trampoline"),
+        Err(e) => no(e),
+    }
+}
+
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// Probes every feature of the vocabulary. Needs root (CAP_BPF + CAP_PERFMON).
+pub fn probe_all() -> FeatureSet {
+    crate::libbpf_log::install();
+    let mut results = BTreeMap::new();
+    let (proto, how) = session_kfunc_prototype();
+    for &f in Feature::ALL {
+        let r = match f {
+            Feature::Uprobe => probe_uprobe(false, false),
+            Feature::Uretprobe => probe_uprobe(true, false),
+            Feature::AttachCookie => probe_uprobe(false, true),
+            Feature::UprobeFuncIp => probe_func_ip(),
+            Feature::UprobeMulti => probe_uprobe_multi(false, "fp_uprobe_multi", KfuncVariant::NoArg),
+            Feature::UprobeSession => probe_uprobe_multi(true, "fp_uprobe_session_link", KfuncVariant::NoArg),
+            Feature::SessionKfuncs => probe_session_kfuncs(),
+            Feature::SessionKfuncNoArg => ProbeResult { supported: proto == Some(KfuncVariant::NoArg), detail: how.clone() },
+            Feature::SessionKfuncCtx => ProbeResult { supported: proto == Some(KfuncVariant::Ctx), detail: how.clone() },
+            Feature::Kprobe | Feature::KprobeMulti | Feature::KprobeSession => probe_kprobe(f),
+            Feature::UretprobeSyscall => probe_uretprobe_syscall(),
+            Feature::UprobeSyscall => probe_uprobe_syscall(),
+        };
+        results.insert(f, r);
+    }
+    FeatureSet { kernel: kernel_release(), results }
+}
+
+/// The features of this kernel, probed once per process.
+pub fn host_features() -> &'static FeatureSet {
+    static CELL: OnceLock<FeatureSet> = OnceLock::new();
+    CELL.get_or_init(probe_all)
+}

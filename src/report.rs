@@ -1,0 +1,138 @@
+//! Reports of a run: the terminal table with diffs, JSON, and JUnit XML.
+
+use crate::case::LoaderId;
+use crate::check::Verdict;
+use crate::runner::CaseResult;
+use owo_colors::OwoColorize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// What the header of every report states.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunHeader {
+    pub kernel: String,
+    pub libraries: Vec<crate::loader::LibraryInfo>,
+    pub kfunc_variant: crate::artifacts::KfuncVariant,
+}
+
+fn paint(v: Verdict, color: bool) -> String {
+    let s = v.as_str();
+    if !color {
+        return s.to_string();
+    }
+    match v {
+        Verdict::Pass => s.green().to_string(),
+        Verdict::Fail => s.red().bold().to_string(),
+        Verdict::Unsupported => s.yellow().to_string(),
+        Verdict::Error => s.magenta().bold().to_string(),
+    }
+}
+
+pub fn counts(results: &[CaseResult]) -> BTreeMap<Verdict, usize> {
+    let mut m = BTreeMap::new();
+    for r in results {
+        *m.entry(r.verdict).or_insert(0) += 1;
+    }
+    m
+}
+
+pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String {
+    let mut out = String::new();
+    writeln!(out, "kernel {} · session kfuncs: {:?}", header.kernel, header.kfunc_variant).unwrap();
+    for l in &header.libraries {
+        writeln!(out, "loader {}: {} ({})", l.loader, l.library, l.version).unwrap();
+    }
+    let loaders: BTreeSet<LoaderId> = results.iter().map(|r| r.loader).collect();
+    let mut cases: Vec<&str> = Vec::new();
+    for r in results {
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
+    }
+    let w = cases.iter().map(|c| c.len()).max().unwrap_or(4).max(4);
+    write!(out, "\n{:<w$}", "case").unwrap();
+    for l in &loaders {
+        write!(out, "  {:<18}", l.as_str()).unwrap();
+    }
+    out.push('\n');
+    for c in &cases {
+        write!(out, "{c:<w$}").unwrap();
+        for l in &loaders {
+            match results.iter().find(|r| r.case == *c && r.loader == *l) {
+                Some(r) => {
+                    let cell = format!("{}{}", r.verdict.as_str(), if r.via == crate::loader::ViaKind::Compat { " (compat)" } else { "" });
+                    let pad = 18usize.saturating_sub(cell.len());
+                    let painted = format!("{}{}", paint(r.verdict, color), &cell[r.verdict.as_str().len()..]);
+                    write!(out, "  {painted}{}", " ".repeat(pad)).unwrap();
+                }
+                None => write!(out, "  {:<18}", "-").unwrap(),
+            }
+        }
+        out.push('\n');
+    }
+    for r in results.iter().filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Error)) {
+        writeln!(out, "\n{} {} [{}]: {}", paint(r.verdict, color), r.case, r.loader, r.detail).unwrap();
+        if let Some(d) = &r.diff {
+            let d = if color { crate::check::diff_colorize(d) } else { d.clone() };
+            writeln!(out, "{}", d.trim_end()).unwrap();
+        }
+    }
+    let c = counts(results);
+    let summary: Vec<String> = [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
+        .iter()
+        .map(|v| format!("{} {}", c.get(v).copied().unwrap_or(0), paint(*v, color)))
+        .collect();
+    writeln!(out, "\n{}", summary.join(", ")).unwrap();
+    out
+}
+
+pub fn json(header: &RunHeader, results: &[CaseResult]) -> String {
+    // The issue's contract: a JSON array of result objects. The header's facts
+    // are repeated per object (`kernel`, `library`) so each stands alone.
+    let _ = header;
+    serde_json::to_string_pretty(results).expect("results serialise")
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+pub fn junit(header: &RunHeader, results: &[CaseResult]) -> String {
+    let c = counts(results);
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    writeln!(
+        out,
+        "<testsuite name=\"probeconf\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">",
+        results.len(),
+        c.get(&Verdict::Fail).unwrap_or(&0),
+        c.get(&Verdict::Error).unwrap_or(&0),
+        c.get(&Verdict::Unsupported).unwrap_or(&0)
+    )
+    .unwrap();
+    writeln!(out, "  <properties><property name=\"kernel\" value=\"{}\"/></properties>", xml_escape(&header.kernel)).unwrap();
+    for r in results {
+        write!(
+            out,
+            "  <testcase classname=\"probeconf.{}\" name=\"{}\" time=\"{:.3}\">",
+            r.loader,
+            xml_escape(&r.case),
+            r.duration_ms as f64 / 1000.0
+        )
+        .unwrap();
+        match r.verdict {
+            Verdict::Pass => {}
+            Verdict::Unsupported => write!(out, "<skipped message=\"{}\"/>", xml_escape(&r.detail)).unwrap(),
+            Verdict::Fail => write!(
+                out,
+                "<failure message=\"{}\">{}</failure>",
+                xml_escape(&r.detail),
+                xml_escape(r.diff.as_deref().unwrap_or(""))
+            )
+            .unwrap(),
+            Verdict::Error => write!(out, "<error message=\"{}\"/>", xml_escape(&r.detail)).unwrap(),
+        }
+        out.push_str("</testcase>\n");
+    }
+    out.push_str("</testsuite>\n");
+    out
+}

@@ -1,0 +1,205 @@
+//! Runs cases through loaders: spawn the targets, attach, run the steps,
+//! drain, decode, normalise, judge. One case's failure (an error, a panic, a
+//! missing binary) becomes that case's verdict and the run goes on.
+
+use crate::abi::RawEvent;
+use crate::artifacts::RunDir;
+use crate::case::{Case, Context, KernelVersion, LoaderId};
+use crate::check::{judge, Judgement, Observed, Verdict};
+use crate::classify::{Classified, ErrorClass};
+use crate::features::FeatureSet;
+use crate::loader::{AttachRequest, FailPhase, Loader, LoaderError, Via, ViaKind};
+use crate::normalise::{normalise, Names, RunFacts};
+use crate::plan::{plan, Pids, Plan};
+use crate::symbolize::{KernelSymbols, Symbolizer};
+use crate::target::TargetProcess;
+use serde::Serialize;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// The result of one case through one loader.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    pub case: String,
+    pub loader: LoaderId,
+    pub kernel: String,
+    pub verdict: Verdict,
+    pub detail: String,
+    /// `compat` when any probe went through the compatibility layer.
+    pub via: ViaKind,
+    pub vias: Vec<Via>,
+    pub library: String,
+    /// The normalised observation (trace, or `error: …`).
+    pub observed: Option<String>,
+    /// The expected outcome that applied.
+    pub expected: Option<String>,
+    /// Expected vs observed, for failures.
+    pub diff: Option<String>,
+    pub duration_ms: u64,
+}
+
+pub struct RunOptions {
+    /// How long a target may run its steps.
+    pub target_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { target_timeout: Duration::from_secs(20) }
+    }
+}
+
+/// Infrastructure trouble: not a loader's fault (a target that cannot start…).
+pub struct Trouble(pub String);
+
+impl<E: std::fmt::Display> From<E> for Trouble {
+    fn from(e: E) -> Self {
+        Trouble(e.to_string())
+    }
+}
+
+/// The normalised observation of one run, with what went through compat.
+pub struct Execution {
+    pub observed: Observed,
+    pub vias: Vec<Via>,
+    pub plan: Plan,
+}
+
+fn outcome_text(o: &crate::case::Outcome) -> String {
+    match o {
+        crate::case::Outcome::Trace(t) => crate::normalise::canonical_lines(t).join("\n") + "\n",
+        crate::case::Outcome::Error(e) => format!("error: phase={} class={}\n", e.phase, e.class),
+    }
+}
+
+/// Runs a case through a loader and judges it. Never panics.
+pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &RunOptions) -> CaseResult {
+    let start = Instant::now();
+    let library = loader.library();
+    let mut result = CaseResult {
+        case: case.id.clone(),
+        loader: loader.id(),
+        kernel: features.kernel.clone(),
+        verdict: Verdict::Error,
+        detail: String::new(),
+        via: ViaKind::Native,
+        vias: Vec::new(),
+        library: format!("{} ({})", library.library, library.version),
+        observed: None,
+        expected: None,
+        diff: None,
+        duration_ms: 0,
+    };
+    let cx = Context { kernel: KernelVersion::parse(&features.kernel), features, loader: loader.id() };
+    let expected = case.expect.resolve(&cx);
+    result.expected = Some(outcome_text(expected));
+    let missing: Vec<_> = features.missing(&case.required_features()).into_iter().map(|f| (f, features.why(f).to_string())).collect();
+
+    match catch_unwind(AssertUnwindSafe(|| execute(case, loader, opts))) {
+        Ok(Ok(exec)) => {
+            let Judgement { verdict, detail, diff } = judge(expected, &exec.observed, &missing);
+            result.verdict = verdict;
+            result.detail = detail;
+            result.diff = diff;
+            result.observed = Some(exec.observed.normalised());
+            result.via = if exec.vias.iter().any(|v| v.via == ViaKind::Compat) { ViaKind::Compat } else { ViaKind::Native };
+            result.vias = exec.vias;
+        }
+        Ok(Err(Trouble(msg))) => result.detail = msg,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            result.detail = format!("panic while running the case: {msg}");
+        }
+    }
+    result.duration_ms = start.elapsed().as_millis() as u64;
+    result
+}
+
+fn decode_error(detail: String) -> LoaderError {
+    LoaderError { phase: FailPhase::Drain, probe: None, error: Classified { class: ErrorClass::Other, errno: None, detail } }
+}
+
+/// Runs a case through a loader and normalises what happened.
+pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Execution, Trouble> {
+    if crate::interrupt::requested() {
+        return Err(Trouble("interrupted".into()));
+    }
+    let dir = RunDir::new()?;
+    let variant = crate::probing::kfunc_variant();
+    let plan = plan(case, &dir, variant);
+    let mut p0 = TargetProcess::spawn(&dir.probe_target(), &case.run)?;
+    let mut p1 = match &case.run_other {
+        Some(steps) => Some(TargetProcess::spawn(&dir.probe_target(), steps)?),
+        None => None,
+    };
+    let pids = Pids { target: p0.pid, other: p1.as_ref().map(|p| p.pid) };
+    let mut symbols = Symbolizer::default();
+    symbols.add_process(p0.pid, &p0.maps, dir.path());
+    if let Some(p) = &p1 {
+        symbols.add_process(p.pid, &p.maps, dir.path());
+    }
+
+    let attached = match loader.attach(&AttachRequest { plan: &plan, pids }) {
+        Ok(a) => a,
+        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias: Vec::new(), plan }),
+    };
+    let vias = attached.vias();
+    let mut facts = RunFacts::default();
+    let (exit, stderr) = p0.run_to_end(opts.target_timeout)?;
+    if !exit.is_clean() {
+        facts.abnormal_exits.push(("P0".into(), exit.describe()));
+        if matches!(exit, crate::target::Exit::Code(_)) && !stderr.trim().is_empty() {
+            return Err(Trouble(format!("probe-target P0 {}: {}", exit.describe(), stderr.trim())));
+        }
+    }
+    if let Some(p) = p1.as_mut() {
+        let (exit, _) = p.run_to_end(opts.target_timeout)?;
+        if !exit.is_clean() {
+            facts.abnormal_exits.push(("P1".into(), exit.describe()));
+        }
+    }
+    let drained = match attached.drain() {
+        Ok(d) => d,
+        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias, plan }),
+    };
+    facts.dropped = drained.dropped;
+    let mut events = Vec::with_capacity(drained.records.len());
+    for r in &drained.records {
+        match RawEvent::decode(r) {
+            Ok(e) => events.push(e),
+            Err(e) => return Ok(Execution { observed: Observed::Error(decode_error(e.to_string())), vias, plan }),
+        }
+    }
+    let probe_names: Vec<String> = plan.probes.iter().map(|p| p.name.clone()).collect();
+    let processes: Vec<(u32, &'static str)> = std::iter::once((pids.target, "P0")).chain(pids.other.map(|p| (p, "P1"))).collect();
+    let kernel_symbols = plan.probes.iter().any(|p| p.kind.is_kernel()).then(KernelSymbols::load);
+    let names = Names { probes: &probe_names, processes: &processes, user: &symbols, kernel: kernel_symbols.as_ref() };
+    let trace = normalise(&events, &names, &facts);
+    Ok(Execution { observed: Observed::Trace(trace), vias, plan })
+}
+
+/// Every case through every loader, in order; `progress` is called after each.
+pub fn run_all(
+    cases: &[Case],
+    loaders: &[&dyn Loader],
+    features: &FeatureSet,
+    opts: &RunOptions,
+    mut progress: impl FnMut(&CaseResult),
+) -> Vec<CaseResult> {
+    let mut out = Vec::new();
+    for case in cases {
+        for loader in loaders {
+            if crate::interrupt::requested() {
+                return out;
+            }
+            let r = run_case(case, *loader, features, opts);
+            progress(&r);
+            out.push(r);
+        }
+    }
+    out
+}

@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * probe-target: the program every case traces. Its functions have known
+ * behaviour, and a step list drives it deterministically, so two loaders see
+ * exactly the same workload.
+ *
+ *   probe-target [--wait] 'STEP; STEP; ...'     (or steps on stdin with -)
+ *
+ * With --wait it prints "ready" and blocks until it reads a line on stdin: the
+ * runner reads /proc/PID/maps and attaches with this pid in that window.
+ *
+ * Every traced function takes two longs, so arg0 and arg1 are always defined
+ * (a one-argument function would leave garbage in the second register).
+ * Steps: see usage() below.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "probe_target.h"
+
+#define TRACED __attribute__((noinline, noclone, used, visibility("default")))
+
+/* leaf(a, b) = a * 10 + b */
+TRACED long pc_leaf(long a, long b)
+{
+	__asm__ volatile("" ::: "memory");
+	return a * 10 + b;
+}
+
+/* recurse(n, b) = n + (n-1) + ... + 1 (+ b at the bottom); one frame per level. */
+TRACED long pc_recurse(long n, long b)
+{
+	long r;
+
+	if (n <= 0)
+		return b;
+	r = pc_recurse(n - 1, b);
+	/* A barrier after the call keeps it a real call (no tail-recursion elimination). */
+	__asm__ volatile("" : "+r"(r) : : "memory");
+	return r + n;
+}
+
+/* Defined in nops.S: first instruction is a 5-byte nop / a 1-byte nop / a nop5
+ * that straddles a page boundary. Each returns a + b. */
+long pc_nop5(long a, long b);
+long pc_nop1(long a, long b);
+long pc_nop5_pagecross(long a, long b);
+
+struct traced_fn {
+	const char *name;
+	long (*fn)(long, long);
+};
+
+static const struct traced_fn traced_fns[] = {
+	{ "leaf", pc_leaf },
+	{ "recurse", pc_recurse },
+	{ "nop5", pc_nop5 },
+	{ "nop1", pc_nop1 },
+	{ "nop5_pagecross", pc_nop5_pagecross },
+	{ "lib_add", pc_lib_add },
+};
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: probe-target [--wait] 'STEP; STEP; ...' | -\n"
+		"steps:\n"
+		"  call FN A [B]           call FN(A, B) once (B defaults to 0)\n"
+		"  repeat N FN A [B]       call FN(A, B) N times\n"
+		"  recurse N               call recurse(N, 0)\n"
+		"  threads N FN A [B]      N threads, started together, each call FN(A, B) once\n"
+		"  fork STEP               a child process runs STEP and exits; the parent waits\n"
+		"  sleep MS                sleep MS milliseconds\n"
+		"functions: leaf recurse nop5 nop1 nop5_pagecross lib_add\n");
+}
+
+static const struct traced_fn *find_fn(const char *name)
+{
+	for (size_t i = 0; i < sizeof(traced_fns) / sizeof(traced_fns[0]); i++)
+		if (!strcmp(traced_fns[i].name, name))
+			return &traced_fns[i];
+	fprintf(stderr, "probe-target: unknown function '%s'\n", name);
+	usage();
+	exit(2);
+}
+
+static long parse_long(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 0);
+	if (errno || *end) {
+		fprintf(stderr, "probe-target: not a number: '%s'\n", s);
+		exit(2);
+	}
+	return v;
+}
+
+struct thread_arg {
+	const struct traced_fn *fn;
+	long a, b;
+	pthread_barrier_t *start;
+};
+
+static void *thread_main(void *p)
+{
+	struct thread_arg *t = p;
+
+	pthread_barrier_wait(t->start);
+	t->fn->fn(t->a, t->b);
+	return NULL;
+}
+
+static void run_threads(int n, const struct traced_fn *fn, long a, long b)
+{
+	pthread_t tids[256];
+	struct thread_arg args[256];
+	pthread_barrier_t start;
+
+	if (n < 1 || n > 256) {
+		fprintf(stderr, "probe-target: threads: N must be 1..256\n");
+		exit(2);
+	}
+	pthread_barrier_init(&start, NULL, n);
+	for (int i = 0; i < n; i++) {
+		args[i] = (struct thread_arg){ fn, a, b, &start };
+		if (pthread_create(&tids[i], NULL, thread_main, &args[i])) {
+			perror("pthread_create");
+			exit(3);
+		}
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(tids[i], NULL);
+	pthread_barrier_destroy(&start);
+}
+
+static void run_step(char **w, int n);
+
+static void run_fork(char **w, int n)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0) {
+		perror("fork");
+		exit(3);
+	}
+	if (pid == 0) {
+		run_step(w, n);
+		fflush(NULL);
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "probe-target: forked child failed (status 0x%x)\n", status);
+		exit(3);
+	}
+}
+
+static void need(int n, int lo, int hi, const char *step)
+{
+	if (n < lo || n > hi) {
+		fprintf(stderr, "probe-target: wrong number of words for '%s'\n", step);
+		usage();
+		exit(2);
+	}
+}
+
+static void run_step(char **w, int n)
+{
+	if (n == 0)
+		return;
+	if (!strcmp(w[0], "call")) {
+		need(n, 3, 4, "call");
+		find_fn(w[1])->fn(parse_long(w[2]), n > 3 ? parse_long(w[3]) : 0);
+	} else if (!strcmp(w[0], "repeat")) {
+		need(n, 4, 5, "repeat");
+		long count = parse_long(w[1]);
+		const struct traced_fn *fn = find_fn(w[2]);
+		long a = parse_long(w[3]), b = n > 4 ? parse_long(w[4]) : 0;
+
+		for (long i = 0; i < count; i++)
+			fn->fn(a, b);
+	} else if (!strcmp(w[0], "recurse")) {
+		need(n, 2, 2, "recurse");
+		pc_recurse(parse_long(w[1]), 0);
+	} else if (!strcmp(w[0], "threads")) {
+		need(n, 4, 5, "threads");
+		run_threads(parse_long(w[1]), find_fn(w[2]), parse_long(w[3]),
+			    n > 4 ? parse_long(w[4]) : 0);
+	} else if (!strcmp(w[0], "fork")) {
+		need(n, 2, 64, "fork");
+		run_fork(w + 1, n - 1);
+	} else if (!strcmp(w[0], "sleep")) {
+		need(n, 2, 2, "sleep");
+		long ms = parse_long(w[1]);
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+	} else {
+		fprintf(stderr, "probe-target: unknown step '%s'\n", w[0]);
+		usage();
+		exit(2);
+	}
+}
+
+/* Splits on ';' and newlines into steps, and steps on blanks into words. */
+static void run_script(char *script)
+{
+	char *save_step, *step;
+
+	for (step = strtok_r(script, ";\n", &save_step); step;
+	     step = strtok_r(NULL, ";\n", &save_step)) {
+		char *words[64], *save_word, *w;
+		int n = 0;
+
+		for (w = strtok_r(step, " \t", &save_word); w && n < 64;
+		     w = strtok_r(NULL, " \t", &save_word))
+			words[n++] = w;
+		run_step(words, n);
+	}
+}
+
+static char *read_all(FILE *f)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+
+	for (;;) {
+		size_t got = fread(buf + len, 1, cap - len - 1, f);
+
+		len += got;
+		if (got == 0)
+			break;
+		if (cap - len < 2)
+			buf = realloc(buf, cap *= 2);
+	}
+	buf[len] = 0;
+	return buf;
+}
+
+int main(int argc, char **argv)
+{
+	int wait_for_go = 0;
+	char *script;
+	int i = 1;
+
+	if (i < argc && !strcmp(argv[i], "--wait")) {
+		wait_for_go = 1;
+		i++;
+	}
+	if (i != argc - 1 || !strcmp(argv[i], "--help")) {
+		usage();
+		return 2;
+	}
+	script = !strcmp(argv[i], "-") ? read_all(stdin) : strdup(argv[i]);
+	if (wait_for_go) {
+		char line[64];
+
+		printf("ready %d\n", getpid());
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), stdin))
+			return 4; /* the runner went away: do nothing */
+	}
+	run_script(script);
+	printf("done\n");
+	fflush(stdout);
+	return 0;
+}
