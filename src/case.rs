@@ -140,8 +140,8 @@ pub enum PidScope {
 }
 
 /// What a session entry writes into its session cookie.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum CookieWrite {
     #[default]
     None,
@@ -156,8 +156,8 @@ pub enum CookieWrite {
 }
 
 /// When a session entry returns 1, skipping that invocation's return.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum SkipReturn {
     #[default]
     Never,
@@ -167,6 +167,54 @@ pub enum SkipReturn {
     Arg0Eq(u64),
     Arg0Lt(u64),
 }
+
+/// Knob values are written `name` or `{name: number}` (a one-key map), which
+/// reads better than YAML tags. The visitor lists every valid form on error.
+macro_rules! knob_deserialize {
+    ($ty:ident, what = $what:literal, units = [$($u:literal => $uv:expr),*], valued = [$($v:literal => $vv:expr),*]) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                const FORMS: &str = concat!($("`", $u, "`, ",)* $("`{", $v, ": N}`, ",)*);
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "{} as one of {}", $what, FORMS.trim_end_matches(", "))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$ty, E> {
+                        match s {
+                            $($u => Ok($uv),)*
+                            _ => Err(E::custom(format!("unknown {} `{s}`, expected one of {}", $what, FORMS.trim_end_matches(", ")))),
+                        }
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<$ty, A::Error> {
+                        let Some(key) = m.next_key::<String>()? else {
+                            return Err(serde::de::Error::custom(format!("empty map: expected {}", FORMS.trim_end_matches(", "))));
+                        };
+                        let n: u64 = m.next_value()?;
+                        if m.next_key::<String>()?.is_some() {
+                            return Err(serde::de::Error::custom("expected a map with exactly one key"));
+                        }
+                        #[allow(unused_variables)]
+                        let n = n;
+                        match key.as_str() {
+                            $($v => Ok($vv(n)),)*
+                            _ => Err(serde::de::Error::custom(format!("unknown {} `{{{key}: N}}`, expected one of {}", $what, FORMS.trim_end_matches(", ")))),
+                        }
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+knob_deserialize!(CookieWrite, what = "session_cookie",
+    units = ["none" => CookieWrite::None, "arg0" => CookieWrite::Arg0, "attach-cookie" => CookieWrite::AttachCookie],
+    valued = ["const" => CookieWrite::Const, "const-plus-arg0" => CookieWrite::ConstPlusArg0]);
+knob_deserialize!(SkipReturn, what = "skip_return",
+    units = ["never" => SkipReturn::Never, "always" => SkipReturn::Always, "odd-arg0" => SkipReturn::OddArg0, "even-arg0" => SkipReturn::EvenArg0],
+    valued = ["arg0-eq" => SkipReturn::Arg0Eq, "arg0-lt" => SkipReturn::Arg0Lt]);
 
 /// Recorder behaviour knobs (struct pc_config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -676,6 +724,17 @@ expect:
         assert_eq!(e.line, 6, "{e}");
         let e = err(&GOOD.replace("  trace: |\n    P0/T0 s1 entry pc_leaf(1, 0)\n", ""));
         assert!(e.message.contains("expected one of `trace`"), "{e}");
+    }
+
+    #[test]
+    fn knob_forms_and_errors() {
+        let e = err(&GOOD.replace("skip_return: odd-arg0", "skip_return: odd"));
+        assert!(e.message.contains("unknown skip_return `odd`") && e.message.contains("`{arg0-eq: N}`"), "{e}");
+        assert_eq!(e.line, 11);
+        let e = err(&GOOD.replace("session_cookie: {const: 0x1001}", "session_cookie: {cnst: 1}"));
+        assert!(e.message.contains("unknown session_cookie `{cnst: N}`"), "{e}");
+        let c = Case::parse(&GOOD.replace("{const: 0x1001}", "attach-cookie"), Path::new("x")).unwrap();
+        assert_eq!(c.probes[0].record.session_cookie, CookieWrite::AttachCookie);
     }
 
     #[test]

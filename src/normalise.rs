@@ -8,8 +8,9 @@
 //! ```
 //!
 //! * Processes are `P0` (the target), `P1` (the `run_other` process), then
-//!   forked children `P2…` in order of their first event. Threads are `T0` (the
-//!   main thread) then the others, `T1…`, sorted by the text of their lines.
+//!   forked children `P2…` in order of their first event (P1 stays reserved). Threads are `T0` (the
+//!   main thread, even when it recorded nothing) then the others, `T1…`,
+//!   sorted by the text of their lines.
 //! * Addresses become `symbol+offset`; time, CPU and sequence numbers go.
 //! * **Order.** The kernel orders the events of one program on one thread; it
 //!   defines no order between threads, nor between two programs on the same
@@ -94,7 +95,8 @@ pub struct RunFacts {
 pub fn normalise(events: &[RawEvent], names: &Names<'_>, facts: &RunFacts) -> Trace {
     // Process labels: known roles first, then others by first appearance.
     let mut plabel: HashMap<u32, String> = names.processes.iter().map(|(p, l)| (*p, l.to_string())).collect();
-    let mut next = names.processes.len();
+    // P0 and P1 are roles (target, other); children count from P2 either way.
+    let mut next = 2;
     for e in events {
         plabel.entry(e.tgid).or_insert_with(|| {
             next += 1;
@@ -121,7 +123,10 @@ pub fn normalise(events: &[RawEvent], names: &Names<'_>, facts: &RunFacts) -> Tr
             })
             .collect();
         blocks.sort();
-        for (t, (_, block)) in blocks.into_iter().enumerate() {
+        // T0 is always the main thread, even when it recorded nothing.
+        let first_worker = if blocks.first().is_some_and(|(worker, _)| !worker) { 0 } else { 1 };
+        for (i, (_, block)) in blocks.into_iter().enumerate() {
+            let t = if i == 0 && first_worker == 0 { 0 } else { i + first_worker };
             for l in block {
                 lines.push(format!("{plabel}/T{t} {l}"));
             }

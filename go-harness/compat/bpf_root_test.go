@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -91,21 +93,56 @@ func TestContentsOnlyWrite(t *testing.T) {
 	t.Logf("Contents-only write survives load: %v (%v)", err == nil, err)
 }
 
-func offsetsOf(t *testing.T, l link.Link) (string, []link.UprobeMultiOffset) {
+// uprobeMultiInfo reads a uprobe_multi link's info from the kernel with
+// BPF_OBJ_GET_INFO_BY_FD (cilium only exposes it from v0.21 on, and these
+// tests also run against older versions).
+type uprobeMultiInfo struct {
+	linkType uint32
+	file     string
+	offsets  []uint64
+	cookies  []uint64
+}
+
+func offsetsOf(t *testing.T, l link.Link, count int) uprobeMultiInfo {
 	t.Helper()
-	info, err := l.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Type != link.UprobeMultiType {
-		t.Fatalf("link type %v, want uprobe_multi", info.Type)
-	}
-	um := info.UprobeMulti()
-	offs, ok := um.Offsets()
+	fder, ok := l.(interface{ FD() int })
 	if !ok {
-		t.Fatalf("no offsets in link info")
+		t.Fatalf("link %T has no FD()", l)
 	}
-	return um.File, offs
+	path := make([]byte, 4096)
+	offsets := make([]uint64, count)
+	refCtr := make([]uint64, count)
+	cookies := make([]uint64, count)
+	// struct bpf_link_info: type, id, prog_id, then the union at 16.
+	var info struct {
+		linkType, id, progID, _        uint32
+		path, offsets, refCtr, cookies bpfPointer
+		pathSize, count, flags, pid    uint32
+		_                              [64]byte // rest of the union
+	}
+	info.path, info.pathSize = pointerTo(path), uint32(len(path))
+	info.offsets, info.refCtr, info.cookies = pointerTo(offsets), pointerTo(refCtr), pointerTo(cookies)
+	info.count = uint32(count)
+	attr := struct {
+		fd, infoLen uint32
+		info        bpfPointer
+	}{uint32(fder.FD()), uint32(unsafe.Sizeof(info)), bpfPointer{unsafe.Pointer(&info)}}
+	const bpfObjGetInfoByFD = 15
+	if _, _, errno := unix.Syscall(unix.SYS_BPF, bpfObjGetInfoByFD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr)); errno != 0 {
+		t.Fatalf("BPF_OBJ_GET_INFO_BY_FD: %v", errno)
+	}
+	runtime.KeepAlive(path)
+	runtime.KeepAlive(offsets)
+	runtime.KeepAlive(refCtr)
+	runtime.KeepAlive(cookies)
+	const bpfLinkTypeUprobeMulti = 12
+	if info.linkType != bpfLinkTypeUprobeMulti {
+		t.Fatalf("link type %d, want uprobe_multi (12)", info.linkType)
+	}
+	if int(info.count) != count {
+		t.Fatalf("link has %d offsets, want %d", info.count, count)
+	}
+	return uprobeMultiInfo{linkType: info.linkType, file: unix.ByteSliceToString(path), offsets: offsets, cookies: cookies}
 }
 
 // TestUprobeSessionBridge attaches through the bridge and checks, from the
@@ -122,9 +159,12 @@ func TestUprobeSessionBridge(t *testing.T) {
 		t.Fatalf("bridge: %v", err)
 	}
 	defer l.Close()
-	file, got := offsetsOf(t, l)
-	if file != target {
-		t.Errorf("link file %q, want %q", file, target)
+	got := offsetsOf(t, l, 2)
+	if got.file != target {
+		t.Errorf("link file %q, want %q", got.file, target)
+	}
+	if fmt.Sprint(got.cookies) != "[7 8]" {
+		t.Errorf("cookies %v, want [7 8]", got.cookies)
 	}
 
 	multi := loadOne(t, object, "pc_uprobe_multi", nil).Programs["pc_uprobe_multi"]
@@ -137,20 +177,21 @@ func TestUprobeSessionBridge(t *testing.T) {
 		t.Fatalf("cilium UprobeMulti: %v", err)
 	}
 	defer ml.Close()
-	_, want := offsetsOf(t, ml)
+	want := offsetsOf(t, ml, 2)
+	t.Logf("bridge %+v, cilium %+v", got, want)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("bridge offsets/cookies %v, cilium's %v", got, want)
+		t.Errorf("bridge link %+v, cilium's %+v", got, want)
 	}
 
 	// Absolute file offsets (empty symbol) land on the same place.
-	abs := []UprobeTarget{{Offset: got[0].Offset, Cookie: 1}}
+	abs := []UprobeTarget{{Offset: got.offsets[0], Cookie: 1}}
 	l2, err := AttachUprobeSession(session, target, abs, 0)
 	if err != nil {
 		t.Fatalf("bridge with absolute offset: %v", err)
 	}
 	defer l2.Close()
-	if _, o := offsetsOf(t, l2); o[0].Offset != got[0].Offset {
-		t.Errorf("absolute offset attached at %#x, want %#x", o[0].Offset, got[0].Offset)
+	if o := offsetsOf(t, l2, 1); o.offsets[0] != got.offsets[0] {
+		t.Errorf("absolute offset attached at %#x, want %#x", o.offsets[0], got.offsets[0])
 	}
 }
 

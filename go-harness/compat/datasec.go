@@ -26,15 +26,15 @@ func SetDataSection(spec *ebpf.CollectionSpec, section string, data []byte) erro
 			section, dataSectionNames(spec), os.ErrNotExist)
 	}
 	if len(ms.Contents) != 1 {
-		return fmt.Errorf("data section %s has %d entries, want 1: %w", section, len(ms.Contents), os.ErrInvalid)
+		return invalidf("data section %s has %d entries, want 1", section, len(ms.Contents))
 	}
 	cur, ok := ms.Contents[0].Value.([]byte)
 	if !ok {
-		return fmt.Errorf("data section %s: contents are %T, want []byte: %w", section, ms.Contents[0].Value, os.ErrInvalid)
+		return invalidf("data section %s: contents are %T, want []byte", section, ms.Contents[0].Value)
 	}
 	if len(cur) != len(data) {
-		return fmt.Errorf("data section %s is %d bytes but the request has %d (runner and object disagree on the layout): %w",
-			section, len(cur), len(data), os.ErrInvalid)
+		return invalidf("data section %s is %d bytes but the request has %d (runner and object disagree on the layout)",
+			section, len(cur), len(data))
 	}
 	ms.Contents[0].Value = bytes.Clone(data)
 
@@ -49,8 +49,8 @@ func SetDataSection(spec *ebpf.CollectionSpec, section string, data []byte) erro
 		}
 		end := uint64(v.Offset) + uint64(v.Size)
 		if end > uint64(len(data)) {
-			return fmt.Errorf("data section %s: variable %s at %d+%d exceeds the section: %w",
-				section, v.Type.TypeName(), v.Offset, v.Size, os.ErrInvalid)
+			return invalidf("data section %s: variable %s at %d+%d exceeds the section",
+				section, v.Type.TypeName(), v.Offset, v.Size)
 		}
 		if err := vs.Set(bytes.Clone(data[v.Offset:end])); err != nil {
 			return fmt.Errorf("data section %s: set variable %s: %w", section, v.Type.TypeName(), err)

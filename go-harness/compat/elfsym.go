@@ -4,7 +4,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/cilium/ebpf/link"
 )
@@ -34,7 +33,7 @@ func loadSymbolTable(path string) (*symbolTable, error) {
 	}
 	defer f.Close()
 	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
-		return nil, fmt.Errorf("%s is not an executable or a shared object (ELF type %s): %w", path, f.Type, os.ErrInvalid)
+		return nil, invalidf("%s is not an executable or a shared object (ELF type %s)", path, f.Type)
 	}
 
 	syms, err := f.Symbols()
@@ -84,7 +83,7 @@ func (t *symbolTable) fileOffset(symbol string, offset uint64) (uint64, error) {
 			symbol, t.path, link.ErrNoSymbol)
 	}
 	if s.size != 0 && offset >= s.size {
-		return 0, fmt.Errorf("offset %d is out of range of symbol %s (size %d): %w", offset, symbol, s.size, os.ErrInvalid)
+		return 0, invalidf("offset %d is out of range of symbol %s (size %d)", offset, symbol, s.size)
 	}
 	return s.offset + offset, nil
 }

@@ -37,6 +37,7 @@ const (
 	BridgeDataSection        = "cilium-datasec-variables"
 	BridgeWeakKfunc          = "cilium-weak-kfunc"
 	BridgeUSDT               = "cilium-usdt"
+	BridgeKprobeErrors       = "cilium-kprobe-unsupported-error"
 )
 
 const library = "github.com/cilium/ebpf"
@@ -74,6 +75,17 @@ var Registry = []Entry{
 		Workaround: "link.Kprobe retries a symbol with the arch prefix (__x64_sys_...) but link.KprobeMulti " +
 			"does not. For these kinds the harness rewrites a symbol sys_xxx that is not in /proc/kallsyms " +
 			"to __x64_sys_xxx (the running arch's prefix) when that one is.",
+	},
+	{
+		ID:       BridgeKprobeErrors,
+		Library:  library,
+		Versions: "<= v0.22.0",
+		Feature:  "error for kprobe/kretprobe on a kernel without CONFIG_KPROBES",
+		Status:   Compat,
+		Workaround: "link.Kprobe falls back to tracefs when the kprobe PMU is missing and reports the tracefs " +
+			"failure (\"neither debugfs nor tracefs are mounted\", or ENOENT on kprobe_events), which classifies " +
+			"as other/not-found. When /sys/bus/event_source/devices/kprobe is absent the harness wraps the error " +
+			"with ebpf.ErrNotSupported (message and errno kept), so it classifies as unsupported like libbpf's.",
 	},
 	{
 		ID:       BridgeDataSection,

@@ -50,7 +50,7 @@ func AttachUprobeSession(prog *ebpf.Program, binary string, targets []UprobeTarg
 		return nil, errors.New("uprobe session: nil program")
 	}
 	if len(targets) == 0 {
-		return nil, fmt.Errorf("uprobe session: no targets: %w", os.ErrInvalid)
+		return nil, invalidf("uprobe session: no targets")
 	}
 
 	syms, err := loadSymbolTable(binary)

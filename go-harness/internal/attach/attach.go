@@ -200,7 +200,7 @@ func attachKernel(p *protocol.Probe, prog *ebpf.Program, opts Options) (_ []link
 				l, err = link.Kretprobe(t.Symbol, prog, ko)
 			}
 			if err != nil {
-				return nil, false, fmt.Errorf("targets[%d] %s: %w", i, t.Symbol, err)
+				return nil, false, fmt.Errorf("targets[%d] %s: %w", i, t.Symbol, compat.NormalizeKprobeError(err))
 			}
 			links = append(links, l)
 		}

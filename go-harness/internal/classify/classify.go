@@ -144,9 +144,16 @@ func Invalidf(format string, args ...any) error {
 	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
 }
 
-// NotFoundf builds an error that classifies as not-found (it wraps os.ErrNotExist).
+// NotFoundError marks something the request names that does not exist (a
+// program, a map): class "not-found"; errors.Is(err, os.ErrNotExist) holds.
+type NotFoundError struct{ Msg string }
+
+func (e *NotFoundError) Error() string        { return e.Msg }
+func (e *NotFoundError) Is(target error) bool { return target == os.ErrNotExist }
+
+// NotFoundf builds a *NotFoundError.
 func NotFoundf(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), os.ErrNotExist)
+	return &NotFoundError{Msg: fmt.Sprintf(format, args...)}
 }
 
 // cilium phrases an UnsupportedFeatureError as "X not supported (requires >= vN)".
@@ -202,6 +209,9 @@ func hint(err error, class Class, errno syscall.Errno, where Where) string {
 			return "too many targets for one link, or a bpf_attr field the kernel does not know is set"
 		}
 	case NotFound:
+		if where.Phase != "attach" {
+			break
+		}
 		switch {
 		case isKprobeMultiFamily || kind == "kprobe" || kind == "kretprobe":
 			return "kernel symbol not found (see /proc/kallsyms; syscalls need the arch prefix, e.g. __x64_sys_)"

@@ -194,6 +194,13 @@ func readLines(in io.Reader, stop <-chan struct{}) <-chan lineOrErr {
 	}
 	go func() {
 		defer close(ch)
+		// A panic here would kill the process past every recover; report it
+		// as a read error instead.
+		defer func() {
+			if r := recover(); r != nil {
+				deliver(lineOrErr{err: fmt.Errorf("internal error (panic) reading stdin: %v", r)})
+			}
+		}()
 		r := bufio.NewReader(in)
 		for {
 			line, err := r.ReadBytes('\n')

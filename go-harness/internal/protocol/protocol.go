@@ -151,7 +151,7 @@ type AttachedProbe struct {
 
 // Events carries every record read from the ring buffer.
 type Events struct {
-	Type    string   `json:"type"` // "events"
+	Type    string   `json:"type"`   // "events"
 	Events  [][]byte `json:"events"` // each is one raw struct pc_event, base64 on the wire
 	Dropped uint64   `json:"dropped"`
 }
