@@ -23,6 +23,13 @@ char LICENSE[] SEC("license") = "GPL";
 /* Behaviour of this instance. A named section so both loaders find it at offset 0. */
 const volatile struct pc_config pc_cfg SEC(".rodata.pc_cfg") = {};
 
+/*
+ * The event layout, kept in BTF (only inlined code uses the type otherwise) so
+ * the decoders can check their offsets against the object, and the ABI version
+ * in a place a loader can read before it loads anything.
+ */
+const volatile struct pc_event pc_event_layout SEC(".rodata.pc_abi") = { .abi_version = PC_ABI_VERSION };
+
 /* Shared by every instance of a case: the loaders reuse the first instance's fds. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

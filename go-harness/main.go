@@ -74,10 +74,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (status int) 
 	}
 }
 
+// printJSON writes v as one line, so a runner may read it line-wise too.
 func printJSON(stdout, stderr io.Writer, v any) int {
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
 		fmt.Fprintf(stderr, "write: %v\n", err)
 		return 1

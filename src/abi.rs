@@ -190,7 +190,7 @@ impl RecorderConfig {
 mod tests {
     use super::*;
     use libbpf_rs::btf::types::Struct;
-    use libbpf_rs::btf::Btf;
+    use libbpf_rs::btf::{Btf, HasSize};
 
     fn struct_layout(object: &[u8], name: &str) -> (usize, Vec<(String, usize)>) {
         let btf = Btf::from_raw("recorders", object).expect("parse BTF").expect("object has BTF");

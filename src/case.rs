@@ -714,14 +714,14 @@ expect:
         assert!(e.message.contains("missing field `run`"), "{e}");
         let e = err(&GOOD.replace("    targets: [{symbol: pc_leaf, cookie: 0x11}]", "    targets: [{symbol: pc_leaf, cokie: 1}]"));
         assert!(e.message.contains("unknown field `cokie`") && e.message.contains("cookie"), "{e}");
-        assert_eq!(e.line, 6);
+        assert_eq!(e.line, 7);
     }
 
     #[test]
     fn semantic_errors_point_at_the_key() {
         let e = err(&GOOD.replace("    targets: [{symbol: pc_leaf, cookie: 0x11}]\n", "    targets: []\n"));
         assert!(e.message.contains("at least one target"), "{e}");
-        assert_eq!(e.line, 6, "{e}");
+        assert_eq!(e.line, 7, "{e}");
         let e = err(&GOOD.replace("  trace: |\n    P0/T0 s1 entry pc_leaf(1, 0)\n", ""));
         assert!(e.message.contains("expected one of `trace`"), "{e}");
     }
@@ -730,7 +730,7 @@ expect:
     fn knob_forms_and_errors() {
         let e = err(&GOOD.replace("skip_return: odd-arg0", "skip_return: odd"));
         assert!(e.message.contains("unknown skip_return `odd`") && e.message.contains("`{arg0-eq: N}`"), "{e}");
-        assert_eq!(e.line, 11);
+        assert_eq!(e.line, 10);
         let e = err(&GOOD.replace("session_cookie: {const: 0x1001}", "session_cookie: {cnst: 1}"));
         assert!(e.message.contains("unknown session_cookie `{cnst: N}`"), "{e}");
         let c = Case::parse(&GOOD.replace("{const: 0x1001}", "attach-cookie"), Path::new("x")).unwrap();

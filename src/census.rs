@@ -39,6 +39,21 @@ impl Census {
         Census { programs, links, uprobe_events }
     }
 
+    /// Takes censuses until it equals `want` or `timeout` passes, and returns
+    /// the last. The kernel frees a program some time after its last link:
+    /// uprobe_multi links drop their program after an RCU (tasks trace) grace
+    /// period, so a census taken at once can still see it.
+    pub fn settle(want: &Census, timeout: std::time::Duration) -> Census {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let now = Census::take();
+            if now == *want || std::time::Instant::now() >= deadline {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.programs.is_empty() && self.links.is_empty() && self.uprobe_events.is_empty()
     }

@@ -13,9 +13,9 @@ import (
 // SetDataSection replaces the contents of the data section named section
 // (e.g. ".rodata.pc_cfg") with data, which must have exactly the section's size.
 //
-// Writing MapSpec.Contents alone is not enough: cilium v0.22.0 rebuilds a data
-// section from CollectionSpec.Variables when it creates the map, so the ELF's
-// values would silently win. Older versions (v0.17.3, v0.20.0) write
+// Writing MapSpec.Contents alone is not enough: from v0.21.0 cilium rebuilds a
+// data section from CollectionSpec.Variables when it creates the map, so the
+// ELF's values would silently win. Older versions (v0.17.3, v0.20.0) write
 // VariableSpec.Set through to Contents instead. Setting both, with the
 // variables' offsets taken from the section's BTF Datasec, works with each.
 // Callers should still read the map back after load (VerifyDataSection).

@@ -47,7 +47,7 @@ var Registry = []Entry{
 	{
 		ID:       BridgeUprobeSession,
 		Library:  library,
-		Versions: "<= v0.22.0 (v0.22.0: section parsed, no attach API; v0.17.3, v0.20.0: section name unknown)",
+		Versions: "<= v0.22.0 (checked v0.17.3, v0.20.0, v0.21.0, v0.22.0; the section is typed from v0.21.0, unknown before)",
 		Feature:  "uprobe.session attach (BPF_TRACE_UPROBE_SESSION = 57, kernel >= 6.13)",
 		Status:   Compat,
 		Workaround: "Executable.UprobeMulti always links with attach type UPROBE_MULTI (48) and the kernel " +
@@ -69,7 +69,7 @@ var Registry = []Entry{
 	{
 		ID:       BridgeKprobeMultiSyscall,
 		Library:  library,
-		Versions: "<= v0.22.0",
+		Versions: "<= v0.22.0 (checked v0.22.0 source)",
 		Feature:  "syscall symbols in kprobe.multi / kretprobe.multi / kprobe.session",
 		Status:   Compat,
 		Workaround: "link.Kprobe retries a symbol with the arch prefix (__x64_sys_...) but link.KprobeMulti " +
@@ -79,7 +79,7 @@ var Registry = []Entry{
 	{
 		ID:       BridgeKprobeErrors,
 		Library:  library,
-		Versions: "<= v0.22.0",
+		Versions: "<= v0.22.0 (checked v0.22.0)",
 		Feature:  "error for kprobe/kretprobe on a kernel without CONFIG_KPROBES",
 		Status:   Compat,
 		Workaround: "link.Kprobe falls back to tracefs when the kprobe PMU is missing and reports the tracefs " +
@@ -90,7 +90,7 @@ var Registry = []Entry{
 	{
 		ID:       BridgeDataSection,
 		Library:  library,
-		Versions: ">= v0.21 (checked v0.22.0)",
+		Versions: ">= v0.21.0 (checked v0.21.0, v0.22.0; v0.17.3 and v0.20.0 keep Contents)",
 		Feature:  "setting a data section's bytes before load",
 		Status:   Compat,
 		Workaround: "v0.22.0 rebuilds a data section's contents from CollectionSpec.Variables at load time " +
@@ -101,7 +101,7 @@ var Registry = []Entry{
 	{
 		ID:       BridgeWeakKfunc,
 		Library:  library,
-		Versions: "all (checked v0.22.0)",
+		Versions: "all (measured with v0.22.0 on kernel 7.3, per docs/domain.md; not re-measured here)",
 		Feature:  "__weak kfuncs whose prototype differs from the kernel's; ___flavor suffixes on kfuncs",
 		Status:   Missing,
 		Workaround: "libbpf treats an incompatible __weak kfunc as missing and strips ___flavor suffixes; " +

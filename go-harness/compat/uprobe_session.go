@@ -22,9 +22,10 @@ type UprobeTarget struct {
 
 // PrepareUprobeSessionSpec makes a uprobe.session program spec loadable as
 // one: program type Kprobe with expected attach type BPF_TRACE_UPROBE_SESSION.
-// cilium v0.22.0 derives this from the section name; older versions (v0.17.3,
-// v0.20.0) do not know the section and would leave the type unspecified or
-// the attach type 0, and the kernel then refuses the session kfuncs. It
+// cilium derives this from the section name from v0.21.0 on; v0.17.3 and
+// v0.20.0 do not know the section, leave the program UnspecifiedProgram and
+// skip it at load (and with attach type 0 the kernel would refuse the session
+// kfuncs anyway). It
 // returns whether it changed the spec.
 func PrepareUprobeSessionSpec(ps *ebpf.ProgramSpec) bool {
 	if !strings.HasPrefix(ps.SectionName, "uprobe.session") {

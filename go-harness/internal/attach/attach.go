@@ -90,8 +90,10 @@ func attach(p *protocol.Probe, prog *ebpf.Program, opts Options) (*Attachment, e
 		if err != nil {
 			return nil, err
 		}
-		a.Links, err = attachUser(ex, p, prog, pid)
-		return a, err
+		if a.Links, err = attachUser(ex, p, prog, pid); err != nil {
+			return nil, err
+		}
+		return a, nil
 
 	default:
 		links, bridged, err := attachKernel(p, prog, opts)
@@ -192,7 +194,7 @@ func attachKernel(p *protocol.Probe, prog *ebpf.Program, opts Options) (_ []link
 			}
 		}()
 		for i, t := range p.Targets {
-			ko := &link.KprobeOptions{Cookie: t.Cookie, Offset: t.Offset}
+			ko := &link.KprobeOptions{Cookie: t.Cookie} // offset is 0 by protocol
 			var l link.Link
 			if p.Kind == protocol.KindKprobe {
 				l, err = link.Kprobe(t.Symbol, prog, ko)

@@ -109,8 +109,10 @@ func (p *Probe) validate() error {
 			if t.Symbol == "" {
 				return classify.Invalidf("targets[%d]: kind %s needs a kernel symbol", i, p.Kind)
 			}
-			if t.Offset != 0 && !p.Kind.SingleLink() {
-				return classify.Invalidf("targets[%d]: kind %s attaches at function entry only: offset must be 0", i, p.Kind)
+			// kprobe.multi/session attach at function entry only; the protocol
+			// keeps single kprobes to that too, so both loaders get the same cases.
+			if t.Offset != 0 {
+				return classify.Invalidf("targets[%d]: kind %s: offset must be 0 (kernel probes attach at the function entry)", i, p.Kind)
 			}
 		}
 	}

@@ -65,6 +65,7 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"kprobe with binary", strings.Replace(goodRequest, `"kind":"kprobe.multi",`, `"kind":"kprobe.multi","binary":"/x",`, 1), "binary must be absent"},
 		{"empty symbol offset 0", strings.Replace(goodRequest, `"symbol":"pc_leaf"`, `"symbol":""`, 1), "non-zero absolute file offset"},
 		{"kprobe.multi offset", strings.Replace(goodRequest, `"symbol":"sys_getpid","offset":0`, `"symbol":"sys_getpid","offset":4`, 1), "offset must be 0"},
+		{"kprobe offset", strings.Replace(strings.Replace(goodRequest, `"kind":"kprobe.multi"`, `"kind":"kprobe"`, 1), `"symbol":"do_nanosleep","offset":0`, `"symbol":"do_nanosleep","offset":8`, 1), "offset must be 0"},
 		{"pid scope unknown", strings.Replace(goodRequest, `"scope":"pid"`, `"scope":"self"`, 1), `unknown scope "self"`},
 		{"pid scope pid 0", strings.Replace(goodRequest, `"pid":1234`, `"pid":0`, 1), "non-zero pid"},
 		{"pid on kprobe", strings.Replace(goodRequest, `"pid":{"scope":"all"}`, `"pid":{"scope":"pid","pid":1}`, 1), "has no pid filter"},
