@@ -48,6 +48,24 @@ impl KfuncVariant {
     }
 }
 
+/// Writes every embedded artefact into `dir` (for the Go tests and VM images).
+pub fn write_all(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    for (name, bytes, mode) in [
+        ("recorders.bpf.o", RECORDERS, 0o644),
+        ("recorders.ctx.bpf.o", RECORDERS_CTX, 0o644),
+        ("feature_probes.bpf.o", FEATURE_PROBES, 0o644),
+        ("feature_probes.ctx.bpf.o", FEATURE_PROBES_CTX, 0o644),
+        ("probe-target", PROBE_TARGET, 0o755),
+        ("libprobetarget.so", LIB_PROBE_TARGET, 0o755),
+    ] {
+        let p = dir.join(name);
+        fs::write(&p, bytes)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
 /// A private directory for one case run holding fresh copies of probe-target,
 /// its library and the BPF objects. Private copies give each run its own inodes,
 /// so a uprobe attached for all processes only ever sees this run's targets,
@@ -91,12 +109,10 @@ impl RunDir {
         match binary {
             "probe-target" | "libprobetarget.so" => self.path().join(binary),
             other => {
-                let p = Path::new(other);
-                if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    case_dir.join(p)
-                }
+                // Absolute, so that every loader (and the harness, which has
+                // another working directory) resolves the same file.
+                let p = case_dir.join(other);
+                std::path::absolute(&p).unwrap_or(p)
             }
         }
     }

@@ -228,6 +228,38 @@ mod tests {
     }
 }
 
+/// Check (c): the loaders of one case must agree on the normalised result.
+/// A disagreement fails every run of the case that has not failed already,
+/// with both sides side by side. Where the case documents a library
+/// difference (its resolved expectations differ per loader) and each loader
+/// met its own, the difference is reported in the detail instead.
+pub fn cross_check(runs: &mut [crate::runner::CaseResult]) {
+    let Some(first) = runs.first().cloned() else { return };
+    let Some(first_obs) = first.observed.clone() else { return };
+    let mut disagreements = Vec::new();
+    for r in runs.iter().skip(1) {
+        let Some(obs) = &r.observed else { continue };
+        if *obs != first_obs {
+            let documented = r.expected != first.expected && r.verdict == Verdict::Pass && first.verdict == Verdict::Pass;
+            disagreements.push((r.loader.clone(), obs.clone(), documented));
+        }
+    }
+    for (other, obs, documented) in disagreements {
+        let sbs = side_by_side(&first.loader, &first_obs, &other, &obs);
+        for r in runs.iter_mut().filter(|r| r.loader == first.loader || r.loader == other) {
+            if documented {
+                r.detail = format!("{} [documented difference between {} and {}]", r.detail, first.loader, other);
+            } else if r.verdict != Verdict::Fail {
+                r.verdict = Verdict::Fail;
+                r.detail = format!("loaders disagree: {} vs {}", first.loader, other);
+                r.diff = Some(sbs.clone());
+            } else {
+                r.detail = format!("{}; loaders disagree too", r.detail);
+            }
+        }
+    }
+}
+
 /// Colours a diff made by [`diff`] (red `-`, green `+`).
 pub fn diff_colorize(d: &str) -> String {
     use owo_colors::OwoColorize;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use probeconf::case::{discover, Case, LoaderId};
 use probeconf::check::Verdict;
+use probeconf::loader::cilium::CiliumLoader;
 use probeconf::loader::libbpf::LibbpfLoader;
 use probeconf::loader::Loader;
 use probeconf::report::{self, RunHeader};
@@ -33,16 +34,26 @@ enum Format {
     Junit,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum GapsFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run cases (default: every case under cases/) against the host kernel.
     Run {
         /// Case files or directories.
         paths: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value = "libbpf")]
+        #[arg(long, value_enum, default_value = "all")]
         loader: LoaderArg,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Build the Go harness against this cilium/ebpf release (e.g. v0.20.0).
+        #[arg(long)]
+        cilium_version: Option<String>,
         /// Seconds a target may run its steps.
         #[arg(long, default_value_t = 20)]
         target_timeout: u64,
@@ -53,8 +64,18 @@ enum Cmd {
     Show {
         /// Case id or file.
         case: String,
-        #[arg(long, value_enum, default_value = "libbpf")]
+        #[arg(long, value_enum, default_value = "all")]
         loader: LoaderArg,
+    },
+    /// Write the embedded artefacts (BPF objects, probe-target) into a directory.
+    Artifacts { out: PathBuf },
+    /// The compatibility registry: library gaps and how they are bridged.
+    Gaps {
+        #[arg(long, value_enum, default_value = "table")]
+        format: GapsFormat,
+        /// Rewrite the gaps table between the markers of this README.
+        #[arg(long)]
+        update_readme: Option<PathBuf>,
     },
     /// Probe the running kernel's features (by trying).
     Features {
@@ -89,15 +110,16 @@ fn load_cases(paths: &[PathBuf]) -> Result<(Vec<Case>, usize), String> {
     Ok((cases, bad))
 }
 
-fn loaders(arg: LoaderArg) -> Vec<Box<dyn Loader>> {
+fn loaders(arg: LoaderArg, cilium_version: Option<&str>) -> Result<Vec<Box<dyn Loader>>, String> {
     let mut v: Vec<Box<dyn Loader>> = Vec::new();
     if matches!(arg, LoaderArg::Libbpf | LoaderArg::All) {
         v.push(Box::new(LibbpfLoader));
     }
     if matches!(arg, LoaderArg::Cilium | LoaderArg::All) {
-        eprintln!("note: the cilium loader is not built yet (issue 3); running libbpf only");
+        let c = CiliumLoader::build(cilium_version).map_err(|e| format!("cilium loader: {e}"))?;
+        v.push(Box::new(c));
     }
-    v
+    Ok(v)
 }
 
 fn need_root() -> Result<(), String> {
@@ -108,12 +130,12 @@ fn need_root() -> Result<(), String> {
     Ok(())
 }
 
-fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, timeout: u64) -> Result<ExitCode, String> {
+fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, cilium_version: Option<&str>, timeout: u64) -> Result<ExitCode, String> {
     need_root()?;
     probeconf::interrupt::install();
     let (cases, bad) = load_cases(paths)?;
     let features = probing::host_features();
-    let loaders = loaders(loader);
+    let loaders = loaders(loader, cilium_version)?;
     let loader_refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
     let header = RunHeader {
         kernel: features.kernel.clone(),
@@ -182,13 +204,37 @@ fn cmd_show(name: &str, loader: LoaderArg) -> Result<ExitCode, String> {
     println!("# resolved plan\n{}", serde_json::to_string_pretty(&plan).unwrap());
     need_root()?;
     let features = probing::host_features();
-    for l in loaders(loader) {
+    for l in loaders(loader, None)? {
         let r = probeconf::runner::run_case(&case, l.as_ref(), features, &RunOptions::default());
         println!("\n# trace via {} ({}): {}\n{}", r.loader, r.library, r.verdict, r.observed.as_deref().unwrap_or("(none)"));
         println!("# {}", r.detail);
         if let Some(d) = &r.diff {
             println!("{d}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn all_gaps() -> Result<Vec<probeconf::compat::Gap>, String> {
+    let harness = probeconf::harness_build::ensure_harness(None)?;
+    let mut gaps = probeconf::compat::rust_registry();
+    gaps.extend(probeconf::compat::go_registry(&harness)?);
+    Ok(gaps)
+}
+
+fn cmd_gaps(format: GapsFormat, update_readme: Option<PathBuf>) -> Result<ExitCode, String> {
+    let gaps = all_gaps()?;
+    if let Some(readme) = update_readme {
+        let text = std::fs::read_to_string(&readme).map_err(|e| format!("{}: {e}", readme.display()))?;
+        let new = probeconf::compat::readme_with(&text, &probeconf::compat::markdown(&gaps))?;
+        std::fs::write(&readme, new).map_err(|e| format!("{}: {e}", readme.display()))?;
+        eprintln!("updated the gaps table in {}", readme.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    match format {
+        GapsFormat::Table => print!("{}", probeconf::compat::table(&gaps)),
+        GapsFormat::Json => println!("{}", serde_json::to_string_pretty(&gaps).unwrap()),
+        GapsFormat::Markdown => print!("{}", probeconf::compat::markdown(&gaps)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -212,10 +258,14 @@ fn cmd_features(format: Format) -> Result<ExitCode, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run { paths, loader, format, target_timeout } => cmd_run(&paths, loader, format, target_timeout),
+        Cmd::Run { paths, loader, format, cilium_version, target_timeout } => {
+            cmd_run(&paths, loader, format, cilium_version.as_deref(), target_timeout)
+        }
         Cmd::List { paths } => cmd_list(&paths),
         Cmd::Show { case, loader } => cmd_show(&case, loader),
         Cmd::Features { format } => cmd_features(format),
+        Cmd::Gaps { format, update_readme } => cmd_gaps(format, update_readme),
+        Cmd::Artifacts { out } => probeconf::artifacts::write_all(&out).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
     };
     let _ = LoaderId::Libbpf;
     r.unwrap_or_else(|e| {

@@ -1,10 +1,9 @@
 //! Reports of a run: the terminal table with diffs, JSON, and JUnit XML.
 
-use crate::case::LoaderId;
 use crate::check::Verdict;
 use crate::runner::CaseResult;
 use owo_colors::OwoColorize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// What the header of every report states.
@@ -42,7 +41,12 @@ pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String 
     for l in &header.libraries {
         writeln!(out, "loader {}: {} ({})", l.loader, l.library, l.version).unwrap();
     }
-    let loaders: BTreeSet<LoaderId> = results.iter().map(|r| r.loader).collect();
+    let mut loaders: Vec<&str> = Vec::new();
+    for r in results {
+        if !loaders.contains(&r.loader.as_str()) {
+            loaders.push(&r.loader);
+        }
+    }
     let mut cases: Vec<&str> = Vec::new();
     for r in results {
         if !cases.contains(&r.case.as_str()) {
@@ -52,7 +56,7 @@ pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String 
     let w = cases.iter().map(|c| c.len()).max().unwrap_or(4).max(4);
     write!(out, "\n{:<w$}", "case").unwrap();
     for l in &loaders {
-        write!(out, "  {:<18}", l.as_str()).unwrap();
+        write!(out, "  {:<18}", l).unwrap();
     }
     out.push('\n');
     for c in &cases {

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
     pub case: String,
-    pub loader: LoaderId,
+    /// The loader's label (`libbpf`, `cilium`, `cilium@v0.20.0`).
+    pub loader: String,
+    #[serde(skip)]
+    pub loader_id: LoaderId,
     pub kernel: String,
     pub verdict: Verdict,
     pub detail: String,
@@ -78,7 +81,8 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
     let library = loader.library();
     let mut result = CaseResult {
         case: case.id.clone(),
-        loader: loader.id(),
+        loader: loader.label(),
+        loader_id: loader.id(),
         kernel: features.kernel.clone(),
         verdict: Verdict::Error,
         detail: String::new(),
@@ -182,7 +186,8 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     Ok(Execution { observed: Observed::Trace(trace), vias, plan })
 }
 
-/// Every case through every loader, in order; `progress` is called after each.
+/// Every case through every loader, in order, with the cross-loader check
+/// after each case; `progress` is called after each run.
 pub fn run_all(
     cases: &[Case],
     loaders: &[&dyn Loader],
@@ -192,14 +197,114 @@ pub fn run_all(
 ) -> Vec<CaseResult> {
     let mut out = Vec::new();
     for case in cases {
+        let mut of_case = Vec::new();
         for loader in loaders {
             if crate::interrupt::requested() {
+                out.extend(of_case);
                 return out;
             }
             let r = run_case(case, *loader, features, opts);
             progress(&r);
-            out.push(r);
+            of_case.push(r);
         }
+        crate::check::cross_check(&mut of_case);
+        out.extend(of_case);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checker itself, on fake event streams: no BPF, but the real target,
+    //! decoder, normaliser and checks.
+    use super::*;
+    use crate::abi::{consts, Phase};
+    use crate::loader::{Attached, Drained, LibraryInfo};
+
+    /// A loader that "attaches" nothing and drains canned events for P0.
+    struct FakeLoader {
+        id: LoaderId,
+        cookies: Vec<u64>,
+    }
+
+    struct FakeAttached {
+        records: Vec<Vec<u8>>,
+    }
+
+    impl Attached for FakeAttached {
+        fn vias(&self) -> Vec<Via> {
+            Vec::new()
+        }
+        fn drain(self: Box<Self>) -> Result<crate::loader::Drained, LoaderError> {
+            Ok(Drained { records: self.records, dropped: 0 })
+        }
+    }
+
+    impl Loader for FakeLoader {
+        fn id(&self) -> LoaderId {
+            self.id
+        }
+        fn library(&self) -> LibraryInfo {
+            LibraryInfo { loader: self.id, library: "fake".into(), version: "0".into() }
+        }
+        fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError> {
+            let records = self
+                .cookies
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut e = crate::normalise::tests::ev(req.pids.target, req.pids.target, 0, Phase::Entry, i as u64 + 1, 0);
+                    e.kind = consts::KIND_UPROBE as u16;
+                    e.attach_cookie = *c;
+                    e.encode().to_vec()
+                })
+                .collect();
+            Ok(Box::new(FakeAttached { records }))
+        }
+    }
+
+    fn case() -> Case {
+        Case::parse(
+            "id: fake\ndescription: d\nprobes: [{name: up, kind: uprobe, targets: [{symbol: pc_leaf, cookie: 0x11}]}]\nrun: call leaf 1\n\
+             expect:\n  trace: |\n    P0/T0 up entry 0(1, 0) cookie=0x11\n    P0/T0 up entry 0(2, 0) cookie=0x11\n",
+            std::path::Path::new("fake.yaml"),
+        )
+        .unwrap()
+    }
+
+    fn features() -> FeatureSet {
+        FeatureSet { kernel: "6.18.0".into(), results: Default::default() }
+    }
+
+    #[test]
+    fn loaders_that_agree_pass() {
+        let a = FakeLoader { id: LoaderId::Libbpf, cookies: vec![0x11, 0x11] };
+        let b = FakeLoader { id: LoaderId::Cilium, cookies: vec![0x11, 0x11] };
+        let mut c = case();
+        c.probes[0].kind = crate::case::ProbeKind::Uprobe;
+        let mut f = features();
+        for feat in crate::features::Feature::ALL {
+            f.results.insert(*feat, crate::features::ProbeResult { supported: true, detail: String::new() });
+        }
+        let r = run_all(&[c], &[&a, &b], &f, &RunOptions::default(), |_| {});
+        assert!(r.iter().all(|r| r.verdict == Verdict::Pass), "{r:#?}");
+    }
+
+    #[test]
+    fn a_broken_side_fails_with_a_side_by_side_diff() {
+        let a = FakeLoader { id: LoaderId::Libbpf, cookies: vec![0x11, 0x11] };
+        // The "cilium" side loses a cookie: a broken loader.
+        let b = FakeLoader { id: LoaderId::Cilium, cookies: vec![0x11, 0x0] };
+        let mut f = features();
+        for feat in crate::features::Feature::ALL {
+            f.results.insert(*feat, crate::features::ProbeResult { supported: true, detail: String::new() });
+        }
+        let r = run_all(&[case()], &[&a, &b], &f, &RunOptions::default(), |_| {});
+        assert_eq!(r[1].verdict, Verdict::Fail);
+        // libbpf matched its expectation, but the case fails for both: loaders disagree.
+        assert_eq!(r[0].verdict, Verdict::Fail, "{}", r[0].detail);
+        let sbs = r[0].diff.as_deref().unwrap();
+        assert!(sbs.contains("libbpf") && sbs.contains("cilium"), "{sbs}");
+        assert!(sbs.contains("! P0/T0 up entry 0(2, 0) cookie=0x11 | P0/T0 up entry 0(2, 0) cookie=0x0"), "{sbs}");
+    }
 }

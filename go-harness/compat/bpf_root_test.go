@@ -154,7 +154,7 @@ func TestUprobeSessionBridge(t *testing.T) {
 
 	session := loadOne(t, object, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
 	targets := []UprobeTarget{{Symbol: "pc_leaf", Cookie: 7}, {Symbol: "pc_other", Offset: 0, Cookie: 8}}
-	l, err := AttachUprobeSession(session, target, targets, 0)
+	l, err := AttachUprobeSession(session, target, targets, UprobeSessionOptions{})
 	if err != nil {
 		t.Fatalf("bridge: %v", err)
 	}
@@ -185,7 +185,7 @@ func TestUprobeSessionBridge(t *testing.T) {
 
 	// Absolute file offsets (empty symbol) land on the same place.
 	abs := []UprobeTarget{{Offset: got.offsets[0], Cookie: 1}}
-	l2, err := AttachUprobeSession(session, target, abs, 0)
+	l2, err := AttachUprobeSession(session, target, abs, UprobeSessionOptions{})
 	if err != nil {
 		t.Fatalf("bridge with absolute offset: %v", err)
 	}
@@ -221,17 +221,17 @@ func TestUprobeSessionBridgeErrors(t *testing.T) {
 	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
 	session := loadOne(t, object, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
 
-	if _, err := AttachUprobeSession(session, target, []UprobeTarget{{Symbol: "nope"}}, 0); !errors.Is(err, link.ErrNoSymbol) {
+	if _, err := AttachUprobeSession(session, target, []UprobeTarget{{Symbol: "nope"}}, UprobeSessionOptions{}); !errors.Is(err, link.ErrNoSymbol) {
 		t.Errorf("missing symbol: %v", err)
 	}
-	if _, err := AttachUprobeSession(session, filepath.Join(t.TempDir(), "missing"), []UprobeTarget{{Symbol: "pc_leaf"}}, 0); !errors.Is(err, os.ErrNotExist) {
+	if _, err := AttachUprobeSession(session, filepath.Join(t.TempDir(), "missing"), []UprobeTarget{{Symbol: "pc_leaf"}}, UprobeSessionOptions{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing binary: %v", err)
 	}
 	pid := uint32(4194303) // pid_max's default ceiling; almost surely unused
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 		t.Skipf("pid %d exists", pid)
 	}
-	if _, err := AttachUprobeSession(session, target, []UprobeTarget{{Symbol: "pc_leaf"}}, pid); !errors.Is(err, os.ErrNotExist) || !errors.Is(err, unix.ESRCH) {
+	if _, err := AttachUprobeSession(session, target, []UprobeTarget{{Symbol: "pc_leaf"}}, UprobeSessionOptions{PID: pid}); !errors.Is(err, os.ErrNotExist) || !errors.Is(err, unix.ESRCH) {
 		t.Errorf("missing pid: %v, want ESRCH wrapped as os.ErrNotExist", err)
 	}
 }

@@ -8,6 +8,7 @@ const (
 	bpfLinkCreate            = 28 // enum bpf_cmd: BPF_LINK_CREATE
 	AttachTraceUprobeMulti   = 48 // enum bpf_attach_type: BPF_TRACE_UPROBE_MULTI
 	AttachTraceUprobeSession = 57 // enum bpf_attach_type: BPF_TRACE_UPROBE_SESSION
+	BPFFUprobeMultiReturn    = 1  // link_create.uprobe_multi.flags: BPF_F_UPROBE_MULTI_RETURN
 )
 
 // bpfPointer is an __aligned_u64 that carries a Go pointer. It is typed as

@@ -87,8 +87,8 @@ int main(void) {
 	OFF(uprobe_multi.cookies); OFF(uprobe_multi.cnt); OFF(uprobe_multi.flags); OFF(uprobe_multi.pid);
 	printf("sizeof(uprobe_multi part) %zu\n",
 		(offsetof(union bpf_attr, link_create.uprobe_multi.pid) + sizeof(__u32) + 7) / 8 * 8);
-	printf("BPF_LINK_CREATE %d\nBPF_TRACE_UPROBE_MULTI %d\nBPF_TRACE_UPROBE_SESSION %d\n",
-		BPF_LINK_CREATE, BPF_TRACE_UPROBE_MULTI, BPF_TRACE_UPROBE_SESSION);
+	printf("BPF_LINK_CREATE %d\nBPF_TRACE_UPROBE_MULTI %d\nBPF_TRACE_UPROBE_SESSION %d\nBPF_F_UPROBE_MULTI_RETURN %d\n",
+		BPF_LINK_CREATE, BPF_TRACE_UPROBE_MULTI, BPF_TRACE_UPROBE_SESSION, (int)BPF_F_UPROBE_MULTI_RETURN);
 	return 0;
 }
 `
@@ -114,7 +114,7 @@ int main(void) {
 	}
 	consts := map[string]uintptr{
 		"BPF_LINK_CREATE": bpfLinkCreate, "BPF_TRACE_UPROBE_MULTI": AttachTraceUprobeMulti,
-		"BPF_TRACE_UPROBE_SESSION": AttachTraceUprobeSession,
+		"BPF_TRACE_UPROBE_SESSION": AttachTraceUprobeSession, "BPF_F_UPROBE_MULTI_RETURN": BPFFUprobeMultiReturn,
 	}
 	for name, v := range consts {
 		if want[name] != v {

@@ -39,46 +39,80 @@ func PrepareUprobeSessionSpec(ps *ebpf.ProgramSpec) bool {
 	return true
 }
 
+// UprobeSessionOptions are the knobs of the uprobe session bridge.
+type UprobeSessionOptions struct {
+	// PID filters the link to one process, in cilium's convention (0 = all
+	// processes, see CiliumPID).
+	PID uint32
+	// Return sets BPF_F_UPROBE_MULTI_RETURN in link_create.uprobe_multi.flags.
+	// libbpf refuses session together with retprobe before any syscall
+	// (bpf_program__attach_uprobe_multi: -EINVAL); the bridge does not
+	// emulate that refusal and lets the kernel decide.
+	Return bool
+}
+
 // AttachUprobeSession attaches prog to every target in binary with one
-// uprobe_session link (kernel >= 6.13), the link cilium/ebpf cannot create:
-// Executable.UprobeMulti always asks for attach type UPROBE_MULTI. pid is in
-// cilium's convention (0 = all processes, see CiliumPID).
+// BPF_LINK_CREATE of attach type BPF_TRACE_UPROBE_SESSION (kernel >= 6.13):
+// the link cilium/ebpf cannot create, as Executable.UprobeMulti always asks for
+// attach type UPROBE_MULTI. The program is linked as loaded: the kernel checks
+// its expected attach type against 57 and answers for itself.
+//
+// Like link.OpenExecutable, the bridge stats the binary first and parses its
+// ELF symbols only when a target names a symbol, so a missing binary and a
+// file that is not ELF fail as they would with cilium.
 //
 // The returned link is cilium's own wrapper (link.NewFromFD), so it is closed
 // and inspected like any other link.
-func AttachUprobeSession(prog *ebpf.Program, binary string, targets []UprobeTarget, pid uint32) (link.Link, error) {
+func AttachUprobeSession(prog *ebpf.Program, binary string, targets []UprobeTarget, opts UprobeSessionOptions) (link.Link, error) {
 	if prog == nil {
 		return nil, errors.New("uprobe session: nil program")
 	}
 	if len(targets) == 0 {
 		return nil, invalidf("uprobe session: no targets")
 	}
-
-	syms, err := loadSymbolTable(binary)
-	if err != nil {
-		return nil, fmt.Errorf("uprobe session: %w", err)
+	if _, err := os.Stat(binary); err != nil {
+		return nil, fmt.Errorf("uprobe session: stat executable: %w", err)
 	}
+
+	var syms *symbolTable
 	offsets := make([]uint64, len(targets))
 	cookies := make([]uint64, len(targets))
 	for i, t := range targets {
-		if offsets[i], err = syms.fileOffset(t.Symbol, t.Offset); err != nil {
+		cookies[i] = t.Cookie
+		if t.Symbol == "" {
+			offsets[i] = t.Offset // an absolute file offset
+			continue
+		}
+		if syms == nil {
+			var err error
+			if syms, err = loadSymbolTable(binary); err != nil {
+				return nil, fmt.Errorf("uprobe session: %w", err)
+			}
+		}
+		off, err := syms.fileOffset(t.Symbol, t.Offset)
+		if err != nil {
 			return nil, fmt.Errorf("uprobe session: %w", err)
 		}
-		cookies[i] = t.Cookie
+		offsets[i] = off
 	}
 	path, err := unix.ByteSliceFromString(binary)
 	if err != nil {
 		return nil, fmt.Errorf("uprobe session: binary path: %w", err)
 	}
 
+	var flags uint32
+	if opts.Return {
+		flags |= BPFFUprobeMultiReturn
+	}
 	attr := linkCreateUprobeMultiAttr{
-		progFD:     uint32(prog.FD()),
-		attachType: AttachTraceUprobeSession,
-		path:       pointerTo(path),
-		offsets:    pointerTo(offsets),
-		cookies:    pointerTo(cookies),
-		cnt:        uint32(len(offsets)),
-		pid:        pid,
+		progFD:      uint32(prog.FD()),
+		attachType:  AttachTraceUprobeSession,
+		path:        pointerTo(path),
+		offsets:     pointerTo(offsets),
+		cookies:     pointerTo(cookies),
+		cnt:         uint32(len(offsets)),
+		uprobeFlags: flags,
+		pid:         opts.PID,
 	}
 	fd, err := linkCreate(&attr)
 	// The kernel has copied the arrays once BPF_LINK_CREATE returns.
@@ -88,9 +122,9 @@ func AttachUprobeSession(prog *ebpf.Program, binary string, targets []UprobeTarg
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			// cilium reports a missing pid the same way for UprobeMulti.
-			return nil, fmt.Errorf("uprobe session link_create: %w (pid %d not found?): %w", err, pid, os.ErrNotExist)
+			return nil, fmt.Errorf("uprobe session link_create: %w (pid %d not found?): %w", err, opts.PID, os.ErrNotExist)
 		}
-		return nil, fmt.Errorf("uprobe session link_create (attach type %d): %w", AttachTraceUprobeSession, err)
+		return nil, fmt.Errorf("uprobe session link_create (attach type %d, flags %#x): %w", AttachTraceUprobeSession, flags, err)
 	}
 
 	l, err := link.NewFromFD(fd) // takes ownership of fd, closes it on error

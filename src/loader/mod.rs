@@ -5,6 +5,7 @@
 //! `.rodata.pc_cfg`), shares the ring buffer between instances, attaches, and
 //! later drains the raw records. Decoding and normalisation happen outside, once.
 
+pub mod cilium;
 pub mod libbpf;
 pub mod libbpf_compat;
 
@@ -97,6 +98,11 @@ pub struct AttachRequest<'a> {
 
 pub trait Loader: Send + Sync {
     fn id(&self) -> LoaderId;
+    /// The name in reports: `libbpf`, `cilium`, or `cilium@v0.20.0` for a
+    /// library version other than the pinned one.
+    fn label(&self) -> String {
+        self.id().to_string()
+    }
     fn library(&self) -> LibraryInfo;
     /// Loads and attaches every probe of the plan. On error nothing stays attached.
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError>;

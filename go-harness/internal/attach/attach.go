@@ -65,8 +65,73 @@ func Probe(inst *loader.Instance, opts Options) (*Attachment, error) {
 	return a, nil
 }
 
+// Call names the library call (or bridge) that creates a probe's links.
+type Call string
+
+const (
+	CallUprobe         Call = "link.Executable.Uprobe"
+	CallUretprobe      Call = "link.Executable.Uretprobe"
+	CallUprobeMulti    Call = "link.Executable.UprobeMulti"
+	CallUretprobeMulti Call = "link.Executable.UretprobeMulti"
+	CallUprobeSession  Call = "compat.AttachUprobeSession" // bridge cilium-uprobe-session
+	CallKprobe         Call = "link.Kprobe"
+	CallKretprobe      Call = "link.Kretprobe"
+	CallKprobeMulti    Call = "link.KprobeMulti"
+	CallKretprobeMulti Call = "link.KretprobeMulti"
+)
+
+// Plan is how one probe is attached: the call and the flags it gets. It
+// depends only on the kind and the probe's retprobe/session fields
+// (protocol.Probe.WantRetprobe, WantSession); the kernel decides whether the
+// combination works with the loaded program.
+type Plan struct {
+	Call Call
+	// Session: KprobeMultiOptions.Session (attach type KPROBE_SESSION, 56) for
+	// the kprobe calls; always true for CallUprobeSession (attach type 57).
+	Session bool
+	// Return: BPF_F_UPROBE_MULTI_RETURN in the uprobe session bridge's flags.
+	// The other calls express retprobe by their choice of function.
+	Return bool
+}
+
+// PlanFor maps a validated probe to its Plan.
+//
+//   - uprobe/uretprobe: retprobe picks Uprobe or Uretprobe (session is refused
+//     by validation).
+//   - uprobe.multi/uretprobe.multi/uprobe.session: without session, retprobe
+//     picks UprobeMulti or UretprobeMulti (attach type 48, whatever the
+//     program); with session, the bridge links with attach type 57 and sets
+//     BPF_F_UPROBE_MULTI_RETURN when retprobe is asked.
+//   - kprobe/kretprobe: retprobe picks Kprobe or Kretprobe.
+//   - kprobe.multi/kretprobe.multi/kprobe.session: retprobe picks KprobeMulti
+//     or KretprobeMulti, session sets KprobeMultiOptions.Session. cilium
+//     expresses both together (KretprobeMulti with Session: attach type 56
+//     and BPF_F_KPROBE_MULTI_RETURN), so the pair goes to the kernel too.
+func PlanFor(p *protocol.Probe) Plan {
+	ret, session := p.WantRetprobe(), p.WantSession()
+	pick := func(entry, exit Call) Call {
+		if ret {
+			return exit
+		}
+		return entry
+	}
+	switch {
+	case p.Kind.User() && p.Kind.SingleLink():
+		return Plan{Call: pick(CallUprobe, CallUretprobe)}
+	case p.Kind.User() && session:
+		return Plan{Call: CallUprobeSession, Session: true, Return: ret}
+	case p.Kind.User():
+		return Plan{Call: pick(CallUprobeMulti, CallUretprobeMulti)}
+	case p.Kind.SingleLink():
+		return Plan{Call: pick(CallKprobe, CallKretprobe)}
+	default:
+		return Plan{Call: pick(CallKprobeMulti, CallKretprobeMulti), Session: session}
+	}
+}
+
 func attach(p *protocol.Probe, prog *ebpf.Program, opts Options) (*Attachment, error) {
 	a := &Attachment{Name: p.Name, Via: protocol.ViaNative}
+	plan := PlanFor(p)
 	switch {
 	case p.Kind.User():
 		scope, pidN := pidOf(p)
@@ -74,29 +139,32 @@ func attach(p *protocol.Probe, prog *ebpf.Program, opts Options) (*Attachment, e
 		if err != nil {
 			return nil, err
 		}
-		if p.Kind == protocol.KindUprobeSession {
+		if plan.Call == CallUprobeSession {
 			targets := make([]compat.UprobeTarget, len(p.Targets))
 			for i, t := range p.Targets {
 				targets[i] = compat.UprobeTarget{Symbol: t.Symbol, Offset: t.Offset, Cookie: t.Cookie}
 			}
-			l, err := compat.AttachUprobeSession(prog, p.Binary, targets, pid)
+			l, err := compat.AttachUprobeSession(prog, p.Binary, targets,
+				compat.UprobeSessionOptions{PID: pid, Return: plan.Return})
 			if err != nil {
 				return nil, err
 			}
 			a.Via, a.Bridge, a.Links = protocol.ViaCompat, compat.BridgeUprobeSession, []link.Link{l}
 			return a, nil
 		}
+		// A missing binary fails here (stat), a file that is not ELF at the
+		// first symbol lookup: both at attach, classified by the classifier.
 		ex, err := link.OpenExecutable(p.Binary)
 		if err != nil {
 			return nil, err
 		}
-		if a.Links, err = attachUser(ex, p, prog, pid); err != nil {
+		if a.Links, err = attachUser(ex, p, plan, prog, pid); err != nil {
 			return nil, err
 		}
 		return a, nil
 
 	default:
-		links, bridged, err := attachKernel(p, prog, opts)
+		links, bridged, err := attachKernel(p, plan, prog, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -118,9 +186,9 @@ func pidOf(p *protocol.Probe) (string, uint32) {
 	return p.PID.Scope, *p.PID.PID
 }
 
-func attachUser(ex *link.Executable, p *protocol.Probe, prog *ebpf.Program, pid uint32) (_ []link.Link, err error) {
-	switch p.Kind {
-	case protocol.KindUprobe, protocol.KindUretprobe:
+func attachUser(ex *link.Executable, p *protocol.Probe, plan Plan, prog *ebpf.Program, pid uint32) (_ []link.Link, err error) {
+	switch plan.Call {
+	case CallUprobe, CallUretprobe:
 		var links []link.Link
 		defer func() {
 			if err != nil {
@@ -135,7 +203,7 @@ func attachUser(ex *link.Executable, p *protocol.Probe, prog *ebpf.Program, pid 
 				opts.Offset = t.Offset // relative to the symbol
 			}
 			var l link.Link
-			if p.Kind == protocol.KindUprobe {
+			if plan.Call == CallUprobe {
 				l, err = ex.Uprobe(t.Symbol, prog, opts)
 			} else {
 				l, err = ex.Uretprobe(t.Symbol, prog, opts)
@@ -147,7 +215,7 @@ func attachUser(ex *link.Executable, p *protocol.Probe, prog *ebpf.Program, pid 
 		}
 		return links, nil
 
-	case protocol.KindUprobeMulti, protocol.KindUretprobeMulti:
+	case CallUprobeMulti, CallUretprobeMulti:
 		symbols := make([]string, len(p.Targets))
 		opts := &link.UprobeMultiOptions{
 			Cookies: make([]uint64, len(p.Targets)),
@@ -171,7 +239,7 @@ func attachUser(ex *link.Executable, p *protocol.Probe, prog *ebpf.Program, pid 
 		}
 		opts.Addresses = addresses
 		var l link.Link
-		if p.Kind == protocol.KindUprobeMulti {
+		if plan.Call == CallUprobeMulti {
 			l, err = ex.UprobeMulti(symbols, prog, opts)
 		} else {
 			l, err = ex.UretprobeMulti(symbols, prog, opts)
@@ -181,12 +249,12 @@ func attachUser(ex *link.Executable, p *protocol.Probe, prog *ebpf.Program, pid 
 		}
 		return []link.Link{l}, nil
 	}
-	return nil, fmt.Errorf("kind %s is not a uprobe kind", p.Kind)
+	return nil, fmt.Errorf("unreachable: %s for uprobe kind %s", plan.Call, p.Kind)
 }
 
-func attachKernel(p *protocol.Probe, prog *ebpf.Program, opts Options) (_ []link.Link, bridged bool, err error) {
-	switch p.Kind {
-	case protocol.KindKprobe, protocol.KindKretprobe:
+func attachKernel(p *protocol.Probe, plan Plan, prog *ebpf.Program, opts Options) (_ []link.Link, bridged bool, err error) {
+	switch plan.Call {
+	case CallKprobe, CallKretprobe:
 		var links []link.Link
 		defer func() {
 			if err != nil {
@@ -196,7 +264,7 @@ func attachKernel(p *protocol.Probe, prog *ebpf.Program, opts Options) (_ []link
 		for i, t := range p.Targets {
 			ko := &link.KprobeOptions{Cookie: t.Cookie} // offset is 0 by protocol
 			var l link.Link
-			if p.Kind == protocol.KindKprobe {
+			if plan.Call == CallKprobe {
 				l, err = link.Kprobe(t.Symbol, prog, ko)
 			} else {
 				l, err = link.Kretprobe(t.Symbol, prog, ko)
@@ -208,7 +276,7 @@ func attachKernel(p *protocol.Probe, prog *ebpf.Program, opts Options) (_ []link
 		}
 		return links, false, nil
 
-	case protocol.KindKprobeMulti, protocol.KindKretprobeMulti, protocol.KindKprobeSession:
+	case CallKprobeMulti, CallKretprobeMulti:
 		symbols := make([]string, len(p.Targets))
 		cookies := make([]uint64, len(p.Targets))
 		for i, t := range p.Targets {
@@ -224,9 +292,9 @@ func attachKernel(p *protocol.Probe, prog *ebpf.Program, opts Options) (_ []link
 			fmt.Fprintf(opts.Log, "probe %s: %s: %v -> %v\n", p.Name, compat.BridgeKprobeMultiSyscall, symbols, prefixed)
 			symbols = prefixed
 		}
-		ko := link.KprobeMultiOptions{Symbols: symbols, Cookies: cookies, Session: p.Kind == protocol.KindKprobeSession}
+		ko := link.KprobeMultiOptions{Symbols: symbols, Cookies: cookies, Session: plan.Session}
 		var l link.Link
-		if p.Kind == protocol.KindKretprobeMulti {
+		if plan.Call == CallKretprobeMulti {
 			l, err = link.KretprobeMulti(prog, ko)
 		} else {
 			l, err = link.KprobeMulti(prog, ko)
@@ -236,5 +304,5 @@ func attachKernel(p *protocol.Probe, prog *ebpf.Program, opts Options) (_ []link
 		}
 		return []link.Link{l}, perr == nil && changed, nil
 	}
-	return nil, false, errors.New("unreachable: kind " + string(p.Kind))
+	return nil, false, errors.New("unreachable: " + string(plan.Call) + " for kernel kind " + string(p.Kind))
 }

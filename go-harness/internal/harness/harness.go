@@ -81,7 +81,7 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return protocol.Fail(protocol.PhaseProtocol, nil, err)
 	}
-	if err := req.CheckFiles(); err != nil {
+	if err := req.CheckObject(); err != nil {
 		return protocol.Fail(protocol.PhaseProtocol, nil, err)
 	}
 

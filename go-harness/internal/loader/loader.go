@@ -101,7 +101,10 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, log 
 		}
 	}
 
-	if p.Kind == protocol.KindUprobeSession && compat.PrepareUprobeSessionSpec(ps) {
+	// Keyed on the program's section, not the probe's kind: a uprobe.session
+	// program is loaded as one whatever link the probe asks for (the kernel
+	// then judges the link's attach type against it).
+	if compat.PrepareUprobeSessionSpec(ps) {
 		fmt.Fprintf(log, "probe %s: %s: cilium did not type section %q as a uprobe session; set Kprobe/attach type %d (%s)\n",
 			p.Name, p.Program, ps.SectionName, compat.AttachTraceUprobeSession, compat.BridgeUprobeSession)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"probeconf/go-harness/internal/classify"
 )
@@ -90,9 +91,17 @@ func (p *Probe) validate() error {
 	if len(p.Targets) == 0 {
 		return classify.Invalidf("field targets is empty")
 	}
+	if p.Kind.SingleLink() && p.Session != nil && *p.Session {
+		return classify.Invalidf("kind %s creates one perf-event link per target: field session must be absent or false", p.Kind)
+	}
 	if p.Kind.User() {
+		// Only the path's shape is checked here: whether the file exists and is
+		// an ELF file is the library's to find out, at attach.
 		if p.Binary == "" {
 			return classify.Invalidf("kind %s needs field binary", p.Kind)
+		}
+		if !filepath.IsAbs(p.Binary) {
+			return classify.Invalidf("binary %q: must be an absolute path", p.Binary)
 		}
 		for i, t := range p.Targets {
 			// File offset 0 is the ELF header: never a probe point, so an empty
@@ -141,20 +150,13 @@ func (p *Probe) validate() error {
 	return nil
 }
 
-// CheckFiles checks that the object and every probe's binary exist and are
-// regular files, so a wrong path is reported as such and not as an ELF error.
-func (r *Request) CheckFiles() error {
+// CheckObject checks that the object exists and is a regular file, so a wrong
+// path is reported as such (phase protocol) and not as an ELF error. Probed
+// binaries are not checked here: link.OpenExecutable (or the compat bridge)
+// reports a missing or unreadable binary at attach, through the classifier.
+func (r *Request) CheckObject() error {
 	if err := regularFile(r.Object); err != nil {
 		return fmt.Errorf("object: %w", err)
-	}
-	for i := range r.Probes {
-		p := &r.Probes[i]
-		if p.Binary == "" {
-			continue
-		}
-		if err := regularFile(p.Binary); err != nil {
-			return Fail(PhaseProtocol, p, fmt.Errorf("binary: %w", err))
-		}
 	}
 	return nil
 }

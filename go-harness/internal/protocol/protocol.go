@@ -56,6 +56,20 @@ func (k Kind) SingleLink() bool {
 	return false
 }
 
+// ReturnOnly reports whether k fires at function return only: the default of
+// a probe's retprobe field.
+func (k Kind) ReturnOnly() bool {
+	switch k {
+	case KindUretprobe, KindUretprobeMulti, KindKretprobe, KindKretprobeMulti:
+		return true
+	}
+	return false
+}
+
+// Session reports whether k is a session kind: the default of a probe's
+// session field.
+func (k Kind) Session() bool { return k == KindUprobeSession || k == KindKprobeSession }
+
 func kindList() string {
 	names := make([]string, len(Kinds))
 	for i, k := range Kinds {
@@ -81,9 +95,32 @@ type Probe struct {
 	Binary  string   `json:"binary,omitempty"`
 	Targets []Target `json:"targets"`
 	PID     *PID     `json:"pid,omitempty"`
+	// Retprobe and Session override the kind's defaults (Kind.ReturnOnly,
+	// Kind.Session) when present: see WantRetprobe and WantSession.
+	Retprobe *bool `json:"retprobe,omitempty"`
+	Session  *bool `json:"session,omitempty"`
 	// Rodata maps a data section name to its exact new contents. encoding/json
 	// decodes []byte from standard (padded) base64.
 	Rodata map[string][]byte `json:"rodata,omitempty"`
+}
+
+// WantRetprobe is the probe's retprobe flag: the request's value, or the
+// kind's default (true for uretprobe, uretprobe.multi, kretprobe, kretprobe.multi).
+func (p *Probe) WantRetprobe() bool {
+	if p.Retprobe != nil {
+		return *p.Retprobe
+	}
+	return p.Kind.ReturnOnly()
+}
+
+// WantSession is the probe's session flag: the request's value, or the kind's
+// default (true for uprobe.session and kprobe.session). Validation refuses
+// true for single-link kinds.
+func (p *Probe) WantSession() bool {
+	if p.Session != nil {
+		return *p.Session
+	}
+	return p.Kind.Session()
 }
 
 // Target is one attach point of a probe.

@@ -61,6 +61,10 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"wrong protocol", strings.Replace(goodRequest, `"protocol":1`, `"protocol":2`, 1), "protocol 2 not supported"},
 		{"no probes", `{"protocol":1,"object":"/x","probes":[]}`, "probes is empty"},
 		{"duplicate name", strings.Replace(goodRequest, `"name":"k1"`, `"name":"s1"`, 1), `duplicate probe name "s1"`},
+		{"relative binary", strings.Replace(goodRequest, `"binary":"/abs/probe-target"`, `"binary":"probe-target"`, 1), `binary "probe-target": must be an absolute path`},
+		{"session on uprobe", strings.Replace(goodRequest, `"kind":"uprobe.session",`, `"kind":"uprobe","session":true,`, 1), "kind uprobe creates one perf-event link per target: field session must be absent or false"},
+		{"session on kretprobe", strings.Replace(goodRequest, `"kind":"kprobe.multi",`, `"kind":"kretprobe","session":true,`, 1), "field session must be absent or false"},
+		{"retprobe not a bool", strings.Replace(goodRequest, `"kind":"uprobe.session",`, `"kind":"uprobe.session","retprobe":1,`, 1), "malformed JSON"},
 		{"uprobe without binary", strings.Replace(goodRequest, `"binary":"/abs/probe-target",`, ``, 1), "needs field binary"},
 		{"kprobe with binary", strings.Replace(goodRequest, `"kind":"kprobe.multi",`, `"kind":"kprobe.multi","binary":"/x",`, 1), "binary must be absent"},
 		{"empty symbol offset 0", strings.Replace(goodRequest, `"symbol":"pc_leaf"`, `"symbol":""`, 1), "non-zero absolute file offset"},
@@ -97,22 +101,81 @@ func TestDecodeCommand(t *testing.T) {
 	}
 }
 
-func TestCheckFiles(t *testing.T) {
+func TestCheckObject(t *testing.T) {
 	dir := t.TempDir()
 	obj := filepath.Join(dir, "recorders.bpf.o")
 	if err := os.WriteFile(obj, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	req := &Request{Protocol: 1, Object: filepath.Join(dir, "missing.o")}
-	err := req.CheckFiles()
-	if line := ErrorLineFor(err, PhaseProtocol); line.Class != "not-found" || line.Errno != int(syscall.ENOENT) {
+	err := req.CheckObject()
+	if line := ErrorLineFor(Fail(PhaseProtocol, nil, err), PhaseProtocol); line.Phase != PhaseProtocol || line.Class != "not-found" || line.Errno != int(syscall.ENOENT) {
 		t.Errorf("missing object: %+v", line)
 	}
 
-	req = &Request{Protocol: 1, Object: obj, Probes: []Probe{{Name: "u1", Kind: KindUprobe, Binary: dir}}}
-	line := ErrorLineFor(req.CheckFiles(), PhaseProtocol)
-	if line.Class != "invalid" || line.Probe != "u1" || !strings.Contains(line.Detail, "not a regular file") {
-		t.Errorf("directory as binary: %+v", line)
+	req = &Request{Protocol: 1, Object: dir}
+	line := ErrorLineFor(req.CheckObject(), PhaseProtocol)
+	if line.Class != "invalid" || !strings.Contains(line.Detail, "not a regular file") {
+		t.Errorf("directory as object: %+v", line)
+	}
+
+	// Probed binaries are the library's to open, at attach: a missing one, a
+	// directory or a text file passes here.
+	req = &Request{Protocol: 1, Object: obj, Probes: []Probe{
+		{Name: "u1", Kind: KindUprobe, Binary: filepath.Join(dir, "no-such-file")},
+		{Name: "u2", Kind: KindUprobe, Binary: dir},
+		{Name: "u3", Kind: KindUprobeSession, Binary: obj},
+	}}
+	if err := req.CheckObject(); err != nil {
+		t.Errorf("CheckObject looked at the binaries: %v", err)
+	}
+}
+
+func TestRetprobeSessionFlags(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		kind              Kind
+		retprobe, session *bool
+		wantRet, wantSess bool
+	}{
+		{KindUprobe, nil, nil, false, false},
+		{KindUretprobe, nil, nil, true, false},
+		{KindUprobe, &yes, nil, true, false},
+		{KindUretprobe, &no, &no, false, false},
+		{KindUprobeMulti, nil, nil, false, false},
+		{KindUretprobeMulti, nil, nil, true, false},
+		{KindUprobeMulti, nil, &yes, false, true},
+		{KindUprobeSession, nil, nil, false, true},
+		{KindUprobeSession, &yes, nil, true, true},
+		{KindUprobeSession, nil, &no, false, false},
+		{KindKprobe, nil, nil, false, false},
+		{KindKretprobe, nil, nil, true, false},
+		{KindKprobeMulti, &yes, &yes, true, true},
+		{KindKretprobeMulti, nil, nil, true, false},
+		{KindKprobeSession, nil, nil, false, true},
+		{KindKprobeSession, &yes, nil, true, true},
+	} {
+		p := Probe{Kind: tc.kind, Retprobe: tc.retprobe, Session: tc.session}
+		if got := p.WantRetprobe(); got != tc.wantRet {
+			t.Errorf("%s retprobe=%v session=%v: WantRetprobe %v, want %v", tc.kind, tc.retprobe, tc.session, got, tc.wantRet)
+		}
+		if got := p.WantSession(); got != tc.wantSess {
+			t.Errorf("%s retprobe=%v session=%v: WantSession %v, want %v", tc.kind, tc.retprobe, tc.session, got, tc.wantSess)
+		}
+	}
+
+	// The fields decode as given, and stay absent when absent.
+	req, err := DecodeRequest(oneLine(strings.Replace(goodRequest, `"kind":"uprobe.session",`, `"kind":"uprobe.session","retprobe":true,"session":true,`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1 := req.Probes[0]; s1.Retprobe == nil || !*s1.Retprobe || s1.Session == nil || !*s1.Session || req.Probes[1].Retprobe != nil || req.Probes[1].Session != nil {
+		t.Errorf("decoded %+v / %+v", s1, req.Probes[1])
+	}
+	// session: false is accepted on single kinds, and retprobe may flip them.
+	single := strings.Replace(goodRequest, `"kind":"uprobe.session",`, `"kind":"uprobe","retprobe":true,"session":false,`, 1)
+	if _, err := DecodeRequest(oneLine(single)); err != nil {
+		t.Errorf("uprobe with retprobe true, session false: %v", err)
 	}
 }
 
