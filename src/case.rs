@@ -228,6 +228,11 @@ pub struct Record {
     /// off for uprobes, whose link pid filter is the thing under test).
     #[serde(default)]
     pub filter_tgid: Option<bool>,
+    /// How many arguments the trace shows at entry (0–2). Default: 2 for user
+    /// functions (probe-target's all take two), 0 for kernel functions (a
+    /// syscall wrapper's arg0 is a pt_regs pointer, different every run).
+    #[serde(default)]
+    pub args: Option<u8>,
 }
 
 /// One place to probe, with its attach cookie.
@@ -502,6 +507,18 @@ impl Expect {
     }
 }
 
+/// Which build of the recorder object a case loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectChoice {
+    /// The build whose session-kfunc prototypes match the running kernel (BTF).
+    #[default]
+    Matching,
+    /// Deliberately the other one: records what each loader does with a
+    /// session object built for the wrong prototypes.
+    Opposite,
+}
+
 /// A parsed case file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -519,6 +536,9 @@ pub struct Case {
     #[serde(default)]
     pub run_other: Option<String>,
     pub expect: Expect,
+    /// Which build of the recorder object to load (default: matching).
+    #[serde(default)]
+    pub object: ObjectChoice,
     #[serde(skip)]
     pub path: PathBuf,
 }
@@ -600,6 +620,9 @@ impl Case {
             }
             if p.pid == PidScope::Other && self.run_other.is_none() {
                 return Err(("pid".into(), format!("probe `{}` has `pid: other`, which needs `run_other` steps", p.name)));
+            }
+            if p.record.args.is_some_and(|n| n > 2) {
+                return Err(("args".into(), format!("probe `{}`: `args` is 0, 1 or 2 (the recorders capture two)", p.name)));
             }
             if !p.kind.is_session() && (p.record.session_cookie != CookieWrite::None || p.record.skip_return != SkipReturn::Never)
                 && p.session != Some(true)

@@ -240,7 +240,11 @@ pub fn cross_check(runs: &mut [crate::runner::CaseResult]) {
     for r in runs.iter().skip(1) {
         let Some(obs) = &r.observed else { continue };
         if *obs != first_obs {
-            let documented = r.expected != first.expected && r.verdict == Verdict::Pass && first.verdict == Verdict::Pass;
+            // Documented: the case expects each library to differ, and each met its own.
+            // Both unsupported: the probes found the kernel lacks the feature and both
+            // loaders failed; how each classes that failure is reported, not judged here.
+            let documented = (r.expected != first.expected && r.verdict == Verdict::Pass && first.verdict == Verdict::Pass)
+                || (r.verdict == Verdict::Unsupported && first.verdict == Verdict::Unsupported);
             disagreements.push((r.loader.clone(), obs.clone(), documented));
         }
     }
@@ -248,7 +252,8 @@ pub fn cross_check(runs: &mut [crate::runner::CaseResult]) {
         let sbs = side_by_side(&first.loader, &first_obs, &other, &obs);
         for r in runs.iter_mut().filter(|r| r.loader == first.loader || r.loader == other) {
             if documented {
-                r.detail = format!("{} [documented difference between {} and {}]", r.detail, first.loader, other);
+                let what = if r.verdict == Verdict::Unsupported { "loaders fail differently" } else { "documented difference" };
+                r.detail = format!("{} [{what}: {} `{}` vs {} `{}`]", r.detail, first.loader, first_obs.trim(), other, obs.trim());
             } else if r.verdict != Verdict::Fail {
                 r.verdict = Verdict::Fail;
                 r.detail = format!("loaders disagree: {} vs {}", first.loader, other);

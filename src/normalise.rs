@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 pub struct Names<'a> {
     /// Probe names by probe index.
     pub probes: &'a [String],
+    /// Arguments shown at entry, by probe index (default 2).
+    pub args: &'a [u8],
     /// Known processes and their labels, e.g. (target pid, "P0").
     pub processes: &'a [(u32, &'static str)],
     pub user: &'a Symbolizer,
@@ -48,7 +50,10 @@ pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
     } else {
         names.user.describe(e.tgid, e.func_ip)
     };
+    let args = names.args.get(e.probe_index as usize).copied().unwrap_or(2);
     let mut s = match e.phase {
+        Phase::Entry if args == 0 => format!("{probe} entry {func}"),
+        Phase::Entry if args == 1 => format!("{probe} entry {func}({})", e.arg0 as i64),
         Phase::Entry => format!("{probe} entry {func}({}, {})", e.arg0 as i64, e.arg1 as i64),
         Phase::Return => format!("{probe} return {func} => {}", e.ret as i64),
     };
@@ -189,7 +194,7 @@ pub(crate) mod tests {
 
     fn names<'a>(probes: &'a [String], sym: &'a Symbolizer) -> Names<'a> {
         static PROCS: [(u32, &str); 2] = [(100, "P0"), (200, "P1")];
-        Names { probes, processes: &PROCS, user: sym, kernel: None }
+        Names { probes, args: &[], processes: &PROCS, user: sym, kernel: None }
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct ProbePlan {
     pub return_filter: u32,
     pub filter_arg: u64,
     pub filter_tgid: bool,
+    /// Arguments the trace shows at entry.
+    pub args: u8,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -75,7 +77,18 @@ impl ProbePlan {
     }
 }
 
-pub fn plan(case: &Case, dir: &RunDir, variant: KfuncVariant) -> Plan {
+/// The object build a case loads on a kernel whose session kfuncs look like `kernel`.
+pub fn object_variant(case: &Case, kernel: KfuncVariant) -> KfuncVariant {
+    match (case.object, kernel) {
+        (crate::case::ObjectChoice::Matching, v) => v,
+        (crate::case::ObjectChoice::Opposite, KfuncVariant::NoArg) => KfuncVariant::Ctx,
+        (crate::case::ObjectChoice::Opposite, KfuncVariant::Ctx) => KfuncVariant::NoArg,
+    }
+}
+
+/// `kernel_variant` is the running kernel's session-kfunc prototype.
+pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
+    let variant = object_variant(case, kernel_variant);
     let case_dir = case.path.parent().map(PathBuf::from).unwrap_or_default();
     let probes = case
         .probes
@@ -112,6 +125,7 @@ pub fn plan(case: &Case, dir: &RunDir, variant: KfuncVariant) -> Plan {
                 return_filter: return_filter as u32,
                 filter_arg,
                 filter_tgid: p.record.filter_tgid.unwrap_or(p.kind.is_kernel()),
+                args: p.record.args.unwrap_or(if p.kind.is_kernel() { 0 } else { 2 }),
             }
         })
         .collect();

@@ -247,7 +247,15 @@ fn probe_kprobe(kind: Feature) -> ProbeResult {
     };
     let link = match link {
         Ok(l) => l,
-        Err(e) => return no(format!("attach {prog} to {sym}: {e}")),
+        Err(e) => {
+            // The attempt decides; the PMU and kallsyms only explain a failure.
+            let why = if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                " (no kprobe PMU in /sys/bus/event_source/devices: kernel without CONFIG_KPROBES?)"
+            } else {
+                ""
+            };
+            return no(format!("attach {prog} to {sym}: {e}{why}"));
+        }
     };
     // SAFETY: getppid has no preconditions.
     unsafe { libc::getppid() };

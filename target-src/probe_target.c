@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,6 +80,9 @@ static void usage(void)
 		"  threads N FN A [B]      N threads, started together, each call FN(A, B) once\n"
 		"  fork STEP               a child process runs STEP and exits; the parent waits\n"
 		"  sleep MS                sleep MS milliseconds\n"
+		"  syscall NAME [ARG]      make a syscall with a known result, for kprobes:\n"
+		"                            close FD, dup FD, getpgid PID, getppid,\n"
+		"                            openat DFD (opens /nonexistent-probeconf: -ENOENT)\n"
 		"functions: leaf recurse nop5 nop1 nop5_pagecross lib_add\n");
 }
 
@@ -143,6 +148,31 @@ static void run_threads(int n, const struct traced_fn *fn, long a, long b)
 	pthread_barrier_destroy(&start);
 }
 
+/*
+ * Raw syscalls (no libc wrapper logic in between) whose return values are
+ * deterministic for the arguments cases use, e.g. close(-1) = -EBADF.
+ */
+static void run_syscall(char **w, int n)
+{
+	long arg = n > 2 ? parse_long(w[2]) : 0;
+
+	if (!strcmp(w[1], "close"))
+		syscall(SYS_close, arg);
+	else if (!strcmp(w[1], "dup"))
+		syscall(SYS_dup, arg);
+	else if (!strcmp(w[1], "getpgid"))
+		syscall(SYS_getpgid, arg);
+	else if (!strcmp(w[1], "getppid"))
+		syscall(SYS_getppid);
+	else if (!strcmp(w[1], "openat"))
+		syscall(SYS_openat, arg, "/nonexistent-probeconf", O_RDONLY, 0);
+	else {
+		fprintf(stderr, "probe-target: unknown syscall '%s'\n", w[1]);
+		usage();
+		exit(2);
+	}
+}
+
 static void run_step(char **w, int n);
 
 static void run_fork(char **w, int n)
@@ -199,6 +229,9 @@ static void run_step(char **w, int n)
 	} else if (!strcmp(w[0], "fork")) {
 		need(n, 2, 64, "fork");
 		run_fork(w + 1, n - 1);
+	} else if (!strcmp(w[0], "syscall")) {
+		need(n, 2, 3, "syscall");
+		run_syscall(w, n);
 	} else if (!strcmp(w[0], "sleep")) {
 		need(n, 2, 2, "sleep");
 		long ms = parse_long(w[1]);

@@ -4,6 +4,7 @@ package compat
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -227,6 +228,36 @@ func TestUprobeSessionBridgeErrors(t *testing.T) {
 	if _, err := AttachUprobeSession(session, filepath.Join(t.TempDir(), "missing"), []UprobeTarget{{Symbol: "pc_leaf"}}, UprobeSessionOptions{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing binary: %v", err)
 	}
+	// Like cilium's Executable (v0.21.0 on), the bridge parses the ELF file
+	// only to resolve a symbol: a file that is not ELF fails then, and an
+	// absolute offset goes to the kernel unparsed (which takes any regular
+	// file). The file is executable so v0.21.0's mode check passes.
+	text := filepath.Join(t.TempDir(), "not-elf.txt")
+	if err := os.WriteFile(text, []byte("not an ELF file\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var ferr *elf.FormatError
+	if _, err := AttachUprobeSession(session, text, []UprobeTarget{{Symbol: "pc_leaf"}}, UprobeSessionOptions{}); !errors.As(err, &ferr) {
+		t.Errorf("text file with a symbol: %v, want an *elf.FormatError", err)
+	}
+	l, err := AttachUprobeSession(session, text, []UprobeTarget{{Offset: 4}}, UprobeSessionOptions{})
+	if l != nil {
+		l.Close()
+	}
+	if ex, exErr := link.OpenExecutable(text); exErr != nil {
+		// v0.17.3 and v0.20.0 parse the ELF file in OpenExecutable.
+		t.Logf("this cilium refuses a non-ELF file up front (%v); bridge at absolute offset: %v", exErr, err)
+	} else {
+		multi := loadOne(t, object, "pc_uprobe_multi", nil).Programs["pc_uprobe_multi"]
+		ml, mlErr := ex.UprobeMulti([]string{""}, multi, &link.UprobeMultiOptions{Addresses: []uint64{4}})
+		if ml != nil {
+			ml.Close()
+		}
+		if (err == nil) != (mlErr == nil) {
+			t.Errorf("text file at absolute offset 4: bridge %v, cilium UprobeMulti %v: want the same outcome", err, mlErr)
+		}
+	}
+
 	pid := uint32(4194303) // pid_max's default ceiling; almost surely unused
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 		t.Skipf("pid %d exists", pid)

@@ -48,13 +48,21 @@ var Registry = []Entry{
 		ID:       BridgeUprobeSession,
 		Library:  library,
 		Versions: "<= v0.22.0 (checked v0.17.3, v0.20.0, v0.21.0, v0.22.0; the section is typed from v0.21.0, unknown before)",
-		Feature:  "uprobe.session attach (BPF_TRACE_UPROBE_SESSION = 57, kernel >= 6.13)",
-		Status:   Compat,
+		Feature: "uprobe session links (BPF_TRACE_UPROBE_SESSION = 57, kernel >= 6.13): kind uprobe.session, " +
+			"and session: true on uprobe.multi / uretprobe.multi; with retprobe: true, the RETURN flag on a session link",
+		Status: Compat,
 		Workaround: "Executable.UprobeMulti always links with attach type UPROBE_MULTI (48) and the kernel " +
 			"answers EINVAL for a session program. The harness issues BPF_LINK_CREATE (cmd 28) itself with " +
 			"attach type 57 and the uprobe_multi part of bpf_attr, resolving symbols to file offsets as cilium " +
-			"does, and wraps the fd with link.NewFromFD. Where cilium does not know the section, the program " +
-			"spec is retyped to Kprobe with expected attach type 57 before load.",
+			"does (stat first, ELF parsed only for symbol targets), and wraps the fd with link.NewFromFD. Where " +
+			"cilium does not know the section, the program spec is retyped to Kprobe with expected attach type 57 " +
+			"before load. Every probe whose session flag is true goes through it, whatever its kind: the program " +
+			"keeps the expected attach type it was loaded with and the kernel judges the pair (a uprobe.multi " +
+			"program on a session link: EINVAL on 6.18). With retprobe: true the bridge sets " +
+			"BPF_F_UPROBE_MULTI_RETURN (1) in uprobe_multi.flags. libbpf refuses session+retprobe itself " +
+			"(bpf_program__attach_uprobe_multi: -EINVAL before any syscall); the bridge does not emulate that " +
+			"refusal, so such a probe measures the kernel, not libbpf: on 6.18 the link is created and the " +
+			"session program runs at return only (bpf_session_is_return() = 1, session cookie 0, no entry run).",
 	},
 	{
 		ID:       BridgePIDSemantics,

@@ -88,6 +88,10 @@ func classOf(err error, errno syscall.Errno, hasErrno bool) Class {
 			return Permission
 		case syscall.EINVAL, syscall.EBADF, syscall.ENOEXEC, syscall.E2BIG:
 			return Invalid
+		case syscall.EISDIR:
+			// A directory where a file is needed (e.g. as the probed binary,
+			// which the library opens to read its ELF symbols).
+			return Invalid
 		}
 	}
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, link.ErrNoSymbol) {
@@ -193,12 +197,23 @@ func hint(err error, class Class, errno syscall.Errno, where Where) string {
 			return "the kernel lacks a program type, helper or kfunc this program needs"
 		}
 	case Invalid:
+		var ferr *elf.FormatError
+		if strings.HasPrefix(kind, "u") && where.Phase == "attach" {
+			switch {
+			case errors.As(err, &ferr):
+				return "the probed binary is not an ELF file (or is corrupt)"
+			case errno == syscall.EISDIR:
+				return "the probed binary is a directory"
+			}
+		}
 		if errno == syscall.EINVAL {
 			switch {
 			case kind == "uprobe.session":
-				return "kernel lacks UPROBE_SESSION (needs >= 6.13), or the program's expected attach type is not 57, or an offset is not an instruction boundary"
+				return "kernel lacks UPROBE_SESSION (needs >= 6.13), the link's attach type does not match the program's expected one " +
+					"(session links 57, multi links 48: see the probe's session field), or an offset is not an instruction boundary"
 			case isUprobeMultiFamily:
-				return "kernel lacks UPROBE_MULTI (needs >= 6.6), the program is a session program (attach type 57), or a pid/offset is invalid"
+				return "kernel lacks UPROBE_MULTI (needs >= 6.6), the link's attach type does not match the program's expected one " +
+					"(multi links 48, session links 57: see the probe's session field), or a pid/offset is invalid"
 			case isKprobeMultiFamily:
 				return "missing kernel symbol, or the program's attach type does not match (kprobe.multi=42, kprobe.session=56)"
 			case kind == "kprobe" || kind == "kretprobe":

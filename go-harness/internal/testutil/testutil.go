@@ -3,10 +3,15 @@
 package testutil
 
 import (
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // ObjectEnv names the environment variable that points at recorders.bpf.o.
@@ -106,4 +111,59 @@ func BPFFDs(t testing.TB) map[string]int {
 		}
 	}
 	return counts
+}
+
+// LinkInfo is the part of a BPF link's kernel info (BPF_OBJ_GET_INFO_BY_FD)
+// that tests check: which link was made, with which flags.
+type LinkInfo struct {
+	Type          uint32 // enum bpf_link_type: 7 perf_event, 12 uprobe_multi
+	PerfEventType uint32 // perf_event links: enum bpf_perf_event_type, 1 uprobe, 2 uretprobe
+	MultiFlags    uint32 // uprobe_multi links: uprobe_multi.flags (1 = BPF_F_UPROBE_MULTI_RETURN)
+	MultiCount    uint32 // uprobe_multi links: number of offsets
+}
+
+// enum bpf_link_type and enum bpf_perf_event_type values, from the uapi.
+const (
+	LinkTypePerfEvent   = 7
+	LinkTypeUprobeMulti = 12
+	PerfEventUprobe     = 1
+	PerfEventUretprobe  = 2
+)
+
+// ReadLinkInfo asks the kernel about the link behind fd. It issues the
+// syscall itself rather than use cilium's Link.Info, which does not report
+// these fields in every cilium version the harness builds against.
+func ReadLinkInfo(t testing.TB, fd int) LinkInfo {
+	t.Helper()
+	// struct bpf_link_info: type, id, prog_id, then the union at 16. All the
+	// union's pointers stay 0, so the kernel copies out only scalars.
+	// The buffer is referenced through an unsafe.Pointer field (not a
+	// uintptr), so it lives on the heap and cannot move during the syscall.
+	info := new(struct {
+		linkType, id, progID, _ uint32
+		union                   [96]byte
+	})
+	attr := &struct {
+		fd, infoLen uint32
+		info        unsafe.Pointer
+	}{uint32(fd), uint32(unsafe.Sizeof(*info)), unsafe.Pointer(info)}
+	const bpfObjGetInfoByFD = 15
+	_, _, errno := unix.Syscall(unix.SYS_BPF, bpfObjGetInfoByFD, uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
+	runtime.KeepAlive(attr)
+	runtime.KeepAlive(info)
+	if errno != 0 {
+		t.Fatalf("BPF_OBJ_GET_INFO_BY_FD on fd %d: %v", fd, errno)
+	}
+	le := binary.NativeEndian
+	out := LinkInfo{Type: info.linkType}
+	switch info.linkType {
+	case LinkTypePerfEvent:
+		out.PerfEventType = le.Uint32(info.union[0:]) // perf_event.type
+	case LinkTypeUprobeMulti:
+		// uprobe_multi: path, offsets, ref_ctr_offsets, cookies (4 × u64),
+		// then path_size, count, flags, pid.
+		out.MultiCount = le.Uint32(info.union[36:])
+		out.MultiFlags = le.Uint32(info.union[40:])
+	}
+	return out
 }

@@ -1,0 +1,1 @@
+//! Booting kernels under QEMU with a self-contained initramfs (issue 4).
