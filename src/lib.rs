@@ -20,6 +20,7 @@ pub mod interrupt;
 pub mod kernels;
 pub mod libbpf_log;
 pub mod loader;
+pub mod matrix;
 pub mod normalise;
 pub mod plan;
 pub mod probing;

@@ -18,12 +18,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// The result of one case through one loader.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct CaseResult {
     pub case: String,
     /// The loader's label (`libbpf`, `cilium`, `cilium@v0.20.0`).
     pub loader: String,
-    #[serde(skip)]
+    /// Which library (`libbpf` | `cilium`), whatever its version.
+    #[serde(rename = "loader_kind")]
     pub loader_id: LoaderId,
     pub kernel: String,
     pub verdict: Verdict,

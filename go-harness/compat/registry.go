@@ -38,6 +38,7 @@ const (
 	BridgeWeakKfunc          = "cilium-weak-kfunc"
 	BridgeUSDT               = "cilium-usdt"
 	BridgeKprobeErrors       = "cilium-kprobe-unsupported-error"
+	BridgeKprobeSessionRet   = "cilium-kprobe-session-return"
 )
 
 const library = "github.com/cilium/ebpf"
@@ -54,9 +55,9 @@ var Registry = []Entry{
 		Workaround: "Executable.UprobeMulti always links with attach type UPROBE_MULTI (48) and the kernel " +
 			"answers EINVAL for a session program. The harness issues BPF_LINK_CREATE (cmd 28) itself with " +
 			"attach type 57 and the uprobe_multi part of bpf_attr, resolving symbols to file offsets as cilium " +
-			"does (stat first, ELF parsed only for symbol targets), and wraps the fd with link.NewFromFD. Where " +
+			"does (like v0.21.0 on: stat first, ELF parsed only for symbol targets), and wraps the fd with link.NewFromFD. Where " +
 			"cilium does not know the section, the program spec is retyped to Kprobe with expected attach type 57 " +
-			"before load. Every probe whose session flag is true goes through it, whatever its kind: the program " +
+			"before load. Every uprobe-family probe whose session flag is true goes through it, whatever its kind: the program " +
 			"keeps the expected attach type it was loaded with and the kernel judges the pair (a uprobe.multi " +
 			"program on a session link: EINVAL on 6.18). With retprobe: true the bridge sets " +
 			"BPF_F_UPROBE_MULTI_RETURN (1) in uprobe_multi.flags. libbpf refuses session+retprobe itself " +
@@ -94,6 +95,18 @@ var Registry = []Entry{
 			"failure (\"neither debugfs nor tracefs are mounted\", or ENOENT on kprobe_events), which classifies " +
 			"as other/not-found. When /sys/bus/event_source/devices/kprobe is absent the harness wraps the error " +
 			"with ebpf.ErrNotSupported (message and errno kept), so it classifies as unsupported like libbpf's.",
+	},
+	{
+		ID:       BridgeKprobeSessionRet,
+		Library:  library,
+		Versions: "checked v0.17.3, v0.20.0, v0.21.0, v0.22.0 (KprobeMultiOptions.Session in each)",
+		Feature:  "kprobe session link with the RETURN flag (kprobe.session with retprobe: true, or kretprobe.multi with session: true)",
+		Status:   Native,
+		Workaround: "libbpf refuses session together with retprobe before any syscall (bpf_program__attach_kprobe_multi_opts: " +
+			"-EINVAL). cilium expresses the pair: KretprobeMulti with KprobeMultiOptions.Session creates attach type " +
+			"KPROBE_SESSION (56) with BPF_F_KPROBE_MULTI_RETURN. The harness passes it as asked (no bridge, via native) " +
+			"and reports what the kernel says; the result measures the kernel, not libbpf. Not measured on a kernel with " +
+			"kprobe_multi yet (the 6.18 test host has none).",
 	},
 	{
 		ID:       BridgeDataSection,

@@ -1,0 +1,501 @@
+//! The kernel matrix: every case × kernel × loader, with each kernel's probed
+//! features and config flags. This module holds the data model and renders it
+//! as matrix.json, matrix.md, a self-contained matrix.html and a compact
+//! terminal table. Booting the kernels is src/vm/; fetching them src/kernels.rs.
+
+use crate::check::Verdict;
+use crate::features::{Feature, FeatureSet};
+use crate::loader::{LibraryInfo, ViaKind};
+use crate::runner::CaseResult;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Kernel config options worth showing next to the probed features.
+pub const CONFIG_FLAGS: &[&str] = &[
+    "CONFIG_KPROBES",
+    "CONFIG_FPROBE",
+    "CONFIG_UPROBES",
+    "CONFIG_BPF_EVENTS",
+    "CONFIG_DEBUG_INFO_BTF",
+    "CONFIG_X86_KERNEL_IBT",
+    "CONFIG_FUNCTION_TRACER",
+    "CONFIG_DYNAMIC_FTRACE_WITH_ARGS",
+];
+
+/// The flags of [`CONFIG_FLAGS`] as set in a kernel config file (`y`, `m`, or `n` if unset).
+pub fn config_flags(config_text: &str) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = CONFIG_FLAGS.iter().map(|f| (f.to_string(), "n".to_string())).collect();
+    for line in config_text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            if let Some(slot) = m.get_mut(k) {
+                *slot = v.trim_matches('"').to_string();
+            }
+        }
+    }
+    m
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum ColumnStatus {
+    /// The guest ran every case and said so.
+    Completed,
+    /// The kernel panicked, hung, was missing, or the guest broke: every cell
+    /// of the column is `error`.
+    Error { reason: String, console_tail: String },
+}
+
+/// One kernel: its facts and all its results.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KernelColumn {
+    /// What was asked for, e.g. `6.12`.
+    pub request: String,
+    /// `uname -r` of the booted kernel, when known.
+    pub release: String,
+    pub status: ColumnStatus,
+    pub features: Option<FeatureSet>,
+    pub config: BTreeMap<String, String>,
+    pub results: Vec<CaseResult>,
+    pub wall_secs: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaseMeta {
+    pub id: String,
+    /// The kind of the case's first probe: the group the case is shown under.
+    pub group: String,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Matrix {
+    pub generated_utc: String,
+    pub libraries: Vec<LibraryInfo>,
+    pub loaders: Vec<String>,
+    pub cases: Vec<CaseMeta>,
+    pub kernels: Vec<KernelColumn>,
+}
+
+/// One cell: the verdict of a case on a kernel through a loader.
+pub struct Cell<'a> {
+    pub verdict: Verdict,
+    pub compat: bool,
+    pub result: Option<&'a CaseResult>,
+}
+
+impl Matrix {
+    pub fn cell<'k>(&self, case: &str, kernel: &'k KernelColumn, loader: &str) -> Cell<'k> {
+        let _ = self;
+        match &kernel.status {
+            ColumnStatus::Error { .. } => Cell { verdict: Verdict::Error, compat: false, result: None },
+            ColumnStatus::Completed => match kernel.results.iter().find(|r| r.case == case && r.loader == loader) {
+                Some(r) => Cell { verdict: r.verdict, compat: r.via == ViaKind::Compat, result: Some(r) },
+                None => Cell { verdict: Verdict::Error, compat: false, result: None },
+            },
+        }
+    }
+
+    /// Cases in display order: grouped by kind, in the order kinds are declared.
+    pub fn grouped_cases(&self) -> Vec<(&str, Vec<&CaseMeta>)> {
+        let mut groups: Vec<(&str, Vec<&CaseMeta>)> = Vec::new();
+        let order: Vec<&str> = crate::case::ProbeKind::ALL.iter().map(|k| k.section()).collect();
+        let mut cases: Vec<&CaseMeta> = self.cases.iter().collect();
+        cases.sort_by_key(|c| (order.iter().position(|k| *k == c.group).unwrap_or(usize::MAX), c.id.clone()));
+        for c in cases {
+            match groups.last_mut() {
+                Some((g, v)) if *g == c.group => v.push(c),
+                _ => groups.push((&c.group, vec![c])),
+            }
+        }
+        groups
+    }
+
+    pub fn counts(&self) -> BTreeMap<Verdict, usize> {
+        let mut m = BTreeMap::new();
+        for k in &self.kernels {
+            for c in &self.cases {
+                for l in &self.loaders {
+                    *m.entry(self.cell(&c.id, k, l).verdict).or_insert(0) += 1;
+                }
+            }
+        }
+        m
+    }
+}
+
+fn short(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "✓",
+        Verdict::Fail => "✗",
+        Verdict::Unsupported => "–",
+        Verdict::Error => "E",
+    }
+}
+
+fn kernel_title(k: &KernelColumn) -> String {
+    if k.release.is_empty() {
+        k.request.clone()
+    } else {
+        k.release.clone()
+    }
+}
+
+pub fn json(m: &Matrix) -> String {
+    serde_json::to_string_pretty(m).expect("matrix serialises")
+}
+
+/// The "what can I use where" table: features × kernels.
+fn feature_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
+    let mut rows = Vec::new();
+    for f in Feature::ALL {
+        let cells = m
+            .kernels
+            .iter()
+            .map(|k| match &k.features {
+                Some(fs) if fs.has(*f) => "yes".to_string(),
+                Some(_) => "no".to_string(),
+                None => "?".to_string(),
+            })
+            .collect();
+        rows.push((f.tag().to_string(), cells));
+    }
+    for flag in CONFIG_FLAGS {
+        let cells = m.kernels.iter().map(|k| k.config.get(*flag).cloned().unwrap_or_else(|| "?".into())).collect();
+        rows.push((flag.to_string(), cells));
+    }
+    rows
+}
+
+pub fn markdown(m: &Matrix) -> String {
+    let mut s = String::new();
+    writeln!(s, "# probeconf kernel matrix\n").unwrap();
+    writeln!(s, "Generated {} · {}\n", m.generated_utc, m.libraries.iter().map(|l| format!("{} {} ({})", l.loader, l.library, l.version)).collect::<Vec<_>>().join(" · ")).unwrap();
+    writeln!(s, "✓ pass · ✗ fail · – unsupported (probed) · E error · ᶜ via the compatibility layer\n").unwrap();
+    writeln!(s, "## What works where\n").unwrap();
+    write!(s, "| feature |").unwrap();
+    for k in &m.kernels {
+        write!(s, " {} |", kernel_title(k)).unwrap();
+    }
+    writeln!(s).unwrap();
+    writeln!(s, "|---|{}", "---|".repeat(m.kernels.len())).unwrap();
+    for (name, cells) in feature_rows(m) {
+        writeln!(s, "| `{name}` | {} |", cells.join(" | ")).unwrap();
+    }
+    writeln!(s, "\n## Cases\n").unwrap();
+    write!(s, "| case |").unwrap();
+    for k in &m.kernels {
+        for l in &m.loaders {
+            write!(s, " {} {} |", k.request, l).unwrap();
+        }
+    }
+    writeln!(s).unwrap();
+    writeln!(s, "|---|{}", "---|".repeat(m.kernels.len() * m.loaders.len())).unwrap();
+    for (group, cases) in m.grouped_cases() {
+        writeln!(s, "| **{group}** |{}", " |".repeat(m.kernels.len() * m.loaders.len())).unwrap();
+        for c in cases {
+            write!(s, "| {} |", c.id).unwrap();
+            for k in &m.kernels {
+                for l in &m.loaders {
+                    let cell = m.cell(&c.id, k, l);
+                    write!(s, " {}{} |", short(cell.verdict), if cell.compat { "ᶜ" } else { "" }).unwrap();
+                }
+            }
+            writeln!(s).unwrap();
+        }
+    }
+    writeln!(s, "\n## Kernels\n").unwrap();
+    for k in &m.kernels {
+        match &k.status {
+            ColumnStatus::Completed => writeln!(s, "- {}: completed in {:.0} s", kernel_title(k), k.wall_secs).unwrap(),
+            ColumnStatus::Error { reason, .. } => writeln!(s, "- {}: **error**: {reason}", kernel_title(k)).unwrap(),
+        }
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn anchor(case: &str, kernel: &str, loader: &str) -> String {
+    format!("d-{case}-{kernel}-{loader}").replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+}
+
+/// A self-contained page: a coloured grid (cases grouped by kind × kernels ×
+/// loaders), each cell linking to its detail (diff or error), and the feature
+/// table per kernel.
+pub fn html(m: &Matrix) -> String {
+    let mut s = String::new();
+    s.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>probeconf kernel matrix</title><style>\n");
+    s.push_str(
+        "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330}h1{font-size:22px}h2{font-size:17px;margin-top:28px}\n\
+         table{border-collapse:collapse}th,td{border:1px solid #d6dae3;padding:3px 7px;text-align:center}\n\
+         th{background:#f3f5f9;font-weight:600}td.case{text-align:left;font-family:ui-monospace,monospace;font-size:12px}\n\
+         tr.group td{background:#e8ecf4;text-align:left;font-weight:600}\n\
+         td.v a{display:block;color:inherit;text-decoration:none;font-weight:600}\n\
+         .pass{background:#c9efcf}.fail{background:#f6b5b5}.unsupported{background:#eee6c4}.error{background:#e3c2f0}\n\
+         .yes{background:#c9efcf}.no{background:#f0e2e2}.compat{outline:2px dashed #3b6fd1;outline-offset:-3px}\n\
+         .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border:1px solid #ccc}\n\
+         details{margin:6px 0}pre{background:#f6f7fa;padding:8px;overflow:auto;font-size:12px}\n",
+    );
+    s.push_str("</style></head><body>\n<h1>probeconf kernel matrix</h1>\n");
+    writeln!(
+        s,
+        "<p>Generated {} · {}</p>",
+        esc(&m.generated_utc),
+        esc(&m.libraries.iter().map(|l| format!("{} {} ({})", l.loader, l.library, l.version)).collect::<Vec<_>>().join(" · "))
+    )
+    .unwrap();
+    s.push_str("<p class=\"legend\"><span class=\"pass\">✓ pass</span><span class=\"fail\">✗ fail</span><span class=\"unsupported\">– unsupported (probed)</span><span class=\"error\">E error</span><span class=\"compat\">ᶜ via compatibility layer</span></p>\n");
+    let counts = m.counts();
+    writeln!(
+        s,
+        "<p>{}</p>",
+        [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
+            .iter()
+            .map(|v| format!("{} {}", counts.get(v).unwrap_or(&0), v))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    )
+    .unwrap();
+
+    s.push_str("<h2>Cases</h2>\n<table><tr><th rowspan=\"2\">case</th>");
+    for k in &m.kernels {
+        write!(s, "<th colspan=\"{}\" title=\"{}\">{}</th>", m.loaders.len(), esc(&kernel_title(k)), esc(&k.request)).unwrap();
+    }
+    s.push_str("</tr><tr>");
+    for _ in &m.kernels {
+        for l in &m.loaders {
+            write!(s, "<th>{}</th>", esc(l)).unwrap();
+        }
+    }
+    s.push_str("</tr>\n");
+    let width = 1 + m.kernels.len() * m.loaders.len();
+    for (group, cases) in m.grouped_cases() {
+        writeln!(s, "<tr class=\"group\"><td colspan=\"{width}\">{}</td></tr>", esc(group)).unwrap();
+        for c in cases {
+            write!(s, "<tr><td class=\"case\" title=\"{}\">{}</td>", esc(c.description.trim()), esc(&c.id)).unwrap();
+            for k in &m.kernels {
+                for l in &m.loaders {
+                    let cell = m.cell(&c.id, k, l);
+                    let target = match &k.status {
+                        ColumnStatus::Error { .. } => format!("k-{}", anchor("", &k.request, "")),
+                        _ => anchor(&c.id, &k.request, l),
+                    };
+                    write!(
+                        s,
+                        "<td class=\"v {}{}\"><a href=\"#{target}\" title=\"{}\">{}{}</a></td>",
+                        cell.verdict,
+                        if cell.compat { " compat" } else { "" },
+                        esc(cell.result.map(|r| r.detail.as_str()).unwrap_or("kernel column failed")),
+                        short(cell.verdict),
+                        if cell.compat { "ᶜ" } else { "" }
+                    )
+                    .unwrap();
+                }
+            }
+            s.push_str("</tr>\n");
+        }
+    }
+    s.push_str("</table>\n");
+
+    s.push_str("<h2>What works where (probed features and config)</h2>\n<table><tr><th>feature</th>");
+    for k in &m.kernels {
+        write!(s, "<th>{}</th>", esc(&kernel_title(k))).unwrap();
+    }
+    s.push_str("</tr>\n");
+    for (name, cells) in feature_rows(m) {
+        write!(s, "<tr><td class=\"case\">{}</td>", esc(&name)).unwrap();
+        for c in cells {
+            let class = match c.as_str() {
+                "yes" | "y" => "yes",
+                "no" | "n" => "no",
+                _ => "",
+            };
+            write!(s, "<td class=\"{class}\">{}</td>", esc(&c)).unwrap();
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</table>\n<h2>Details</h2>\n");
+    for k in &m.kernels {
+        writeln!(s, "<h3 id=\"k-{}\">{} ({:.0} s)</h3>", anchor("", &k.request, ""), esc(&kernel_title(k)), k.wall_secs).unwrap();
+        if let ColumnStatus::Error { reason, console_tail } = &k.status {
+            writeln!(s, "<p><b>error:</b> {}</p><pre>{}</pre>", esc(reason), esc(console_tail)).unwrap();
+        }
+        for r in k.results.iter().filter(|r| r.verdict != Verdict::Pass) {
+            writeln!(
+                s,
+                "<details id=\"{}\" open><summary><b>{}</b> {} [{}]</summary><p>{}</p>{}</details>",
+                anchor(&r.case, &k.request, &r.loader),
+                r.verdict,
+                esc(&r.case),
+                esc(&r.loader),
+                esc(&r.detail),
+                r.diff.as_deref().map(|d| format!("<pre>{}</pre>", esc(d))).unwrap_or_default()
+            )
+            .unwrap();
+        }
+        for r in k.results.iter().filter(|r| r.verdict == Verdict::Pass) {
+            writeln!(
+                s,
+                "<details id=\"{}\"><summary>pass {} [{}]</summary><pre>{}</pre></details>",
+                anchor(&r.case, &k.request, &r.loader),
+                esc(&r.case),
+                esc(&r.loader),
+                esc(r.observed.as_deref().unwrap_or(""))
+            )
+            .unwrap();
+        }
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+/// The compact terminal table.
+pub fn terminal(m: &Matrix) -> String {
+    let mut s = String::new();
+    let w = m.cases.iter().map(|c| c.id.len()).max().unwrap_or(4).max(6);
+    write!(s, "{:<w$}", "").unwrap();
+    for k in &m.kernels {
+        let col = format!("{}", k.request);
+        write!(s, " {:^width$}", col, width = 2 * m.loaders.len() + 1).unwrap();
+    }
+    writeln!(s).unwrap();
+    for (group, cases) in m.grouped_cases() {
+        writeln!(s, "[{group}]").unwrap();
+        for c in cases {
+            write!(s, "{:<w$}", c.id).unwrap();
+            for k in &m.kernels {
+                let cells: Vec<String> = m.loaders.iter().map(|l| short(m.cell(&c.id, k, l).verdict).to_string()).collect();
+                write!(s, " {:^width$}", cells.join(" "), width = 2 * m.loaders.len() + 1).unwrap();
+            }
+            writeln!(s).unwrap();
+        }
+    }
+    let counts = m.counts();
+    writeln!(
+        s,
+        "\n(each kernel: {}) {}",
+        m.loaders.join(" "),
+        [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
+            .iter()
+            .map(|v| format!("{} {}", counts.get(v).unwrap_or(&0), v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+    .unwrap();
+    s
+}
+
+/// The per-kernel snapshot text: probed features, config flags, and every
+/// verdict (a new kernel adds one snapshot file; it changes no other).
+pub fn kernel_snapshot(m: &Matrix, k: &KernelColumn) -> String {
+    let mut s = String::new();
+    match &k.status {
+        ColumnStatus::Completed => writeln!(s, "status: completed").unwrap(),
+        ColumnStatus::Error { reason, .. } => writeln!(s, "status: error: {reason}").unwrap(),
+    }
+    writeln!(s, "features:").unwrap();
+    if let Some(f) = &k.features {
+        for feat in Feature::ALL {
+            writeln!(s, "  {}: {}", feat.tag(), f.has(*feat)).unwrap();
+        }
+    }
+    writeln!(s, "config:").unwrap();
+    for (flag, v) in &k.config {
+        writeln!(s, "  {flag}: {v}").unwrap();
+    }
+    writeln!(s, "verdicts:").unwrap();
+    for (_, cases) in m.grouped_cases() {
+        for c in cases {
+            let cells: Vec<String> = m
+                .loaders
+                .iter()
+                .map(|l| {
+                    let cell = m.cell(&c.id, k, l);
+                    format!("{l}={}{}", cell.verdict, if cell.compat { "(compat)" } else { "" })
+                })
+                .collect();
+            writeln!(s, "  {}: {}", c.id, cells.join(" ")).unwrap();
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(case: &str, loader: &str, v: Verdict) -> CaseResult {
+        CaseResult {
+            case: case.into(),
+            loader: loader.into(),
+            loader_id: if loader == "libbpf" { crate::case::LoaderId::Libbpf } else { crate::case::LoaderId::Cilium },
+            kernel: "6.12.0".into(),
+            verdict: v,
+            detail: "d".into(),
+            via: if loader == "cilium" { ViaKind::Compat } else { ViaKind::Native },
+            vias: vec![],
+            library: "x".into(),
+            observed: Some("P0/T0 <x>".into()),
+            expected: None,
+            diff: Some("- a\n+ b".into()),
+            duration_ms: 1,
+        }
+    }
+
+    pub fn sample() -> Matrix {
+        let ok = KernelColumn {
+            request: "6.12".into(),
+            release: "6.12.48+deb13-amd64".into(),
+            status: ColumnStatus::Completed,
+            features: Some(FeatureSet { kernel: "6.12.48".into(), results: Default::default() }),
+            config: config_flags("CONFIG_KPROBES=y\nCONFIG_FPROBE=y\n"),
+            results: vec![result("a", "libbpf", Verdict::Pass), result("a", "cilium", Verdict::Fail)],
+            wall_secs: 61.0,
+        };
+        let broken = KernelColumn {
+            request: "9.9".into(),
+            release: String::new(),
+            status: ColumnStatus::Error { reason: "timed out after 1 s".into(), console_tail: "Booting <kernel>".into() },
+            features: None,
+            config: Default::default(),
+            results: vec![],
+            wall_secs: 1.0,
+        };
+        Matrix {
+            generated_utc: "2026-11-26T00:00:00Z".into(),
+            libraries: vec![],
+            loaders: vec!["libbpf".into(), "cilium".into()],
+            cases: vec![CaseMeta { id: "a".into(), group: "uprobe.session".into(), description: "x".into() }],
+            kernels: vec![ok, broken],
+        }
+    }
+
+    #[test]
+    fn renders_every_cell_and_links_details() {
+        let m = sample();
+        let h = html(&m);
+        assert!(h.contains("class=\"v pass\""), "pass cell");
+        assert!(h.contains("class=\"v fail compat\""), "compat fail cell");
+        assert!(h.contains("href=\"#d-a-6_12-cilium\"") && h.contains("id=\"d-a-6_12-cilium\""), "cell links to its detail");
+        assert!(h.contains("timed out after 1 s") && h.contains("Booting &lt;kernel&gt;"), "error column shows the console tail, escaped");
+        assert!(!h.contains("<x>"), "observed text is escaped");
+        let md = markdown(&m);
+        assert!(md.contains("| a | ✓ | ✗ᶜ | E | E |"), "{md}");
+        assert!(md.contains("| `CONFIG_FPROBE` | y | ? |"), "{md}");
+        let t = terminal(&m);
+        assert!(t.contains("[uprobe.session]"));
+        assert_eq!(m.counts()[&Verdict::Error], 2);
+        let snap = kernel_snapshot(&m, &m.kernels[0]);
+        assert!(snap.contains("  a: libbpf=pass cilium=fail(compat)"), "{snap}");
+    }
+
+    #[test]
+    fn config_flags_default_to_n() {
+        let f = config_flags("CONFIG_UPROBES=y\n# CONFIG_KPROBES is not set\n");
+        assert_eq!(f["CONFIG_UPROBES"], "y");
+        assert_eq!(f["CONFIG_KPROBES"], "n");
+    }
+}
