@@ -156,6 +156,9 @@ fn request(req: &AttachRequest<'_>) -> serde_json::Value {
             if p.retprobe != p.kind.is_return_only() {
                 o["retprobe"] = json!(p.retprobe);
             }
+            if p.session != p.kind.is_session() {
+                o["session"] = json!(p.session);
+            }
             o
         })
         .collect();

@@ -8,6 +8,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -56,7 +57,7 @@ func Classify(err error, where Where) Result {
 	var errno syscall.Errno
 	hasErrno := errors.As(err, &errno)
 
-	class := classOf(err, errno, hasErrno)
+	class := classOf(err, errno, hasErrno, where)
 	res := Result{Class: class, Detail: err.Error()}
 	if hasErrno {
 		res.Errno = int(errno)
@@ -67,7 +68,7 @@ func Classify(err error, where Where) Result {
 	return res
 }
 
-func classOf(err error, errno syscall.Errno, hasErrno bool) Class {
+func classOf(err error, errno syscall.Errno, hasErrno bool, where Where) Class {
 	// The verifier answers EACCES or EINVAL; neither is about privileges.
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
@@ -104,6 +105,12 @@ func classOf(err error, errno syscall.Errno, hasErrno bool) Class {
 	if errors.As(err, &ferr) {
 		return Invalid
 	}
+	// Go's ELF reader answers a file shorter than its headers (a short text
+	// file given as the probed binary, a truncated object) with io.EOF or
+	// io.ErrUnexpectedEOF, not a FormatError. Only load and attach read files.
+	if (where.Phase == "load" || where.Phase == "attach") && isEOF(err) {
+		return Invalid
+	}
 	var invalid *InvalidError
 	if errors.As(err, &invalid) || errors.Is(err, os.ErrInvalid) {
 		return Invalid
@@ -114,6 +121,10 @@ func classOf(err error, errno syscall.Errno, hasErrno bool) Class {
 		return Invalid
 	}
 	return Other
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // chainHasText reports whether some error in err's tree has exactly this text.
@@ -200,8 +211,8 @@ func hint(err error, class Class, errno syscall.Errno, where Where) string {
 		var ferr *elf.FormatError
 		if strings.HasPrefix(kind, "u") && where.Phase == "attach" {
 			switch {
-			case errors.As(err, &ferr):
-				return "the probed binary is not an ELF file (or is corrupt)"
+			case errors.As(err, &ferr) || isEOF(err):
+				return "the probed binary is not an ELF file (or is truncated)"
 			case errno == syscall.EISDIR:
 				return "the probed binary is a directory"
 			}

@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"syscall"
@@ -45,6 +46,10 @@ func TestClassify(t *testing.T) {
 			Where{"attach", "uprobe.multi"}, Invalid, 22, "see the probe's session field", ""},
 		{"binary not ELF (cilium's lazy symbol load)", fmt.Errorf("lazy load symbols: parse ELF file: %w", &elf.FormatError{}),
 			Where{"attach", "uprobe"}, Invalid, 0, "not an ELF file", ""},
+		{"binary shorter than an ELF header", fmt.Errorf("targets[0] pc_leaf+0x0: lazy load symbols: parse ELF file: %w", io.EOF),
+			Where{"attach", "uprobe"}, Invalid, 0, "not an ELF file", ""},
+		{"truncated object", fmt.Errorf("load collection spec: %w", io.ErrUnexpectedEOF), Where{"load", ""}, Invalid, 0, "", ""},
+		{"EOF outside load/attach is other", fmt.Errorf("read: %w", io.EOF), Where{"protocol", ""}, Other, 0, "", ""},
 		{"binary is a directory", fmt.Errorf("parse ELF file: %w", &os.PathError{Op: "read", Path: "/tmp", Err: syscall.EISDIR}),
 			Where{"attach", "uprobe.session"}, Invalid, 21, "is a directory", ""},
 		{"binary missing (link.OpenExecutable)", fmt.Errorf("stat executable: %w", &os.PathError{Op: "stat", Path: "/x/no-such-file", Err: syscall.ENOENT}),

@@ -40,6 +40,11 @@ func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
 	if err := os.WriteFile(text, []byte("this is not an ELF file\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Shorter than an ELF header: Go's ELF reader answers io.EOF, not a FormatError.
+	short := filepath.Join(dir, "short.txt")
+	if err := os.WriteFile(short, []byte("hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	missing := filepath.Join(dir, "no-such-file")
 	before := testutil.BPFFDs(t)
 
@@ -59,6 +64,8 @@ func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
 		{"missing binary, uprobe.session (bridge)", "pc_uprobe_session", protocol.KindUprobeSession, missing, "not-found", syscall.ENOENT, "uprobe session: stat executable", true},
 		{"text file, uprobe", "pc_uprobe", protocol.KindUprobe, text, "invalid", 0, "bad magic number", false},
 		{"text file, uprobe.session (bridge)", "pc_uprobe_session", protocol.KindUprobeSession, text, "invalid", 0, "bad magic number", true},
+		{"short text file, uprobe", "pc_uprobe", protocol.KindUprobe, short, "invalid", 0, "EOF", false},
+		{"short text file, uprobe.session (bridge)", "pc_uprobe_session", protocol.KindUprobeSession, short, "invalid", 0, "EOF", true},
 		{"directory, uprobe", "pc_uprobe", protocol.KindUprobe, dir, "invalid", syscall.EISDIR, "is a directory", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,333 @@
+//! Init mode: probeconf as `/init` (PID 1) of a VM image. It mounts the API
+//! filesystems, runs the suite in-process through the library, streams JSON
+//! Lines to the results channel (the second serial port) as each case
+//! completes, and ends the VM.
+//!
+//! The results channel, one JSON object per line, in this order:
+//!
+//! ```text
+//! {"type":"hello","kernel":R,"uptime_s":F,"probeconf":V,"setup_errors":[..],"options":{..}}
+//! {"type":"features","features":FeatureSet,"kfunc_variant":V,"config":{CONFIG_X:V}|null,"config_error":S?}
+//! {"type":"loaders","loaders":[LibraryInfo+label]}          (a loader that cannot start: {"type":"loader-error",...})
+//! {"type":"case-error","message":S}                         (a case file that cannot be read, an unknown id)
+//! {"type":"result","result":CaseResult}                     (one per case and loader, after the cross-loader check)
+//! {"type":"done","counts":{"runs","pass","fail","unsupported","error","case_errors"},"uptime_s":F}
+//! {"type":"fatal","message":S}                              (instead of done: bad options, a panic)
+//! ```
+//!
+//! `hello` mode stops after hello (+ done), `features` mode after features
+//! (+ done); options are in src/vm/cmdline.rs. The VM then exits through
+//! isa-debug-exit with 0 (done) or 1 (fatal).
+
+use super::cmdline::{GuestMode, GuestOptions, DEFAULT_RESULTS};
+use super::{kconfig, sys};
+use crate::case::{discover, Case, LoaderId};
+use crate::loader::cilium::CiliumLoader;
+use crate::loader::libbpf::LibbpfLoader;
+use crate::loader::Loader;
+use crate::runner::{run_all, RunOptions};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+pub const HARNESS: &str = "/probeconf-harness";
+pub const CASES: &str = "/cases";
+
+/// True when this process is the init of a probeconf VM image: PID 1 started
+/// as `/init`. Both, so that probeconf as PID 1 of a container (started by
+/// another name) stays an ordinary command line.
+pub fn is_guest_init() -> bool {
+    // SAFETY: getpid has no preconditions.
+    let pid1 = unsafe { libc::getpid() } == 1;
+    pid1 && std::env::args_os().next().is_some_and(|a| a == "/init")
+}
+
+/// The results channel, shared with the panic path.
+static CHANNEL: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// Writes one JSON line. Before the channel is open (or if it cannot be), the
+/// line goes to the console, where the host sees it in the console tail.
+fn emit(v: &Value) {
+    let line = format!("{v}\n");
+    match CHANNEL.get() {
+        Some(m) => {
+            // A panic while writing poisons the lock; the file is still usable.
+            let mut f = m.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = f.write_all(line.as_bytes());
+        }
+        None => eprint!("{line}"),
+    }
+}
+
+fn uptime_s() -> f64 {
+    std::fs::read_to_string("/proc/uptime").ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(-1.0)
+}
+
+/// Mounts and environment. Returns what failed (the optional mounts may
+/// fail on kernels without them; the run goes on and the hello line says so).
+fn setup_system() -> Vec<String> {
+    let mut errors = Vec::new();
+    for (source, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("tmpfs", "/tmp", "tmpfs"),
+        // Optional: bpffs for pinning, tracefs/debugfs for legacy kprobe/uprobe events.
+        ("bpf", "/sys/fs/bpf", "bpf"),
+        ("tracefs", "/sys/kernel/tracing", "tracefs"),
+        ("debugfs", "/sys/kernel/debug", "debugfs"),
+    ] {
+        if let Err(e) = sys::mount(source, target, fstype) {
+            errors.push(format!("mount {fstype} on {target}: {e}"));
+        }
+    }
+    if let Err(e) = sys::unlimited_memlock() {
+        errors.push(format!("RLIMIT_MEMLOCK: {e}"));
+    }
+    // Still single-threaded here, so changing the environment is sound.
+    for (k, v) in [
+        ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("HOME", "/root"),
+        ("TMPDIR", "/tmp"),
+        ("PROBECONF_HARNESS", HARNESS),
+        ("PROBECONF_CACHE", "/tmp/probeconf-cache"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    errors
+}
+
+/// Opens the results device: raw, so the host gets the bytes as written.
+fn open_channel(path: &str) -> Result<(), String> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        // Never become init's controlling terminal.
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("results channel {path}: {e}"))?;
+    sys::make_raw(&f);
+    let _ = CHANNEL.set(Mutex::new(f));
+    Ok(())
+}
+
+/// Flushes the channel to the wire, syncs, and leaves the VM.
+fn finish(code: u8) -> ! {
+    if let Some(m) = CHANNEL.get() {
+        let mut f = m.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = f.flush();
+        sys::drain(&f);
+    }
+    sys::sync();
+    sys::exit_vm(code)
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into())
+}
+
+/// The guest's whole life. Never returns: the VM ends.
+pub fn guest_main() -> ! {
+    let setup_errors = setup_system();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let opts = GuestOptions::parse(&cmdline);
+    let results = opts.as_ref().map(|o| o.results.clone()).unwrap_or_else(|_| DEFAULT_RESULTS.into());
+    if let Err(e) = open_channel(&results) {
+        eprintln!("probeconf guest: {e}; writing results to the console");
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| match &opts {
+        Ok(o) => run(o, setup_errors),
+        Err(e) => Err(e.clone()),
+    }));
+    let message = match outcome {
+        Ok(Ok(())) => finish(0),
+        Ok(Err(msg)) => msg,
+        Err(p) => format!("panic in the guest: {}", panic_text(p.as_ref())),
+    };
+    eprintln!("probeconf guest: fatal: {message}");
+    // A panic may have cut a line short: start a fresh one.
+    if let Some(m) = CHANNEL.get() {
+        let _ = m.lock().unwrap_or_else(|e| e.into_inner()).write_all(b"\n");
+    }
+    emit(&json!({"type": "fatal", "message": message}));
+    finish(1)
+}
+
+fn run(o: &GuestOptions, setup_errors: Vec<String>) -> Result<(), String> {
+    let kernel = crate::probing::kernel_release();
+    emit(&json!({
+        "type": "hello",
+        "kernel": kernel,
+        "uptime_s": uptime_s(),
+        "probeconf": env!("CARGO_PKG_VERSION"),
+        "setup_errors": setup_errors,
+        "options": {
+            "mode": format!("{:?}", o.mode).to_lowercase(),
+            "cases": o.cases,
+            "loaders": o.loaders.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+            "target_timeout_s": o.target_timeout_s,
+        },
+    }));
+    let mut counts: BTreeMap<&str, u64> = ["runs", "pass", "fail", "unsupported", "error", "case_errors"].into_iter().map(|k| (k, 0)).collect();
+    if o.mode == GuestMode::Hello {
+        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        return Ok(());
+    }
+
+    let features = crate::probing::host_features();
+    let (config, config_error) = match kconfig::running_kernel() {
+        None => (Value::Null, None),
+        Some(Ok(m)) => (json!(m), None),
+        Some(Err(e)) => (Value::Null, Some(e)),
+    };
+    let mut line = json!({
+        "type": "features",
+        "features": features,
+        "kfunc_variant": crate::probing::kfunc_variant(),
+        "config": config,
+    });
+    if let Some(e) = config_error {
+        line["config_error"] = json!(format!("/proc/config.gz: {e}"));
+    }
+    emit(&line);
+    if o.mode == GuestMode::Features {
+        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        return Ok(());
+    }
+
+    let loaders = start_loaders(&o.loaders);
+    let loader_refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
+    let (cases, errors) = select_cases(Path::new(CASES), &o.cases);
+    for e in errors {
+        *counts.get_mut("case_errors").unwrap() += 1;
+        emit(&json!({"type": "case-error", "message": e}));
+    }
+    let opts = RunOptions { target_timeout: Duration::from_secs(o.target_timeout_s) };
+    for case in &cases {
+        // One case at a time, so that each result is sent after the
+        // cross-loader check, and the host has everything up to a crash.
+        for r in run_all(std::slice::from_ref(case), &loader_refs, features, &opts, |_| {}) {
+            eprintln!("probeconf: {} [{}] {}", r.case, r.loader, r.verdict);
+            *counts.get_mut("runs").unwrap() += 1;
+            // Keys are Verdict::as_str values.
+            *counts.get_mut(r.verdict.as_str()).unwrap() += 1;
+            emit(&json!({"type": "result", "result": r}));
+        }
+    }
+    emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+    Ok(())
+}
+
+fn start_loaders(ids: &[LoaderId]) -> Vec<Box<dyn Loader>> {
+    let mut out: Vec<Box<dyn Loader>> = Vec::new();
+    for id in ids {
+        match id {
+            LoaderId::Libbpf => out.push(Box::new(LibbpfLoader)),
+            LoaderId::Cilium => match CiliumLoader::new(PathBuf::from(HARNESS)) {
+                Ok(c) => out.push(Box::new(c)),
+                Err(e) => emit(&json!({"type": "loader-error", "loader": "cilium", "message": e})),
+            },
+        }
+    }
+    let infos: Vec<Value> = out
+        .iter()
+        .map(|l| {
+            let mut v = json!(l.library());
+            v["label"] = json!(l.label());
+            v
+        })
+        .collect();
+    emit(&json!({"type": "loaders", "loaders": infos}));
+    out
+}
+
+/// The cases to run: every case under `root`, or the selected items (a path
+/// relative to `root`, or a case id), in the order given, each once.
+/// Returns the cases and the messages of what could not be read or found.
+pub fn select_cases(root: &Path, items: &[String]) -> (Vec<Case>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut load = |files: Vec<PathBuf>, errors: &mut Vec<String>| -> Vec<Case> {
+        files
+            .into_iter()
+            .filter_map(|f| match Case::load(&f) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(e.to_string());
+                    None
+                }
+            })
+            .collect()
+    };
+    let discover_or_note = |paths: &[PathBuf], errors: &mut Vec<String>| match discover(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            errors.push(format!("{}: {e}", root.display()));
+            Vec::new()
+        }
+    };
+    if items.is_empty() {
+        let files = discover_or_note(&[root.to_path_buf()], &mut errors);
+        let cases = load(files, &mut errors);
+        return (cases, errors);
+    }
+    // Ids need every case file read; read them once, and only if asked.
+    let mut all: Option<Vec<Case>> = None;
+    let mut out: Vec<Case> = Vec::new();
+    for item in items {
+        let p = root.join(item);
+        let found = if !item.contains("..") && p.exists() {
+            let files = discover_or_note(&[p], &mut errors);
+            load(files, &mut errors)
+        } else {
+            let all = all.get_or_insert_with(|| {
+                let files = discover_or_note(&[root.to_path_buf()], &mut errors);
+                load(files, &mut errors)
+            });
+            let m: Vec<Case> = all.iter().filter(|c| &c.id == item).cloned().collect();
+            if m.is_empty() {
+                errors.push(format!("no case with id or path `{item}` under {}", root.display()));
+            }
+            m
+        };
+        for c in found {
+            if !out.iter().any(|o| o.path == c.path) {
+                out.push(c);
+            }
+        }
+    }
+    errors.dedup();
+    (out, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_are_selected_by_path_or_id_once_each() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let items: Vec<String> = ["uprobe/uprobe-entry-leaf.yaml", "uprobe-session-skip-odd", "uprobe-entry-leaf", "no-such-case"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let (cases, errors) = select_cases(&root, &items);
+        let ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["uprobe-entry-leaf", "uprobe-session-skip-odd"]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("no-such-case"));
+        let (all, errors) = select_cases(&root, &[]);
+        assert!(all.len() > 20 && errors.is_empty(), "{} {errors:?}", all.len());
+        let (dir, _) = select_cases(&root, &["uretprobe".to_string()]);
+        assert!(dir.iter().all(|c| c.path.starts_with(root.join("uretprobe"))) && !dir.is_empty());
+    }
+
+    #[test]
+    fn a_plain_process_is_not_the_guest_init() {
+        assert!(!is_guest_init());
+    }
+}

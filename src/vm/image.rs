@@ -1,0 +1,234 @@
+//! The guest image: a self-contained initramfs that needs no kernel modules
+//! and no root filesystem.
+//!
+//! ```text
+//! /init                     the static probeconf binary (guest mode, src/vm/guest.rs)
+//! /probeconf-harness        the static Go harness (cilium/ebpf loader)
+//! /cases/...                the chosen case files, in their layout under cases/,
+//!                           with the fixtures they name (`binary: ../fixtures/x`)
+//! /lib64/ld-linux-x86-64.so.2, /lib/x86_64-linux-gnu/libc.so.6, ...
+//!                           what probe-target needs: it is embedded in probeconf
+//!                           and written out per run, but linked against libc
+//! /dev/{console,null,ttyS0,ttyS1}   nodes for before devtmpfs is mounted
+//! /proc /sys /dev /tmp /sys/fs/bpf /sys/kernel/{tracing,debug}   mount points
+//! ```
+
+use super::initramfs::Initramfs;
+use crate::artifacts::{LIB_PROBE_TARGET, PROBE_TARGET};
+use std::path::{Component, Path, PathBuf};
+
+/// What goes into an image.
+#[derive(Clone, Debug, Default)]
+pub struct ImageSpec {
+    /// The static probeconf binary; `None` = this executable.
+    pub init: Option<PathBuf>,
+    /// The static Go harness; `None` = `harness_build::ensure_harness(None)`.
+    pub harness: Option<PathBuf>,
+    /// Case files or directories (a directory brings everything under it).
+    pub cases: Vec<PathBuf>,
+}
+
+/// The image's archive path for a host file under a `cases/` directory:
+/// `/work/main/cases/uprobe/a.yaml` → `cases/uprobe/a.yaml`. A path with no
+/// `cases` component lands directly in `/cases`.
+pub fn guest_case_path(host: &Path) -> String {
+    let parts: Vec<String> = lexical(host).components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    match parts.iter().rposition(|p| p == "cases") {
+        Some(i) if i + 1 < parts.len() => format!("cases/{}", parts[i + 1..].join("/")),
+        _ => format!("cases/{}", host.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+    }
+}
+
+/// Resolves `.` and `..` without touching the filesystem (fixtures are named
+/// relative to their case: `../fixtures/not-elf.txt`).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn add_case_tree(mut img: Initramfs, host: &Path) -> Result<Initramfs, String> {
+    if host.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(host)
+            .map_err(|e| format!("{}: {e}", host.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            img = add_case_tree(img, &e)?;
+        }
+        return Ok(img);
+    }
+    let is_case = host.extension().is_some_and(|x| x == "yaml" || x == "yml");
+    img = img.file_from(&guest_case_path(host), host, 0o644);
+    if is_case {
+        // A case that cannot be read still goes in: the guest reports it as a
+        // case-error, like `probeconf run` does.
+        if let Ok(case) = crate::case::Case::load(host) {
+            let dir = host.parent().unwrap_or(Path::new("."));
+            for p in &case.probes {
+                if matches!(p.binary.as_str(), "probe-target" | "libprobetarget.so") || Path::new(&p.binary).is_absolute() {
+                    continue;
+                }
+                let fixture = lexical(&dir.join(&p.binary));
+                // A missing fixture is part of some cases (the loader must say not-found).
+                if fixture.is_file() {
+                    img = img.file_from(&guest_case_path(&fixture), &fixture, 0o644);
+                }
+            }
+        }
+    }
+    Ok(img)
+}
+
+/// The shared objects probe-target loads, as `ldd` resolves them on this
+/// host: the dynamic loader and libc (libprobetarget.so is written beside
+/// probe-target at run time and found through its `$ORIGIN` runpath).
+pub fn probe_target_libraries() -> Result<Vec<PathBuf>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let exe = dir.path().join("probe-target");
+    std::fs::write(&exe, PROBE_TARGET).map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("libprobetarget.so"), LIB_PROBE_TARGET).map_err(|e| e.to_string())?;
+    let mut libs = Vec::new();
+    for bin in [exe, dir.path().join("libprobetarget.so")] {
+        let out = duct::cmd("ldd", [&bin]).stdout_capture().stderr_capture().unchecked().run().map_err(|e| format!("running ldd: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        libs.extend(parse_ldd(&text, dir.path())?);
+    }
+    libs.sort();
+    libs.dedup();
+    if !libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")) {
+        return Err(format!("ldd of probe-target named no dynamic loader: {libs:?}"));
+    }
+    Ok(libs)
+}
+
+/// The absolute paths in `ldd` output, leaving out files under `skip_dir`.
+fn parse_ldd(text: &str, skip_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.contains("not found") {
+            return Err(format!("ldd of probe-target: {line}"));
+        }
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.trim(),
+            None => line,
+        };
+        let path = path.split(" (").next().unwrap_or("").trim();
+        if path.starts_with('/') && !Path::new(path).starts_with(skip_dir) {
+            out.push(PathBuf::from(path));
+        }
+    }
+    Ok(out)
+}
+
+/// Assembles the image (files are read when it is written).
+pub fn build(spec: &ImageSpec) -> Result<Initramfs, String> {
+    let init = match &spec.init {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
+    };
+    let harness = match &spec.harness {
+        Some(p) => p.clone(),
+        None => crate::harness_build::ensure_harness(None)?,
+    };
+    for (what, p) in [("init", &init), ("harness", &harness)] {
+        if !p.is_file() {
+            return Err(format!("{what} {} is not a file", p.display()));
+        }
+    }
+    let mut img = Initramfs::new()
+        .file_from("/init", &init, 0o755)
+        .file_from("/probeconf-harness", &harness, 0o755)
+        .dir("/cases", 0o755)
+        .dir("/proc", 0o555)
+        .dir("/sys", 0o555)
+        .dir("/sys/fs/bpf", 0o755)
+        .dir("/sys/kernel/tracing", 0o755)
+        .dir("/sys/kernel/debug", 0o755)
+        .dir("/dev", 0o755)
+        // The kernel opens /dev/console for init's stdio before devtmpfs is
+        // mounted; without it init has no fds 0-2, and Rust's runtime aborts
+        // when it cannot open /dev/null in their place.
+        .char_device("/dev/console", 0o600, 5, 1)
+        .char_device("/dev/null", 0o666, 1, 3)
+        .char_device("/dev/ttyS0", 0o660, 4, 64)
+        .char_device("/dev/ttyS1", 0o660, 4, 65)
+        .dir("/tmp", 0o1777)
+        .dir("/root", 0o700);
+    for lib in probe_target_libraries()? {
+        img = img.file_from(&lib.to_string_lossy(), &lib, 0o755);
+    }
+    for c in &spec.cases {
+        if !c.exists() {
+            return Err(format!("case path {} does not exist", c.display()));
+        }
+        img = add_case_tree(img, c)?;
+    }
+    Ok(img)
+}
+
+/// Builds and writes the image; returns its size in bytes.
+pub fn write(spec: &ImageSpec, out: &Path) -> Result<u64, String> {
+    build(spec)?.write_file(out).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_paths_keep_their_layout_under_cases() {
+        assert_eq!(guest_case_path(Path::new("/work/main/cases/uprobe/a.yaml")), "cases/uprobe/a.yaml");
+        assert_eq!(guest_case_path(Path::new("cases/errors/../fixtures/not-elf.txt")), "cases/fixtures/not-elf.txt");
+        assert_eq!(guest_case_path(Path::new("/elsewhere/b.yaml")), "cases/b.yaml");
+    }
+
+    #[test]
+    fn ldd_output_is_parsed_without_the_private_library() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibprobetarget.so => /tmp/x/libprobetarget.so (0x1)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x2)\n\t/lib64/ld-linux-x86-64.so.2 (0x3)\n";
+        let libs = parse_ldd(text, Path::new("/tmp/x")).unwrap();
+        assert_eq!(libs, [PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]);
+        assert!(parse_ldd("\tlibm.so.6 => not found\n", Path::new("/tmp/x")).is_err());
+    }
+
+    #[test]
+    fn image_has_init_libc_cases_and_fixtures() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let fake = tempfile::NamedTempFile::new().unwrap();
+        let spec = ImageSpec {
+            init: Some(fake.path().into()),
+            harness: Some(fake.path().into()),
+            cases: vec![root.join("uprobe/uprobe-entry-leaf.yaml"), root.join("errors/uprobe-not-elf.yaml")],
+        };
+        let img = build(&spec).unwrap();
+        for p in [
+            "init",
+            "probeconf-harness",
+            "lib64/ld-linux-x86-64.so.2",
+            "cases/uprobe/uprobe-entry-leaf.yaml",
+            "cases/errors/uprobe-not-elf.yaml",
+            "cases/fixtures/not-elf.txt",
+            "dev/console",
+            "sys/fs/bpf",
+            "tmp",
+        ] {
+            assert!(img.contains(p), "{p} missing: {:?}", img.paths().collect::<Vec<_>>());
+        }
+        assert!(img.paths().any(|p| p.ends_with("/libc.so.6")));
+        let mut buf = Vec::new();
+        img.write_to(&mut buf).unwrap();
+        let parsed = crate::vm::initramfs::tests::parse(&buf);
+        let fixture = parsed.iter().find(|e| e.name == "cases/fixtures/not-elf.txt").unwrap();
+        assert_eq!(fixture.data, std::fs::read(root.join("fixtures/not-elf.txt")).unwrap());
+    }
+}
