@@ -43,6 +43,9 @@ features! {
     KprobeSession = "kprobe-session": "BPF_TRACE_KPROBE_SESSION links (attach type 56)",
     UretprobeSyscall = "uretprobe-syscall": "the uretprobe syscall (x86_64 nr 335) exists",
     UprobeSyscall = "uprobe-syscall": "the uprobe syscall (x86_64 nr 336) exists: ENXIO outside the trampoline",
+    UprobeNop5Optimize = "uprobe-nop5-optimize": "a uprobe on a 5-byte nop becomes a call into [uprobes-trampoline] after its first hit",
+    UretprobeSeccompPassthrough = "uretprobe-seccomp-passthrough": "a process under a strict seccomp allow-list survives a uretprobe hit (the uretprobe syscall, if used, bypasses seccomp)",
+    UprobeSeccompPassthrough = "uprobe-seccomp-passthrough": "a process under a strict seccomp allow-list survives hits of an optimised nop5 uprobe (the uprobe syscall, if used, bypasses seccomp)",
 }
 
 impl fmt::Display for Feature {

@@ -256,6 +256,9 @@ fn cmd_features(format: Format) -> Result<ExitCode, String> {
 }
 
 fn main() -> ExitCode {
+    if probeconf::vm::guest::is_guest_init() {
+        probeconf::vm::guest::guest_main()
+    }
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run { paths, loader, format, cilium_version, target_timeout } => {

@@ -92,6 +92,8 @@ impl Trace {
 /// Extra facts about a run that belong in its trace.
 #[derive(Default)]
 pub struct RunFacts {
+    /// `inspect` observations of known processes, e.g. ("P0", "nop5 first=call trampoline=yes").
+    pub observations: Vec<(String, String)>,
     /// Abnormal ends of known processes, e.g. ("P0", "killed by SIGSYS").
     pub abnormal_exits: Vec<(String, String)>,
     pub dropped: u64,
@@ -136,6 +138,9 @@ pub fn normalise(events: &[RawEvent], names: &Names<'_>, facts: &RunFacts) -> Tr
                 lines.push(format!("{plabel}/T{t} {l}"));
             }
         }
+    }
+    for (p, what) in &facts.observations {
+        lines.push(format!("{p} observe {what}"));
     }
     for (p, what) in &facts.abnormal_exits {
         lines.push(format!("{p} {what}"));
@@ -233,12 +238,21 @@ pub(crate) mod tests {
         let probes = vec!["a".to_string()];
         let sym = Symbolizer::default();
         let evs = vec![ev(300, 300, 0, Phase::Return, 0, (-5i64) as u64), ev(100, 100, 0, Phase::Return, 0, 3)];
-        let t = normalise(&evs, &names(&probes, &sym), &RunFacts { abnormal_exits: vec![("P0".into(), "killed by SIGSYS".into())], dropped: 2 });
+        let t = normalise(
+            &evs,
+            &names(&probes, &sym),
+            &RunFacts {
+                observations: vec![("P0".into(), "nop5 first=call trampoline=yes".into())],
+                abnormal_exits: vec![("P0".into(), "killed by SIGSYS".into())],
+                dropped: 2,
+            },
+        );
         assert_eq!(
             t.lines,
             vec![
                 "P0/T0 a return 0 => 3 cookie=0x11",
                 "P2/T0 a return 0 => -5 cookie=0x11",
+                "P0 observe nop5 first=call trampoline=yes",
                 "P0 killed by SIGSYS",
                 "!! 2 events dropped: the ring buffer was full",
             ]

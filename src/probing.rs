@@ -25,6 +25,44 @@ pub extern "C" fn probeconf_probe_fn(x: u64) -> u64 {
 }
 
 const PROBE_FN: &str = "probeconf_probe_fn";
+const PROBE_NOP5_FN: &str = "probeconf_probe_nop5";
+
+// A function whose first instruction is a 5-byte nop, for the nop5
+// optimisation probe; it returns x + 1. Written in asm because no compiler
+// promises that first instruction.
+std::arch::global_asm!(
+    ".text",
+    ".globl probeconf_probe_nop5",
+    ".type probeconf_probe_nop5, @function",
+    ".balign 16",
+    "probeconf_probe_nop5:",
+    ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00",
+    "lea rax, [rdi + 1]",
+    "ret",
+    ".size probeconf_probe_nop5, . - probeconf_probe_nop5",
+);
+
+extern "C" {
+    fn probeconf_probe_nop5(x: u64) -> u64;
+}
+
+fn call_nop5(x: u64) -> u64 {
+    // SAFETY: probeconf_probe_nop5 is the asm function above: it reads rdi,
+    // writes rax and returns, following the C ABI.
+    unsafe { probeconf_probe_nop5(std::hint::black_box(x)) }
+}
+
+/// The first five bytes of a function of this process, as it runs now.
+fn code_bytes(addr: usize) -> std::io::Result<[u8; 5]> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 5];
+    std::fs::File::open("/proc/self/mem")?.read_exact_at(&mut b, addr as u64)?;
+    Ok(b)
+}
+
+fn trampoline_mapped(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| m.contains("[uprobes-trampoline]")).unwrap_or(false)
+}
 const PROBE_COOKIE: u64 = 0xc0ffee;
 const SESSION_COOKIE_WRITTEN: u64 = 0x5e55_1011;
 
@@ -332,6 +370,135 @@ fn probe_uprobe_syscall() -> ProbeResult {
     }
 }
 
+fn probe_nop5_optimize() -> ProbeResult {
+    let p = match ProbeObject::load(KfuncVariant::NoArg, "fp_uprobe") {
+        Ok(p) => p,
+        Err(e) => return no(e),
+    };
+    let opts = UprobeOpts { func_name: Some(PROBE_NOP5_FN.into()), ..Default::default() };
+    let link = match p.prog().attach_uprobe_with_opts(0, self_exe(), 0, opts) {
+        Ok(l) => l,
+        Err(e) => return no(format!("attach: {e:#}")),
+    };
+    let addr = probeconf_probe_nop5 as *const () as usize;
+    let before = code_bytes(addr);
+    for i in 0..3 {
+        call_nop5(i);
+    }
+    let after = code_bytes(addr);
+    let trampoline = trampoline_mapped("self");
+    drop(link);
+    let hits = p.seen().hits;
+    match (before, after) {
+        (Ok(b), Ok(a)) if a[0] == 0xe8 && trampoline && hits == 3 => {
+            yes(format!("first bytes {b:02x?} → {a:02x?} (call) after the first hit, [uprobes-trampoline] mapped, 3 hits counted"))
+        }
+        (Ok(b), Ok(a)) => no(format!("first bytes {b:02x?} → {a:02x?}, trampoline mapped: {trampoline}, {hits} of 3 hits")),
+        (Err(e), _) | (_, Err(e)) => no(format!("reading /proc/self/mem: {e}")),
+    }
+}
+
+/// A seccomp allow-list for the child of [`survives_under_seccomp`]: what the
+/// child needs (read, write, exit), default KILL_PROCESS; the uprobe (336) and
+/// uretprobe (335) syscalls are not on it.
+fn strict_filter() -> Vec<libc::sock_filter> {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k };
+    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u32;
+    let mut f = vec![stmt(ld, 4), jeq(AUDIT_ARCH_X86_64, 1, 0), stmt(ret, libc::SECCOMP_RET_KILL_PROCESS), stmt(ld, 0)];
+    for nr in [libc::SYS_read, libc::SYS_write, libc::SYS_exit, libc::SYS_exit_group, libc::SYS_rt_sigreturn] {
+        f.push(jeq(nr as u32, 0, 1));
+        f.push(stmt(ret, libc::SECCOMP_RET_ALLOW));
+    }
+    f.push(stmt(ret, libc::SECCOMP_RET_KILL_PROCESS));
+    f
+}
+
+/// Forks a child that installs [`strict_filter`] and then runs `work`, after
+/// the parent has attached `attach(child_pid)`. Ok(true) if the child exited
+/// normally, Ok(false) if seccomp killed it (SIGSYS).
+fn survives_under_seccomp(attach: impl FnOnce(i32) -> Result<libbpf_rs::Link, String>, work: fn()) -> Result<bool, String> {
+    let filter = strict_filter();
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    let mut go = [0i32; 2];
+    // SAFETY: pipe writes two fds into the array.
+    if unsafe { libc::pipe(go.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: after fork the child only makes raw syscalls (read, prctl,
+    // seccomp, _exit) and calls the probed leaf functions, which allocate
+    // nothing: safe in a child of a multi-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see above; `prog` and its filter outlive these calls.
+        unsafe {
+            let mut b = 0u8;
+            libc::read(go[0], &mut b as *mut u8 as *mut _, 1);
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog) != 0
+            {
+                libc::_exit(3);
+            }
+            work();
+            libc::_exit(0);
+        }
+    }
+    let link = attach(pid);
+    // SAFETY: writing one byte to our pipe, then closing both ends.
+    unsafe {
+        libc::write(go[1], b"g".as_ptr() as *const _, 1);
+        libc::close(go[0]);
+        libc::close(go[1]);
+    }
+    let mut status = 0;
+    // SAFETY: pid is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    // An attach failure means the child ran unprobed: its survival says nothing.
+    link.map(drop)?;
+    if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS {
+        Ok(false)
+    } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(true)
+    } else {
+        Err(format!("child ended with status {status:#x}"))
+    }
+}
+
+fn probe_seccomp(uretprobe: bool) -> ProbeResult {
+    let prog = if uretprobe { "fp_uretprobe" } else { "fp_uprobe" };
+    let p = match ProbeObject::load(KfuncVariant::NoArg, prog) {
+        Ok(p) => p,
+        Err(e) => return no(e),
+    };
+    let (func, work): (&str, fn()) = if uretprobe {
+        (PROBE_FN, || {
+            trigger_self();
+            trigger_self();
+        })
+    } else {
+        (PROBE_NOP5_FN, || {
+            for i in 0..3 {
+                call_nop5(i);
+            }
+        })
+    };
+    let attach = |pid: i32| {
+        let opts = UprobeOpts { func_name: Some(func.into()), retprobe: uretprobe, ..Default::default() };
+        p.prog().attach_uprobe_with_opts(pid, self_exe(), 0, opts).map_err(|e| format!("attach: {e:#}"))
+    };
+    let what = if uretprobe { "uretprobe hits" } else { "hits of a nop5 uprobe" };
+    match survives_under_seccomp(attach, work) {
+        Ok(true) => yes(format!("a child under a strict seccomp allow-list survived {what}")),
+        Ok(false) => no(format!("a child under a strict seccomp allow-list was killed (SIGSYS) by {what}")),
+        Err(e) => no(e),
+    }
+}
+
 pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
 }
@@ -355,6 +522,9 @@ pub fn probe_all() -> FeatureSet {
             Feature::Kprobe | Feature::KprobeMulti | Feature::KprobeSession => probe_kprobe(f),
             Feature::UretprobeSyscall => probe_uretprobe_syscall(),
             Feature::UprobeSyscall => probe_uprobe_syscall(),
+            Feature::UprobeNop5Optimize => probe_nop5_optimize(),
+            Feature::UretprobeSeccompPassthrough => probe_seccomp(true),
+            Feature::UprobeSeccompPassthrough => probe_seccomp(false),
         };
         results.insert(f, r);
     }

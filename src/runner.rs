@@ -154,7 +154,8 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     };
     let vias = attached.vias();
     let mut facts = RunFacts::default();
-    let (exit, stderr) = p0.run_to_end(opts.target_timeout)?;
+    let (exit, observed, stderr) = p0.run_to_end(opts.target_timeout)?;
+    facts.observations.extend(observed.into_iter().map(|o| ("P0".to_string(), o)));
     if !exit.is_clean() {
         facts.abnormal_exits.push(("P0".into(), exit.describe()));
         if matches!(exit, crate::target::Exit::Code(_)) && !stderr.trim().is_empty() {
@@ -162,7 +163,8 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         }
     }
     if let Some(p) = p1.as_mut() {
-        let (exit, _) = p.run_to_end(opts.target_timeout)?;
+        let (exit, observed, _) = p.run_to_end(opts.target_timeout)?;
+        facts.observations.extend(observed.into_iter().map(|o| ("P1".to_string(), o)));
         if !exit.is_clean() {
             facts.abnormal_exits.push(("P1".into(), exit.describe()));
         }

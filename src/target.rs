@@ -85,8 +85,9 @@ impl TargetProcess {
         Ok(TargetProcess { child, stdin, stdout: Some(stdout), pid, maps })
     }
 
-    /// Lets the steps run and waits for the process to end.
-    pub fn run_to_end(&mut self, timeout: Duration) -> std::io::Result<(Exit, String)> {
+    /// Lets the steps run and waits for the process to end. Returns how it
+    /// ended, its `observe …` lines (from `inspect` steps), and its stderr.
+    pub fn run_to_end(&mut self, timeout: Duration) -> std::io::Result<(Exit, Vec<String>, String)> {
         if let Some(mut stdin) = self.stdin.take() {
             stdin.write_all(b"go\n")?;
         }
@@ -111,8 +112,12 @@ impl TargetProcess {
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
-        self.stdout.take();
-        Ok((exit, err))
+        let mut out = String::new();
+        if let Some(mut o) = self.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        let observations = out.lines().filter_map(|l| l.strip_prefix("observe ")).map(str::to_string).collect();
+        Ok((exit, observations, err))
     }
 }
 

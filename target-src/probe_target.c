@@ -22,6 +22,11 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +85,13 @@ static void usage(void)
 		"  threads N FN A [B]      N threads, started together, each call FN(A, B) once\n"
 		"  fork STEP               a child process runs STEP and exits; the parent waits\n"
 		"  sleep MS                sleep MS milliseconds\n"
+		"  inspect FN              print `observe FN first=KIND trampoline=yes|no`: the\n"
+		"                            first instruction of FN read through /proc/self/mem\n"
+		"                            (nop5, nop1, int3, call, other) and whether\n"
+		"                            [uprobes-trampoline] is mapped (/proc/self/maps)\n"
+		"  seccomp strict          install a filter that allows only the syscalls this\n"
+		"                            program needs and kills the process on any other\n"
+		"                            (the uretprobe/uprobe syscalls 335/336 included)\n"
 		"  syscall NAME [ARG]      make a syscall with a known result, for kprobes:\n"
 		"                            close FD, dup FD, getpgid PID, getppid,\n"
 		"                            openat DFD (opens /nonexistent-probeconf: -ENOENT)\n"
@@ -173,6 +185,88 @@ static void run_syscall(char **w, int n)
 	}
 }
 
+/* The first instruction of fn as the process sees it now, via /proc/self/mem
+ * (so a uprobe's int3 or an optimised uprobe's call shows). */
+static const char *first_insn(const void *fn)
+{
+	unsigned char b[5] = { 0 };
+	int fd = open("/proc/self/mem", O_RDONLY);
+
+	if (fd < 0 || pread(fd, b, sizeof(b), (off_t)(unsigned long)fn) != sizeof(b)) {
+		perror("probe-target: /proc/self/mem");
+		exit(3);
+	}
+	close(fd);
+	if (b[0] == 0x0f && b[1] == 0x1f && b[2] == 0x44 && b[3] == 0 && b[4] == 0)
+		return "nop5";
+	if (b[0] == 0x90)
+		return "nop1";
+	if (b[0] == 0xcc)
+		return "int3";
+	if (b[0] == 0xe8)
+		return "call";
+	return "other";
+}
+
+static int trampoline_mapped(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "r");
+	int found = 0;
+
+	if (!f) {
+		perror("probe-target: /proc/self/maps");
+		exit(3);
+	}
+	while (fgets(line, sizeof(line), f))
+		found |= strstr(line, "[uprobes-trampoline]") != NULL;
+	fclose(f);
+	return found;
+}
+
+static void run_inspect(const struct traced_fn *fn)
+{
+	printf("observe %s first=%s trampoline=%s\n", fn->name, first_insn((const void *)fn->fn),
+	       trampoline_mapped() ? "yes" : "no");
+	fflush(stdout);
+}
+
+/*
+ * A filter like a container runtime's default: an allow-list of what this
+ * program needs after this point, default KILL_PROCESS. The uretprobe (335) and
+ * uprobe (336) syscalls are deliberately absent: whether a traced process
+ * survives then depends on whether the kernel lets them through seccomp.
+ */
+static void install_strict_seccomp(void)
+{
+	static const int allowed[] = {
+		SYS_read, SYS_write, SYS_close, SYS_fstat, SYS_newfstatat, SYS_lseek,
+		SYS_mmap, SYS_munmap, SYS_mprotect, SYS_brk, SYS_rt_sigreturn,
+		SYS_rt_sigprocmask, SYS_rt_sigaction, SYS_futex, SYS_clone, SYS_clone3,
+		SYS_set_robust_list, SYS_rseq, SYS_madvise, SYS_exit, SYS_exit_group,
+		SYS_nanosleep, SYS_clock_nanosleep, SYS_getpid, SYS_gettid, SYS_wait4,
+		SYS_openat, SYS_pread64, SYS_dup, SYS_getpgid, SYS_getppid,
+	};
+	struct sock_filter f[4 + 2 * (sizeof(allowed) / sizeof(allowed[0])) + 1];
+	size_t n = 0;
+
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, allowed[i], 0, 1);
+		f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	}
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+	struct sock_fprog prog = { .len = (unsigned short)n, .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) {
+		perror("probe-target: seccomp");
+		exit(3);
+	}
+}
+
 static void run_step(char **w, int n);
 
 static void run_fork(char **w, int n)
@@ -229,6 +323,16 @@ static void run_step(char **w, int n)
 	} else if (!strcmp(w[0], "fork")) {
 		need(n, 2, 64, "fork");
 		run_fork(w + 1, n - 1);
+	} else if (!strcmp(w[0], "inspect")) {
+		need(n, 2, 2, "inspect");
+		run_inspect(find_fn(w[1]));
+	} else if (!strcmp(w[0], "seccomp")) {
+		need(n, 2, 2, "seccomp");
+		if (strcmp(w[1], "strict")) {
+			fprintf(stderr, "probe-target: seccomp: only `strict` exists\n");
+			exit(2);
+		}
+		install_strict_seccomp();
 	} else if (!strcmp(w[0], "syscall")) {
 		need(n, 2, 3, "syscall");
 		run_syscall(w, n);

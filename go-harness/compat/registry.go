@@ -39,6 +39,7 @@ const (
 	BridgeUSDT               = "cilium-usdt"
 	BridgeKprobeErrors       = "cilium-kprobe-unsupported-error"
 	BridgeKprobeSessionRet   = "cilium-kprobe-session-return"
+	BridgeSessionKfuncVar    = "cilium-session-kfunc-variant"
 )
 
 const library = "github.com/cilium/ebpf"
@@ -127,8 +128,25 @@ var Registry = []Entry{
 		Status:   Missing,
 		Workaround: "libbpf treats an incompatible __weak kfunc as missing and strips ___flavor suffixes; " +
 			"cilium does neither and fails the load (\"function param mismatch\" for the session kfuncs on " +
-			">= 7.0). The harness does not bridge this: the runner loads the object built for the running " +
-			"kernel's session kfunc prototypes (recorders.ctx.bpf.o on >= 7.0).",
+			">= 7.0; the classifier marks it invalid). The harness does not bridge this: the runner loads the object " +
+			"built for the running kernel's session kfunc prototypes (recorders.ctx.bpf.o on >= 7.0), or sends " +
+			"both builds and lets the harness pick (cilium-session-kfunc-variant).",
+	},
+	{
+		ID:       BridgeSessionKfuncVar,
+		Library:  library,
+		Versions: "all (checked v0.22.0: btf.LoadKernelSpec, Spec.TypeByName with *btf.Func)",
+		Feature: "choosing the object build for the running kernel's session-kfunc prototype " +
+			"(bpf_session_is_return / bpf_session_cookie: no argument on 6.10-6.19, void *ctx from 7.0)",
+		Status: Compat,
+		Workaround: "cilium cannot load one object for both prototypes (see cilium-weak-kfunc) and has no " +
+			"way to pick among builds. With \"objects\": {\"noarg\": PATH, \"ctx\": PATH} in the request the " +
+			"harness reads the kernel BTF itself (compat.SessionKfuncPrototype: btf.LoadKernelSpec, FUNC " +
+			"bpf_session_cookie: 0 params = noarg, 1 = ctx, absent = none) and loads the ctx build on ctx " +
+			"kernels, the noarg build otherwise (also when the kernel has no session kfuncs). The attached line " +
+			"and later error lines say object_variant and object_reason. The same decision as the Rust runner's " +
+			"(probing::session_kfunc_prototype, libbpf-rs BTF). With a plain \"object\" the harness loads what " +
+			"it is told, so the runner can still load the wrong build on purpose.",
 	},
 	{
 		ID:         BridgeUSDT,

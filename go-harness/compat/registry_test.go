@@ -20,7 +20,7 @@ func TestRegistry(t *testing.T) {
 		ids[e.ID] = true
 	}
 	for _, id := range []string{BridgeUprobeSession, BridgePIDSemantics, BridgeKprobeMultiSyscall,
-		BridgeDataSection, BridgeWeakKfunc, BridgeUSDT, BridgeKprobeErrors, BridgeKprobeSessionRet} {
+		BridgeDataSection, BridgeWeakKfunc, BridgeUSDT, BridgeKprobeErrors, BridgeKprobeSessionRet, BridgeSessionKfuncVar} {
 		if !ids[id] {
 			t.Errorf("bridge id %s has no registry entry", id)
 		}

@@ -251,7 +251,7 @@ fn start_loaders(ids: &[LoaderId]) -> Vec<Box<dyn Loader>> {
 /// Returns the cases and the messages of what could not be read or found.
 pub fn select_cases(root: &Path, items: &[String]) -> (Vec<Case>, Vec<String>) {
     let mut errors = Vec::new();
-    let mut load = |files: Vec<PathBuf>, errors: &mut Vec<String>| -> Vec<Case> {
+    let load = |files: Vec<PathBuf>, errors: &mut Vec<String>| -> Vec<Case> {
         files
             .into_iter()
             .filter_map(|f| match Case::load(&f) {

@@ -1,1 +1,26 @@
 //! Booting kernels under QEMU with a self-contained initramfs (issue 4).
+//!
+//! The host builds an image ([`image`], written by [`initramfs`]) whose `/init`
+//! is this very static binary; in the VM, `main` sees it is PID 1 and hands
+//! over to [`guest`], which runs the suite in-process and streams JSON Lines
+//! over the second serial port. [`qemu`] boots one image and collects those
+//! lines, the console tail and how the VM ended; [`schedule`] boots many.
+//! The guest's options travel on the kernel command line ([`cmdline`]).
+
+pub mod cmdline;
+pub mod guest;
+pub mod image;
+pub mod initramfs;
+pub mod kconfig;
+pub mod qemu;
+pub mod schedule;
+mod sys;
+
+pub use cmdline::{GuestMode, GuestOptions};
+pub use image::ImageSpec;
+pub use initramfs::Initramfs;
+pub use qemu::{boot, Accel, BootOptions, BootOutcome, BootStatus};
+pub use schedule::{boot_many, default_parallelism};
+
+#[cfg(test)]
+mod boot_tests;

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"syscall"
@@ -79,6 +80,12 @@ func classOf(err error, errno syscall.Errno, hasErrno bool, where Where) Class {
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		return Unsupported
 	}
+	// A kfunc the kernel has, with another prototype than the object's (the
+	// session kfuncs of the other build variant): the object does not fit
+	// this kernel. It carries no errno.
+	if IsIncompatibleKfunc(err) {
+		return Invalid
+	}
 	if hasErrno {
 		switch errno {
 		case syscall.EOPNOTSUPP, ENOTSUPP:
@@ -123,26 +130,59 @@ func classOf(err error, errno syscall.Errno, hasErrno bool, where Where) Class {
 	return Other
 }
 
+// IsIncompatibleKfunc reports whether err comes from cilium's kfunc fix-up
+// finding a kernel kfunc whose prototype differs from the object's
+// (btf.CheckTypeCompatibility failed): "fixing up kfuncs: kfunc
+// \"bpf_session_is_return\": function param mismatch: incompatible types".
+//
+// cilium exports no sentinel for it: fixupKfuncs returns an unexported
+// *ebpf.incompatibleKfuncError (v0.17.3 to v0.22.0) that has no Unwrap, so
+// neither errors.Is nor errors.As can reach it or the btf package's
+// (unexported) errIncompatibleTypes behind it. The type is matched by its
+// package path and name instead, which no message wording can change. A
+// kfunc the kernel lacks altogether is a different error, wrapping
+// ebpf.ErrNotSupported ("kfunc \"x\": not supported"): unsupported.
+func IsIncompatibleKfunc(err error) bool {
+	for _, e := range chain(err) {
+		t := reflect.TypeOf(e)
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.PkgPath() == ciliumPkg && t.Name() == "incompatibleKfuncError" {
+			return true
+		}
+	}
+	return false
+}
+
+const ciliumPkg = "github.com/cilium/ebpf"
+
+// chain lists every error in err's tree (err first, depth first).
+func chain(err error) []error {
+	if err == nil {
+		return nil
+	}
+	out := []error{err}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		out = append(out, chain(u.Unwrap())...)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			out = append(out, chain(e)...)
+		}
+	}
+	return out
+}
+
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // chainHasText reports whether some error in err's tree has exactly this text.
 func chainHasText(err error, text string) bool {
-	if err == nil {
-		return false
-	}
-	if err.Error() == text {
-		return true
-	}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		return chainHasText(u.Unwrap(), text)
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			if chainHasText(e, text) {
-				return true
-			}
+	for _, e := range chain(err) {
+		if e.Error() == text {
+			return true
 		}
 	}
 	return false
@@ -171,6 +211,9 @@ func NotFoundf(format string, args ...any) error {
 	return &NotFoundError{Msg: fmt.Sprintf(format, args...)}
 }
 
+const kfuncPrototypeHint = "a kfunc prototype does not match the kernel's; the session kfuncs take no argument on 6.10-6.19 " +
+	"and take ctx from 7.0 on (recorders.bpf.o vs recorders.ctx.bpf.o; send \"objects\" to let the harness pick)"
+
 // cilium phrases an UnsupportedFeatureError as "X not supported (requires >= vN)".
 var requiresVersion = regexp.MustCompile(`requires >= v?[0-9.]+`)
 
@@ -183,12 +226,12 @@ func hint(err error, class Class, errno syscall.Errno, where Where) string {
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
 		if strings.Contains(strings.Join(verr.Log, "\n"), "param mismatch") || strings.Contains(msg, "param mismatch") {
-			return "a kfunc prototype does not match the kernel's; the session kfuncs take ctx from 7.0 on (use the .ctx object)"
+			return kfuncPrototypeHint
 		}
 		return "the verifier rejected the program (full log on stderr)"
 	}
-	if strings.Contains(msg, "param mismatch") {
-		return "a kfunc prototype does not match the kernel's; the session kfuncs take ctx from 7.0 on (use the .ctx object)"
+	if IsIncompatibleKfunc(err) || strings.Contains(msg, "param mismatch") {
+		return kfuncPrototypeHint
 	}
 
 	switch class {

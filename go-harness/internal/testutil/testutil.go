@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -34,6 +36,57 @@ func RequireObject(t testing.TB) string {
 		t.Fatalf("%s=%s: %v", ObjectEnv, path, err)
 	}
 	return path
+}
+
+// CtxObjectEnv names the environment variable that points at the build of the
+// recorders for the 7.0 session-kfunc prototype (void *ctx). Unset, it is the
+// sibling of PROBECONF_BPF_OBJECT: recorders.bpf.o → recorders.ctx.bpf.o
+// (`cargo run -- artifacts DIR` writes both).
+const CtxObjectEnv = "PROBECONF_BPF_CTX_OBJECT"
+
+// RequireObjectPair is RequireObject for tests that need both builds of the
+// recorders: it returns the no-argument build (PROBECONF_BPF_OBJECT) and the
+// ctx build (PROBECONF_BPF_CTX_OBJECT, or the sibling .ctx.bpf.o).
+func RequireObjectPair(t testing.TB) (noarg, ctx string) {
+	t.Helper()
+	noarg = RequireObject(t)
+	ctx = os.Getenv(CtxObjectEnv)
+	if ctx == "" {
+		if !strings.HasSuffix(noarg, ".bpf.o") || strings.HasSuffix(noarg, ".ctx.bpf.o") {
+			t.Fatalf("%s=%s: cannot derive the ctx build's path; set %s", ObjectEnv, noarg, CtxObjectEnv)
+		}
+		ctx = strings.TrimSuffix(noarg, ".bpf.o") + ".ctx.bpf.o"
+	}
+	if _, err := os.Stat(ctx); err != nil {
+		t.Fatalf("ctx build of the recorders: %v (build both with `cargo run -- artifacts DIR`, or set %s)", err, CtxObjectEnv)
+	}
+	return noarg, ctx
+}
+
+// KernelVersion returns the running kernel's major and minor version.
+func KernelVersion(t testing.TB) (major, minor int) {
+	t.Helper()
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		t.Fatalf("kernel release %q", release)
+	}
+	digits := func(s string) string { // "0-rc1" → "0"
+		if i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+			return s[:i]
+		}
+		return s
+	}
+	major, err1 := strconv.Atoi(digits(parts[0]))
+	minor, err2 := strconv.Atoi(digits(parts[1]))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("kernel release %q: %v %v", release, err1, err2)
+	}
+	return major, minor
 }
 
 // RequireGCC returns gcc's path or skips the test.

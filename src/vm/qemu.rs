@@ -1,0 +1,386 @@
+//! Booting one kernel + initramfs under QEMU and collecting what the guest
+//! reported.
+//!
+//! The console (ttyS0) goes to `console.log`, the guest's results channel
+//! (ttyS1, src/vm/guest.rs) to `results.jsonl`, QEMU's own messages to
+//! `qemu.log`, all in one work directory. The guest ends the VM through
+//! isa-debug-exit; a kernel panic reboots (`panic=-1`), which `-no-reboot`
+//! turns into QEMU exiting; a hang is killed at the timeout.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How many console lines a [`BootOutcome`] keeps.
+pub const CONSOLE_TAIL_LINES: usize = 60;
+/// What the kernel prints when it panics.
+const PANIC_MARK: &str = "Kernel panic - not syncing";
+/// The KVM probe of [`Accel::Auto`] gives up after this long.
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+    /// KVM if one short KVM boot of the same image completes (probed once per
+    /// process), TCG otherwise. Nested KVM is known to fail on the CI machine.
+    Auto,
+}
+
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    pub vmlinuz: PathBuf,
+    pub initramfs: PathBuf,
+    /// Appended to the kernel command line (e.g. `GuestOptions::to_kernel_args`).
+    pub kernel_cmdline_extra: String,
+    pub timeout: Duration,
+    /// QEMU's `-m`, e.g. `1G`.
+    pub memory: String,
+    pub smp: u32,
+    pub accel: Accel,
+    /// Where console.log, results.jsonl and qemu.log are written and kept;
+    /// `None` = a temporary directory, removed after the boot.
+    pub work_dir: Option<PathBuf>,
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+}
+
+impl BootOptions {
+    pub fn new(vmlinuz: impl Into<PathBuf>, initramfs: impl Into<PathBuf>) -> Self {
+        BootOptions {
+            vmlinuz: vmlinuz.into(),
+            initramfs: initramfs.into(),
+            kernel_cmdline_extra: String::new(),
+            timeout: Duration::from_secs(600),
+            memory: "1G".into(),
+            smp: 2,
+            accel: Accel::Tcg,
+            work_dir: None,
+            qemu: "qemu-system-x86_64".into(),
+        }
+    }
+
+    /// The whole kernel command line.
+    pub fn kernel_cmdline(&self) -> String {
+        // 8250.nr_uarts=4: some configs register fewer ports than QEMU has,
+        // and ttyS1 is the results channel.
+        let base = "console=ttyS0 panic=-1 8250.nr_uarts=4";
+        if self.kernel_cmdline_extra.trim().is_empty() {
+            base.to_string()
+        } else {
+            format!("{base} {}", self.kernel_cmdline_extra.trim())
+        }
+    }
+
+    /// QEMU's arguments, with the output files in `dir`.
+    pub fn qemu_args(&self, accel: Accel, dir: &Path) -> Vec<String> {
+        let (accel_arg, cpu) = match accel {
+            Accel::Kvm => ("kvm", "host"),
+            Accel::Tcg | Accel::Auto => ("tcg", "max"),
+        };
+        let file = |name: &str| format!("file:{}", dir.join(name).display());
+        [
+            "-accel", accel_arg, "-cpu", cpu, "-m", &self.memory, "-smp", &self.smp.to_string(),
+            "-nographic", "-no-reboot", "-monitor", "none",
+            "-kernel", &self.vmlinuz.to_string_lossy(), "-initrd", &self.initramfs.to_string_lossy(),
+            "-append", &self.kernel_cmdline(),
+            // First -serial is ttyS0 (console), second ttyS1 (results).
+            "-serial", &file("console.log"), "-serial", &file("results.jsonl"),
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BootStatus {
+    /// The guest wrote its `done` line and ended the VM with this code.
+    Completed { exit_code: i32 },
+    /// The console shows a kernel panic (init dying included).
+    Panicked,
+    /// Still running at the timeout; killed.
+    TimedOut,
+    /// QEMU could not run the VM (bad kernel image, bad option…): its message.
+    QemuFailed(String),
+    /// The guest started but ended without a `done` line: why (its `fatal`
+    /// message when it sent one).
+    Incomplete(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct BootOutcome {
+    pub status: BootStatus,
+    /// The results channel, one JSON value per line (a line that is not JSON
+    /// becomes `{"type":"garbled","text":…}`).
+    pub lines: Vec<Value>,
+    /// The last [`CONSOLE_TAIL_LINES`] lines of the console.
+    pub console_tail: String,
+    /// Host time from starting QEMU to its end.
+    pub wall: Duration,
+    /// Host time from starting QEMU to the guest's first results byte
+    /// (≈ boot to userspace), measured by polling every 20 ms.
+    pub to_userspace: Option<Duration>,
+    /// The accelerator used (Auto resolved).
+    pub accel: Accel,
+}
+
+impl BootOutcome {
+    fn of_type<'a>(&'a self, t: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.lines.iter().filter(move |l| l["type"] == t)
+    }
+
+    pub fn hello(&self) -> Option<&Value> {
+        self.of_type("hello").next()
+    }
+
+    pub fn done(&self) -> Option<&Value> {
+        self.of_type("done").next()
+    }
+
+    /// The `result` objects (serialised `CaseResult`s).
+    pub fn results(&self) -> Vec<&Value> {
+        self.of_type("result").map(|l| &l["result"]).collect()
+    }
+
+    pub fn is_completed(&self) -> bool {
+        matches!(self.status, BootStatus::Completed { .. })
+    }
+}
+
+/// How the QEMU process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    Code(i32),
+    Signal(i32),
+    TimedOut,
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn parse_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '\r' || c.is_whitespace() || c == '\0'))
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({"type": "garbled", "text": l})))
+        .collect()
+}
+
+/// The status from how QEMU ended and what the guest said. Pure, for tests.
+fn classify(ended: Ended, console: &str, lines: &[Value], qemu_log: &str) -> BootStatus {
+    // First: a panic explains a timeout or an odd exit better than either.
+    if console.contains(PANIC_MARK) {
+        return BootStatus::Panicked;
+    }
+    let guest_ran = lines.iter().any(|l| l["type"] == "hello");
+    let done = lines.iter().any(|l| l["type"] == "done");
+    let fatal = lines.iter().find(|l| l["type"] == "fatal").and_then(|l| l["message"].as_str()).map(str::to_string);
+    let qemu_msg = || {
+        let t = tail(qemu_log.trim(), 10);
+        if t.is_empty() {
+            "no message from qemu".to_string()
+        } else {
+            t
+        }
+    };
+    match ended {
+        Ended::TimedOut => BootStatus::TimedOut,
+        Ended::Signal(s) => BootStatus::QemuFailed(format!("qemu killed by signal {s}: {}", qemu_msg())),
+        // isa-debug-exit: QEMU exits with (code << 1) | 1. Status 1 is also
+        // QEMU's own failure, told apart by the guest having said hello.
+        Ended::Code(c) if c & 1 == 1 && guest_ran => {
+            let code = c >> 1;
+            match (done, fatal) {
+                (true, _) => BootStatus::Completed { exit_code: code },
+                (false, Some(f)) => BootStatus::Incomplete(format!("guest fatal (exit code {code}): {f}")),
+                (false, None) => BootStatus::Incomplete(format!("guest exited with code {code} without a done line")),
+            }
+        }
+        // 0: the guest powered off (no isa-debug-exit), or the machine reset.
+        Ended::Code(0) if guest_ran => match (done, fatal) {
+            (true, _) => BootStatus::Completed { exit_code: 0 },
+            (false, Some(f)) => BootStatus::Incomplete(format!("guest fatal: {f}")),
+            (false, None) => BootStatus::Incomplete("the VM powered off or reset without a done line".into()),
+        },
+        Ended::Code(0) => BootStatus::Incomplete("the VM reset or powered off before the guest said hello".into()),
+        Ended::Code(c) => BootStatus::QemuFailed(format!("qemu exited with status {c}: {}", qemu_msg())),
+    }
+}
+
+/// Whether KVM can run this image: one short boot in `hello` mode.
+fn kvm_works(opts: &BootOptions) -> bool {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return false;
+    }
+    let probe = BootOptions {
+        accel: Accel::Kvm,
+        timeout: KVM_PROBE_TIMEOUT.min(opts.timeout),
+        kernel_cmdline_extra: format!("{} probeconf.mode=hello", opts.kernel_cmdline_extra),
+        work_dir: None,
+        ..opts.clone()
+    };
+    boot(&probe).is_completed()
+}
+
+/// Resolves [`Accel::Auto`], probing KVM at most once per process.
+pub fn resolve_accel(opts: &BootOptions) -> Accel {
+    static DECIDED: OnceLock<Accel> = OnceLock::new();
+    match opts.accel {
+        Accel::Auto => *DECIDED.get_or_init(|| if kvm_works(opts) { Accel::Kvm } else { Accel::Tcg }),
+        a => a,
+    }
+}
+
+/// Boots once and collects the results. Never panics on VM trouble: every
+/// failure is a status.
+pub fn boot(opts: &BootOptions) -> BootOutcome {
+    let accel = resolve_accel(opts);
+    let start = Instant::now();
+    let failed = |msg: String| BootOutcome {
+        status: BootStatus::QemuFailed(msg),
+        lines: Vec::new(),
+        console_tail: String::new(),
+        wall: start.elapsed(),
+        to_userspace: None,
+        accel,
+    };
+    let _tmp;
+    let dir = match &opts.work_dir {
+        Some(d) => {
+            if let Err(e) = std::fs::create_dir_all(d) {
+                return failed(format!("{}: {e}", d.display()));
+            }
+            d.clone()
+        }
+        None => match tempfile::Builder::new().prefix("probeconf-vm-").tempdir() {
+            Ok(t) => {
+                let p = t.path().to_path_buf();
+                _tmp = t;
+                p
+            }
+            Err(e) => return failed(format!("temp dir: {e}")),
+        },
+    };
+    for name in ["console.log", "results.jsonl", "qemu.log"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    for (what, p) in [("kernel", &opts.vmlinuz), ("initramfs", &opts.initramfs)] {
+        if !p.is_file() {
+            return failed(format!("{what} {} is not a file", p.display()));
+        }
+    }
+    let log = match std::fs::File::create(dir.join("qemu.log")) {
+        Ok(f) => f,
+        Err(e) => return failed(format!("qemu.log: {e}")),
+    };
+    let log2 = match log.try_clone() {
+        Ok(f) => f,
+        Err(e) => return failed(format!("qemu.log: {e}")),
+    };
+    let mut child = match Command::new(&opts.qemu)
+        .args(opts.qemu_args(accel, &dir))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return failed(format!("starting {}: {e}", opts.qemu.display())),
+    };
+
+    let results_path = dir.join("results.jsonl");
+    let mut to_userspace = None;
+    let ended = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => {
+                use std::os::unix::process::ExitStatusExt;
+                break match (st.code(), st.signal()) {
+                    (Some(c), _) => Ended::Code(c),
+                    (None, Some(s)) => Ended::Signal(s),
+                    _ => Ended::Code(-1),
+                };
+            }
+            Ok(None) => {}
+            Err(_) => break Ended::Code(-1),
+        }
+        if to_userspace.is_none() && std::fs::metadata(&results_path).is_ok_and(|m| m.len() > 0) {
+            to_userspace = Some(start.elapsed());
+        }
+        if start.elapsed() > opts.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break Ended::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let wall = start.elapsed();
+    let console = String::from_utf8_lossy(&std::fs::read(dir.join("console.log")).unwrap_or_default()).into_owned();
+    let lines = parse_lines(&std::fs::read(&results_path).unwrap_or_default());
+    if to_userspace.is_none() && !lines.is_empty() {
+        // The guest got there within the last poll interval.
+        to_userspace = Some(wall);
+    }
+    let qemu_log = std::fs::read_to_string(dir.join("qemu.log")).unwrap_or_default();
+    let status = classify(ended, &console, &lines, &qemu_log);
+    let mut console_tail = tail(&console, CONSOLE_TAIL_LINES);
+    if matches!(status, BootStatus::QemuFailed(_)) && console_tail.is_empty() {
+        console_tail = tail(&qemu_log, CONSOLE_TAIL_LINES);
+    }
+    BootOutcome { status, lines, console_tail, wall, to_userspace, accel }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hello() -> Value {
+        json!({"type": "hello", "kernel": "6.1.0"})
+    }
+
+    #[test]
+    fn exit_codes_and_lines_make_the_status() {
+        let done = json!({"type": "done", "counts": {}});
+        let fatal = json!({"type": "fatal", "message": "boom"});
+        assert_eq!(classify(Ended::Code(1), "", &[hello(), done.clone()], ""), BootStatus::Completed { exit_code: 0 });
+        assert_eq!(classify(Ended::Code(3), "", &[hello(), done.clone()], ""), BootStatus::Completed { exit_code: 1 });
+        assert_eq!(classify(Ended::Code(0), "", &[hello(), done.clone()], ""), BootStatus::Completed { exit_code: 0 });
+        assert!(matches!(classify(Ended::Code(3), "", &[hello(), fatal], ""), BootStatus::Incomplete(m) if m.contains("boom")));
+        assert!(matches!(classify(Ended::Code(1), "", &[hello()], ""), BootStatus::Incomplete(m) if m.contains("done")));
+        // QEMU's own failure: status 1, and the guest never said hello.
+        assert!(matches!(classify(Ended::Code(1), "", &[], "qemu: could not load kernel"), BootStatus::QemuFailed(m) if m.contains("could not load")));
+        assert_eq!(classify(Ended::TimedOut, "booting", &[], ""), BootStatus::TimedOut);
+        let panic = "[ 1.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000006\n";
+        assert_eq!(classify(Ended::Code(0), panic, &[hello()], ""), BootStatus::Panicked);
+        assert_eq!(classify(Ended::TimedOut, panic, &[], ""), BootStatus::Panicked);
+    }
+
+    #[test]
+    fn results_lines_survive_crlf_and_garbage() {
+        let lines = parse_lines(b"{\"type\":\"hello\"}\r\n\r\nnot json\n{\"type\":\"done\"}");
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1]["type"], "garbled");
+        assert_eq!(lines[2]["type"], "done");
+        assert_eq!(tail("a\r\nb\r\nc\r\n", 2), "b\nc");
+    }
+
+    #[test]
+    fn the_command_line_has_both_serial_ports_and_debug_exit() {
+        let mut o = BootOptions::new("/k", "/i");
+        o.kernel_cmdline_extra = "probeconf.mode=hello".into();
+        let args = o.qemu_args(Accel::Tcg, Path::new("/w"));
+        let s = args.join(" ");
+        assert!(s.starts_with("-accel tcg -cpu max -m 1G -smp 2"), "{s}");
+        assert!(s.contains("-serial file:/w/console.log -serial file:/w/results.jsonl"), "{s}");
+        assert!(s.contains("isa-debug-exit,iobase=0xf4,iosize=0x04"));
+        let append = &args[args.iter().position(|a| a == "-append").unwrap() + 1];
+        assert_eq!(append, "console=ttyS0 panic=-1 8250.nr_uarts=4 probeconf.mode=hello");
+    }
+}
