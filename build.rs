@@ -67,7 +67,7 @@ fn compile_target(out_dir: &Path) {
             .args(common)
             .args(["-pthread", "-o"])
             .arg(out_dir.join("probe-target"))
-            .args(["target-src/probe_target.c", "target-src/nops.S"])
+            .args(["target-src/probe_target.c", "target-src/usdt_sites.c", "target-src/usdt_sema.c", "target-src/nops.S"])
             .arg(format!("-L{}", out_dir.display()))
             .args(["-lprobetarget", "-Wl,-rpath,$ORIGIN"]),
         "building probe-target",
@@ -127,6 +127,7 @@ fn main() {
         &out_dir.join("feature_probes.ctx.bpf.o"),
         &["PC_SESSION_KFUNC_CTX"],
     );
+    compile_bpf(&clang, &include, Path::new("bpf/usdt_recorder.bpf.c"), &out_dir.join("usdt_recorder.bpf.o"), &[]);
     compile_target(&out_dir);
 
     for dir in ["bpf", "target-src"] {

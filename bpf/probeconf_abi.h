@@ -7,12 +7,13 @@
  * against the BTF of the compiled object (struct pc_event), so a change here
  * that is not mirrored there fails a test instead of corrupting traces.
  *
- * Bump PC_ABI_VERSION on every layout change.
+ * Bump PC_ABI_VERSION on every layout change; append fields, never move them.
+ * v2 appended arg2..arg5 and arg_cnt (USDT sites carry up to six arguments).
  */
 #ifndef PROBECONF_ABI_H
 #define PROBECONF_ABI_H
 
-#define PC_ABI_VERSION 1
+#define PC_ABI_VERSION 2
 
 /* pc_event.phase */
 #define PC_PHASE_ENTRY 0
@@ -37,6 +38,7 @@
 #define PC_F_SKIP_RETURN (1u << 2)      /* the entry returned 1: the kernel must skip this return */
 #define PC_F_HAS_RET (1u << 3)          /* ret is valid (return phase) */
 #define PC_F_HAS_ARGS (1u << 4)         /* arg0/arg1 are valid (entry phase) */
+#define PC_F_HAS_ARGCNT (1u << 5)       /* arg_cnt and arg2..arg5 are valid (USDT) */
 
 /* pc_config.return_filter: when a session entry returns 1 (skip the return) */
 #define PC_RF_NEVER 0
@@ -54,7 +56,7 @@
 #define PC_CM_ATTACH_COOKIE 4 /* bpf_get_attach_cookie() */
 
 /*
- * One recorded probe hit. 104 bytes, naturally aligned, no implicit padding.
+ * One recorded probe hit. 144 bytes, naturally aligned, no implicit padding.
  */
 struct pc_event {
 	__u64 seq;            /* per-CPU sequence number (seq_by_cpu map) */
@@ -76,6 +78,13 @@ struct pc_event {
 	__u64 ret;            /* return value (return phase) */
 	__u64 cookie_in;      /* session cookie as read (entry: before any write) */
 	__u64 cookie_out;     /* value the entry wrote (PC_F_COOKIE_WRITTEN) */
+	/* v2 */
+	__u64 arg2;           /* USDT arguments 2..5 (arg0/arg1 above) */
+	__u64 arg3;
+	__u64 arg4;
+	__u64 arg5;
+	__s32 arg_cnt;        /* USDT: bpf_usdt_arg_cnt(); -1 for other kinds */
+	__u32 _pad1;
 };
 
 /*

@@ -13,7 +13,7 @@ pub mod consts {
 }
 
 /// `sizeof(struct pc_event)`.
-pub const EVENT_SIZE: usize = 104;
+pub const EVENT_SIZE: usize = 144;
 /// `sizeof(struct pc_config)`.
 pub const CONFIG_SIZE: usize = 32;
 /// The data section that holds `struct pc_config` at offset 0.
@@ -40,6 +40,12 @@ pub const EVENT_FIELDS: &[(&str, usize, usize)] = &[
     ("ret", 80, 8),
     ("cookie_in", 88, 8),
     ("cookie_out", 96, 8),
+    ("arg2", 104, 8),
+    ("arg3", 112, 8),
+    ("arg4", 120, 8),
+    ("arg5", 128, 8),
+    ("arg_cnt", 136, 4),
+    ("_pad1", 140, 4),
 ];
 
 /// Field name → (offset, size) of `struct pc_config`.
@@ -87,6 +93,10 @@ pub struct RawEvent {
     pub ret: u64,
     pub cookie_in: u64,
     pub cookie_out: u64,
+    /// USDT arguments 2..5 (v2).
+    pub args_hi: [u64; 4],
+    /// USDT argument count, `None` for other kinds (v2).
+    pub arg_cnt: Option<u32>,
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
@@ -124,6 +134,8 @@ impl RawEvent {
             ret: u64_at(b, 80),
             cookie_in: u64_at(b, 88),
             cookie_out: u64_at(b, 96),
+            args_hi: [u64_at(b, 104), u64_at(b, 112), u64_at(b, 120), u64_at(b, 128)],
+            arg_cnt: u32::try_from(u32_at(b, 136) as i32).ok(),
         })
     }
 
@@ -154,6 +166,10 @@ impl RawEvent {
         b[80..88].copy_from_slice(&self.ret.to_le_bytes());
         b[88..96].copy_from_slice(&self.cookie_in.to_le_bytes());
         b[96..104].copy_from_slice(&self.cookie_out.to_le_bytes());
+        for (i, a) in self.args_hi.iter().enumerate() {
+            b[104 + 8 * i..112 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        b[136..140].copy_from_slice(&self.arg_cnt.map(|n| n as i32).unwrap_or(-1).to_le_bytes());
         b
     }
 
@@ -252,6 +268,8 @@ mod tests {
             ret: u64::MAX,
             cookie_in: 0x1001,
             cookie_out: 0,
+            args_hi: [3, 4, 5, u64::MAX],
+            arg_cnt: Some(6),
         };
         assert_eq!(RawEvent::decode(&e.encode()).unwrap(), e);
         assert_eq!(RawEvent::decode(&[0; 8]), Err(DecodeError::Size(8)));

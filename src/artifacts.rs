@@ -14,8 +14,12 @@ pub static RECORDERS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/recorder
 pub static RECORDERS_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/recorders.ctx.bpf.o"));
 pub static FEATURE_PROBES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes.bpf.o"));
 pub static FEATURE_PROBES_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes.ctx.bpf.o"));
+/// The USDT recorder (libbpf's usdt.bpf.h), one build: no session kfuncs.
+pub static USDT_RECORDER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/usdt_recorder.bpf.o"));
 pub static PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe-target"));
 pub static LIB_PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libprobetarget.so"));
+
+pub const USDT_OBJECT: &str = "usdt_recorder.bpf.o";
 
 /// Which build of an object: the session kfuncs' prototype it was compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -56,6 +60,7 @@ pub fn write_all(dir: &Path) -> io::Result<()> {
         ("recorders.ctx.bpf.o", RECORDERS_CTX, 0o644),
         ("feature_probes.bpf.o", FEATURE_PROBES, 0o644),
         ("feature_probes.ctx.bpf.o", FEATURE_PROBES_CTX, 0o644),
+        ("usdt_recorder.bpf.o", USDT_RECORDER, 0o644),
         ("probe-target", PROBE_TARGET, 0o755),
         ("libprobetarget.so", LIB_PROBE_TARGET, 0o755),
     ] {
@@ -82,6 +87,7 @@ impl RunDir {
         me.write("libprobetarget.so", LIB_PROBE_TARGET, 0o755)?;
         me.write(KfuncVariant::NoArg.object_file_name(), RECORDERS, 0o644)?;
         me.write(KfuncVariant::Ctx.object_file_name(), RECORDERS_CTX, 0o644)?;
+        me.write(USDT_OBJECT, USDT_RECORDER, 0o644)?;
         Ok(me)
     }
 
@@ -101,6 +107,10 @@ impl RunDir {
 
     pub fn object(&self, v: KfuncVariant) -> PathBuf {
         self.path().join(v.object_file_name())
+    }
+
+    pub fn usdt_object(&self) -> PathBuf {
+        self.path().join(USDT_OBJECT)
     }
 
     /// Resolves a case's `binary:` value: `probe-target`, `libprobetarget.so`, or a

@@ -31,10 +31,13 @@ pub enum ProbeKind {
     KretprobeMulti,
     #[serde(rename = "kprobe.session")]
     KprobeSession,
+    /// A USDT site (`symbol: provider:name`), through libbpf's usdt.bpf.h.
+    #[serde(rename = "usdt")]
+    Usdt,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 10] = [
+    pub const ALL: [ProbeKind; 11] = [
         ProbeKind::Uprobe,
         ProbeKind::Uretprobe,
         ProbeKind::UprobeMulti,
@@ -45,6 +48,7 @@ impl ProbeKind {
         ProbeKind::KprobeMulti,
         ProbeKind::KretprobeMulti,
         ProbeKind::KprobeSession,
+        ProbeKind::Usdt,
     ];
 
     pub fn section(self) -> &'static str {
@@ -59,6 +63,7 @@ impl ProbeKind {
             ProbeKind::KprobeMulti => "kprobe.multi",
             ProbeKind::KretprobeMulti => "kretprobe.multi",
             ProbeKind::KprobeSession => "kprobe.session",
+            ProbeKind::Usdt => "usdt",
         }
     }
 
@@ -75,6 +80,7 @@ impl ProbeKind {
             ProbeKind::KprobeMulti => "pc_kprobe_multi",
             ProbeKind::KretprobeMulti => "pc_kretprobe_multi",
             ProbeKind::KprobeSession => "pc_kprobe_session",
+            ProbeKind::Usdt => "pc_usdt",
         }
     }
 
@@ -116,6 +122,7 @@ impl ProbeKind {
             ProbeKind::Kprobe | ProbeKind::Kretprobe => &[Feature::Kprobe],
             ProbeKind::KprobeMulti | ProbeKind::KretprobeMulti => &[Feature::KprobeMulti],
             ProbeKind::KprobeSession => &[Feature::KprobeSession, Feature::SessionKfuncs],
+            ProbeKind::Usdt => &[Feature::Uprobe],
         }
     }
 }
@@ -614,6 +621,9 @@ impl Case {
             }
             if p.targets.is_empty() {
                 return Err(("targets".into(), format!("probe `{}`: expected at least one target", p.name)));
+            }
+            if p.kind == ProbeKind::Usdt && p.targets.iter().any(|t| !t.symbol.as_deref().is_some_and(|s| s.contains(':'))) {
+                return Err(("targets".into(), format!("probe `{}`: a usdt target is `symbol: provider:name`", p.name)));
             }
             if p.kind.is_kernel() && p.targets.iter().any(|t| t.symbol.is_none()) {
                 return Err(("targets".into(), format!("probe `{}`: kernel probes need a `symbol` per target", p.name)));

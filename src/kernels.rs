@@ -142,19 +142,30 @@ pub enum KernelError {
     NoMirror { searched: String },
     /// A command failed.
     #[error("`{command}` failed ({status}){}", stderr_hint(.stderr))]
-    Command { command: String, status: String, stderr: String },
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
     /// `apt-get update` produced no usable package list at all.
     #[error("apt-get update produced no package lists: {0}")]
     NoLists(String),
     /// A downloaded package did not hold what it should.
     #[error("{package} {version}: {what}")]
-    Package { package: String, version: String, what: String },
+    Package {
+        package: String,
+        version: String,
+        what: String,
+    },
     /// Listing the archive failed (the same error as an earlier request of the batch).
     #[error("{0}")]
     Listing(String),
     /// A file operation failed.
     #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn releases_hint(releases: &[String]) -> String {
@@ -178,7 +189,10 @@ fn stderr_hint(stderr: &str) -> String {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KernelError + '_ {
-    move |source| KernelError::Io { path: path.to_path_buf(), source }
+    move |source| KernelError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `$PROBECONF_CACHE` or `$XDG_CACHE_HOME/probeconf` or `~/.cache/probeconf`, then `/kernels`.
@@ -260,7 +274,9 @@ fn fetch_in(
                 let msg = e.to_string();
                 let mut first = Some(e);
                 for i in missing {
-                    out[i] = Some(Err(first.take().unwrap_or_else(|| KernelError::Listing(msg.clone()))));
+                    out[i] = Some(Err(first
+                        .take()
+                        .unwrap_or_else(|| KernelError::Listing(msg.clone()))));
                 }
             }
             Ok(all) => {
@@ -279,7 +295,9 @@ fn fetch_in(
             }
         }
     }
-    out.into_iter().map(|o| o.expect("every request answered")).collect()
+    out.into_iter()
+        .map(|o| o.expect("every request answered"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -305,9 +323,15 @@ fn parse_deb822(text: &str) -> Vec<AptSource> {
             return;
         }
         let words = |k: &str| -> Vec<String> {
-            fields.get(k).map(|v| v.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+            fields
+                .get(k)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
         };
-        let enabled = fields.get("enabled").map(|v| !v.trim().eq_ignore_ascii_case("no")).unwrap_or(true);
+        let enabled = fields
+            .get("enabled")
+            .map(|v| !v.trim().eq_ignore_ascii_case("no"))
+            .unwrap_or(true);
         out.push(AptSource {
             types: words("types"),
             uris: words("uris"),
@@ -380,8 +404,20 @@ fn parse_one_line(text: &str) -> Vec<AptSource> {
 }
 
 const DEBIAN_CODENAMES: [&str; 14] = [
-    "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "stable", "testing",
-    "unstable", "oldstable", "oldoldstable", "experimental", "rc-buggy",
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+    "sid",
+    "stable",
+    "testing",
+    "unstable",
+    "oldstable",
+    "oldoldstable",
+    "experimental",
+    "rc-buggy",
 ];
 
 /// Whether `suite` is a suite of the main Debian archive (not the security archive).
@@ -417,7 +453,10 @@ fn pick_debian_mirror(sources: &[AptSource]) -> Option<Vec<String>> {
         if s.components.iter().any(|c| c == "main") {
             score += 2;
         }
-        if uris.iter().any(|u| u.trim_end_matches('/').ends_with("/debian")) {
+        if uris
+            .iter()
+            .any(|u| u.trim_end_matches('/').ends_with("/debian"))
+        {
             score += 1;
         }
         if best.map(|(b, _)| score > b).unwrap_or(true) {
@@ -451,8 +490,14 @@ fn system_mirror() -> Result<Vec<String>, KernelError> {
         let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         files.sort();
         for f in files {
-            let name = f.file_name().unwrap_or_default().to_string_lossy().to_string();
-            let Ok(t) = fs::read_to_string(&f) else { continue };
+            let name = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let Ok(t) = fs::read_to_string(&f) else {
+                continue;
+            };
             if name.ends_with(".sources") {
                 sources.extend(parse_deb822(&t));
             } else if name.ends_with(".list") {
@@ -501,11 +546,16 @@ const APT_CONF: &str = "// Generated by probeconf (src/kernels.rs).\n\
 /// apt with a private sources list, lists, caches and keyrings under `dir`.
 struct Apt {
     dir: PathBuf,
+    /// The keyring every suite is first checked with ([`SYSTEM_KEYRING`]).
+    base_keyring: PathBuf,
 }
 
 impl Apt {
     fn new(root: &Path) -> Apt {
-        Apt { dir: root.join("apt") }
+        Apt {
+            dir: root.join("apt"),
+            base_keyring: PathBuf::from(SYSTEM_KEYRING),
+        }
     }
 
     fn sources_path(&self) -> PathBuf {
@@ -546,7 +596,7 @@ impl Apt {
     }
 
     fn keyrings(&self) -> Vec<PathBuf> {
-        let mut k = vec![PathBuf::from(SYSTEM_KEYRING)];
+        let mut k = vec![self.base_keyring.clone()];
         if self.extra_keyring().is_file() {
             k.push(self.extra_keyring());
         }
@@ -555,7 +605,12 @@ impl Apt {
 
     /// Write sources and apt.conf; returns their combined text (for the stamp).
     fn write_config(&self, uris: &[String]) -> Result<String, KernelError> {
-        for d in ["empty.d", "lists/partial", "cache/archives/partial", "keyrings"] {
+        for d in [
+            "empty.d",
+            "lists/partial",
+            "cache/archives/partial",
+            "keyrings",
+        ] {
             let p = self.dir.join(d);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
@@ -584,16 +639,14 @@ impl Apt {
         }
         let _ = fs::remove_file(self.stamp_path());
         let mut out = self.update()?;
-        if out.signature_problem && !self.extra_keyring().is_file() {
-            // A suite is signed by a key the machine's keyring does not know.
-            // Take the newest debian-archive-keyring from a suite that did verify.
-            self.fetch_newer_keyring()?;
+        // A suite signed by a key the keyrings do not know: take the newest
+        // debian-archive-keyring from a suite that did verify, and try again.
+        if out.signature_problem && self.fetch_newer_keyring()? {
             let config = self.write_config(&uris)?;
             out = self.update()?;
-            self.finish_update(&out, &config)
-        } else {
-            self.finish_update(&out, &config)
+            return self.finish_update(&out, &config);
         }
+        self.finish_update(&out, &config)
     }
 
     fn finish_update(&self, out: &UpdateOutput, config: &str) -> Result<(), KernelError> {
@@ -611,7 +664,10 @@ impl Apt {
 
     fn has_lists(&self) -> bool {
         fs::read_dir(self.lists_dir())
-            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains("_Packages")))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
+            })
             .unwrap_or(false)
     }
 
@@ -625,9 +681,16 @@ impl Apt {
             .filter(|l| l.starts_with("E:") || l.starts_with("W:") || l.starts_with("Err:"))
             .map(str::to_string)
             .collect();
-        let signature_problem = ["NO_PUBKEY", "is not signed", "EXPKEYSIG", "KEYEXPIRED", "signatures were invalid", "BADSIG"]
-            .iter()
-            .any(|m| text.contains(m));
+        let signature_problem = [
+            "NO_PUBKEY",
+            "is not signed",
+            "EXPKEYSIG",
+            "KEYEXPIRED",
+            "signatures were invalid",
+            "BADSIG",
+        ]
+        .iter()
+        .any(|m| text.contains(m));
         if !status.success() && !self.has_lists() {
             return Err(KernelError::Command {
                 command: display_cmd(&cmd),
@@ -635,12 +698,17 @@ impl Apt {
                 stderr,
             });
         }
-        Ok(UpdateOutput { problems, signature_problem })
+        Ok(UpdateOutput {
+            problems,
+            signature_problem,
+        })
     }
 
     /// Download the newest `debian-archive-keyring` from the verified suites
     /// and put its keyring into `keyrings/`.
-    fn fetch_newer_keyring(&self) -> Result<(), KernelError> {
+    /// Returns whether a keyring was added (false: the newest one verified
+    /// suites serve is already there).
+    fn fetch_newer_keyring(&self) -> Result<bool, KernelError> {
         let versions = self.madison(&["debian-archive-keyring".to_string()])?;
         let newest = versions
             .iter()
@@ -650,6 +718,12 @@ impl Apt {
                 version: "-".into(),
                 what: "not in any suite that could be verified".into(),
             })?;
+        let version_file = self.extra_keyring().with_extension("version");
+        if self.extra_keyring().is_file()
+            && fs::read_to_string(&version_file).ok().as_deref() == Some(newest.version.as_str())
+        {
+            return Ok(false);
+        }
         let tmp = tempfile::Builder::new()
             .prefix(".keyring-")
             .tempdir_in(&self.dir)
@@ -675,11 +749,12 @@ impl Apt {
         };
         let bytes = fs::read(&src).map_err(io_err(&src))?;
         write_atomic(&self.extra_keyring(), &bytes)?;
+        write_atomic(&version_file, newest.version.as_bytes())?;
         eprintln!(
             "probeconf: kernels: added the archive keyring of {} {} ({}) for the suites the machine's keyring cannot verify",
             newest.name, newest.version, newest.suite
         );
-        Ok(())
+        Ok(true)
     }
 
     fn apt_cache(&self, args: &[&str], names: &[String]) -> Result<String, KernelError> {
@@ -687,7 +762,11 @@ impl Apt {
         cmd.args(self.options()).args(args).args(names);
         let (status, stdout, stderr) = run_capture(&mut cmd)?;
         if !status.success() {
-            return Err(KernelError::Command { command: display_cmd(&cmd), status: status.to_string(), stderr });
+            return Err(KernelError::Command {
+                command: display_cmd(&cmd),
+                status: status.to_string(),
+                stderr,
+            });
         }
         Ok(stdout)
     }
@@ -708,13 +787,22 @@ impl Apt {
             .map(str::to_string)
             .collect();
         let versions = self.madison(&names)?;
-        Ok(candidates(&versions).into_iter().map(|c| c.available()).collect())
+        Ok(candidates(&versions)
+            .into_iter()
+            .map(|c| c.available())
+            .collect())
     }
 
     /// `apt-get download name=version…` into `dir`; returns (file, name, version).
-    fn download(&self, pkgs: &[(String, String)], dir: &Path) -> Result<Vec<(PathBuf, String, String)>, KernelError> {
+    fn download(
+        &self,
+        pkgs: &[(String, String)],
+        dir: &Path,
+    ) -> Result<Vec<(PathBuf, String, String)>, KernelError> {
         let mut cmd = Command::new("apt-get");
-        cmd.args(self.options()).args(["-q", "download"]).current_dir(dir);
+        cmd.args(self.options())
+            .args(["-q", "download"])
+            .current_dir(dir);
         for (n, v) in pkgs {
             cmd.arg(format!("{n}={v}"));
         }
@@ -730,7 +818,12 @@ impl Apt {
             let prefix = format!("{n}_");
             let f = files
                 .iter()
-                .find(|f| f.file_name().unwrap_or_default().to_string_lossy().starts_with(&prefix))
+                .find(|f| {
+                    f.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .starts_with(&prefix)
+                })
                 .ok_or_else(|| KernelError::Package {
                     package: n.clone(),
                     version: v.clone(),
@@ -761,7 +854,10 @@ impl FileLock {
             .map_err(io_err(path))?;
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(KernelError::Io { path: path.into(), source: std::io::Error::last_os_error() });
+            return Err(KernelError::Io {
+                path: path.into(),
+                source: std::io::Error::last_os_error(),
+            });
         }
         Ok(FileLock(f))
     }
@@ -788,7 +884,9 @@ fn give_to_apt_user(dir: &Path) {
         if pw.is_null() {
             return;
         }
-        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return };
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+            return;
+        };
         libc::chown(c.as_ptr(), (*pw).pw_uid, 0);
     }
 }
@@ -847,7 +945,10 @@ fn major_minor(s: &str) -> Option<String> {
     if major.is_empty() || s.as_bytes().get(major.len()) != Some(&b'.') {
         return None;
     }
-    let minor: String = s[major.len() + 1..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let minor: String = s[major.len() + 1..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     if minor.is_empty() {
         return None;
     }
@@ -879,11 +980,15 @@ fn parse_madison(text: &str) -> Vec<PkgVersion> {
             continue;
         }
         let toks: Vec<&str> = cols[2].split_whitespace().collect();
-        if toks.len() < 2 || !toks.last().is_some_and(|t| *t == "Packages") {
+        if toks.len() < 2 || toks.last().is_none_or(|t| *t != "Packages") {
             continue;
         }
         let suite = toks[1].split('/').next().unwrap_or(toks[1]).to_string();
-        out.push(PkgVersion { name: cols[0].to_string(), version: cols[1].to_string(), suite });
+        out.push(PkgVersion {
+            name: cols[0].to_string(),
+            version: cols[1].to_string(),
+            suite,
+        });
     }
     out
 }
@@ -940,28 +1045,48 @@ fn candidates(versions: &[PkgVersion]) -> Vec<Candidate> {
     let mut by_release: BTreeMap<String, BTreeMap<Role, PkgVersion>> = BTreeMap::new();
     for (name, v) in &newest {
         if let Some((role, release)) = classify_package(name) {
-            by_release.entry(release).or_default().insert(role, v.clone());
+            by_release
+                .entry(release)
+                .or_default()
+                .insert(role, v.clone());
         }
     }
     let mut out = Vec::new();
     for (release, roles) in by_release {
         // Binary < Image < BinaryUnsigned < ImageUnsigned (Base never holds a vmlinuz).
-        let Some((&role, kernel)) = roles.iter().find(|(r, _)| **r != Role::Base) else { continue };
+        let Some((&role, kernel)) = roles.iter().find(|(r, _)| **r != Role::Base) else {
+            continue;
+        };
         let config = match role {
             Role::Image | Role::ImageUnsigned => Some(kernel.clone()),
-            _ => roles.get(&Role::Base).filter(|b| b.version == kernel.version).cloned(),
+            _ => roles
+                .get(&Role::Base)
+                .filter(|b| b.version == kernel.version)
+                .cloned(),
         };
-        let Some(minor) = major_minor(&release) else { continue };
-        out.push(Candidate { release, minor, kernel: kernel.clone(), config });
+        let Some(minor) = major_minor(&release) else {
+            continue;
+        };
+        out.push(Candidate {
+            release,
+            minor,
+            kernel: kernel.clone(),
+            config,
+        });
     }
-    out.sort_by(|a, b| dpkg_cmp(&a.kernel.version, &b.kernel.version).then(a.release.cmp(&b.release)));
+    out.sort_by(|a, b| {
+        dpkg_cmp(&a.kernel.version, &b.kernel.version).then(a.release.cmp(&b.release))
+    });
     out
 }
 
 fn newest_per_minor(all: &[Available]) -> Vec<Available> {
     let mut best: BTreeMap<String, Available> = BTreeMap::new();
     for a in all {
-        if best.get(&a.request).is_none_or(|b| dpkg_cmp(&a.package_version, &b.package_version) == Ordering::Greater) {
+        if best
+            .get(&a.request)
+            .is_none_or(|b| dpkg_cmp(&a.package_version, &b.package_version) == Ordering::Greater)
+        {
             best.insert(a.request.clone(), a.clone());
         }
     }
@@ -979,7 +1104,9 @@ fn matches(request: &str, release: &str, package_version: &str) -> bool {
     if r == release || format!("{r}-{FLAVOUR}") == release {
         return true;
     }
-    if r.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if r.split('.')
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         let up = upstream_version(package_version);
         return up == r || up.starts_with(&format!("{r}."));
     }
@@ -996,14 +1123,21 @@ fn select(request: &str, all: &[Available]) -> Result<Available, KernelError> {
 }
 
 fn not_available(request: &str, all: &[Available]) -> KernelError {
-    let available = newest_per_minor(all).into_iter().map(|a| a.request).collect();
+    let available = newest_per_minor(all)
+        .into_iter()
+        .map(|a| a.request)
+        .collect();
     let minor = major_minor(request.trim());
     let releases = all
         .iter()
         .filter(|a| minor.as_deref() == Some(a.request.as_str()))
         .map(|a| a.release.clone())
         .collect();
-    KernelError::NotAvailable { request: request.to_string(), available, releases }
+    KernelError::NotAvailable {
+        request: request.to_string(),
+        available,
+        releases,
+    }
 }
 
 /// Debian version comparison (dpkg's `verrevcmp` on epoch, upstream, revision).
@@ -1030,7 +1164,8 @@ pub fn dpkg_cmp(a: &str, b: &str) -> Ordering {
     fn verrevcmp(a: &[u8], b: &[u8]) -> Ordering {
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
-            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
+            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit())
+            {
                 let (ac, bc) = (order(a.get(i).copied()), order(b.get(j).copied()));
                 if ac != bc {
                     return ac.cmp(&bc);
@@ -1116,20 +1251,28 @@ fn read_entry(dir: &Path) -> Option<KernelImage> {
         package_version: meta.package_version,
         suite: meta.suite,
         vmlinuz,
-        config_package: if config.is_some() { meta.config_package } else { None },
+        config_package: if config.is_some() {
+            meta.config_package
+        } else {
+            None
+        },
         config,
         dir: dir.to_path_buf(),
     })
 }
 
 fn cached_in(root: &Path) -> Vec<KernelImage> {
-    let Ok(rd) = fs::read_dir(root) else { return Vec::new() };
+    let Ok(rd) = fs::read_dir(root) else {
+        return Vec::new();
+    };
     let mut out: Vec<KernelImage> = rd
         .flatten()
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .filter_map(|e| read_entry(&e.path()))
         .collect();
-    out.sort_by(|a, b| dpkg_cmp(&a.package_version, &b.package_version).then(a.release.cmp(&b.release)));
+    out.sort_by(|a, b| {
+        dpkg_cmp(&a.package_version, &b.package_version).then(a.release.cmp(&b.release))
+    });
     out
 }
 
@@ -1157,13 +1300,22 @@ const MEMBER_PATTERNS: [&str; 6] = [
 /// only other errors count.
 fn extract_members(deb: &Path, dest: &Path) -> Result<(), KernelError> {
     let mut dpkg = Command::new("dpkg-deb");
-    dpkg.arg("--fsys-tarfile").arg(deb).stdout(Stdio::piped()).stderr(Stdio::piped());
+    dpkg.arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let dpkg_text = display_cmd(&dpkg);
     let mut dpkg_child = dpkg.spawn().map_err(|e| spawn_err(&dpkg_text, e))?;
     let stdout = dpkg_child.stdout.take().expect("piped");
     let mut tar = Command::new("tar");
-    tar.arg("-x").arg("-C").arg(dest).arg("--wildcards").args(MEMBER_PATTERNS);
-    tar.stdin(stdout).stdout(Stdio::null()).stderr(Stdio::piped());
+    tar.arg("-x")
+        .arg("-C")
+        .arg(dest)
+        .arg("--wildcards")
+        .args(MEMBER_PATTERNS);
+    tar.stdin(stdout)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let tar_text = display_cmd(&tar);
     let tar_out = tar.output().map_err(|e| spawn_err(&tar_text, e))?;
     let mut dpkg_err = String::new();
@@ -1172,14 +1324,23 @@ fn extract_members(deb: &Path, dest: &Path) -> Result<(), KernelError> {
     }
     let dpkg_status = dpkg_child.wait().map_err(|e| spawn_err(&dpkg_text, e))?;
     if !dpkg_status.success() {
-        return Err(KernelError::Command { command: dpkg_text, status: dpkg_status.to_string(), stderr: dpkg_err });
+        return Err(KernelError::Command {
+            command: dpkg_text,
+            status: dpkg_status.to_string(),
+            stderr: dpkg_err,
+        });
     }
     let tar_err = String::from_utf8_lossy(&tar_out.stderr).to_string();
-    let real_errors = tar_err
-        .lines()
-        .any(|l| !l.contains("Not found in archive") && !l.contains("Exiting with failure status due to previous errors"));
+    let real_errors = tar_err.lines().any(|l| {
+        !l.contains("Not found in archive")
+            && !l.contains("Exiting with failure status due to previous errors")
+    });
     if !tar_out.status.success() && real_errors {
-        return Err(KernelError::Command { command: tar_text, status: tar_out.status.to_string(), stderr: tar_err });
+        return Err(KernelError::Command {
+            command: tar_text,
+            status: tar_out.status.to_string(),
+            stderr: tar_err,
+        });
     }
     Ok(())
 }
@@ -1229,11 +1390,20 @@ fn resolve_in(root: &Path, p: &Path) -> Option<PathBuf> {
 /// Whether `path` starts like a bzImage: "HdrS" at offset 0x202.
 pub fn is_bzimage(path: &Path) -> bool {
     let mut buf = [0u8; 0x206];
-    fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf)).is_ok() && &buf[0x202..0x206] == b"HdrS"
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok()
+        && &buf[0x202..0x206] == b"HdrS"
 }
 
 /// Download, extract and store one release; atomic (temp dir + rename).
-fn store(apt: &Apt, root: &Path, request: &str, cand: &Available, log: &mut dyn FnMut(&str)) -> Result<KernelImage, KernelError> {
+fn store(
+    apt: &Apt,
+    root: &Path,
+    request: &str,
+    cand: &Available,
+    log: &mut dyn FnMut(&str),
+) -> Result<KernelImage, KernelError> {
     let started = Instant::now();
     fs::create_dir_all(root).map_err(io_err(root))?;
     clean_stale_temps(root);
@@ -1256,7 +1426,11 @@ fn store(apt: &Apt, root: &Path, request: &str, cand: &Available, log: &mut dyn 
         }
     }
     let names: Vec<String> = pkgs.iter().map(|(n, v)| format!("{n} {v}")).collect();
-    log(&format!("{request}: downloading {} from {}", names.join(" + "), cand.suite));
+    log(&format!(
+        "{request}: downloading {} from {}",
+        names.join(" + "),
+        cand.suite
+    ));
     let debs = apt.download(&pkgs, &deb_dir)?;
     let downloaded = started.elapsed();
 
@@ -1279,7 +1453,11 @@ fn store(apt: &Apt, root: &Path, request: &str, cand: &Available, log: &mut dyn 
         deb_meta.push(DebMeta {
             package: name.clone(),
             version: version.clone(),
-            file: file.file_name().unwrap_or_default().to_string_lossy().to_string(),
+            file: file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string(),
             size,
             sha256,
         });
@@ -1290,7 +1468,11 @@ fn store(apt: &Apt, root: &Path, request: &str, cand: &Available, log: &mut dyn 
         return Err(KernelError::Package {
             package: cand.package.clone(),
             version: cand.package_version.clone(),
-            what: format!("no vmlinuz for {} inside (looked for {})", cand.release, MEMBER_PATTERNS.join(", ")),
+            what: format!(
+                "no vmlinuz for {} inside (looked for {})",
+                cand.release,
+                MEMBER_PATTERNS.join(", ")
+            ),
         });
     };
     if !is_bzimage(&vsrc) {
@@ -1322,12 +1504,17 @@ fn store(apt: &Apt, root: &Path, request: &str, cand: &Available, log: &mut dyn 
         config_package,
         config_member,
         debs: deb_meta,
-        fetched_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        fetched_at: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     };
     let json = serde_json::to_vec_pretty(&meta).expect("meta serialises");
     let mp = entry.join("meta.json");
     let mut f = fs::File::create(&mp).map_err(io_err(&mp))?;
-    f.write_all(&json).and_then(|_| f.sync_all()).map_err(io_err(&mp))?;
+    f.write_all(&json)
+        .and_then(|_| f.sync_all())
+        .map_err(io_err(&mp))?;
     drop(f);
 
     let dest = root.join(&cand.release);
@@ -1335,7 +1522,12 @@ fn store(apt: &Apt, root: &Path, request: &str, cand: &Available, log: &mut dyn 
         Ok(()) => {}
         // Another process stored the same release meanwhile: use theirs.
         Err(_) if read_entry(&dest).is_some() => {}
-        Err(e) => return Err(KernelError::Io { path: dest, source: e }),
+        Err(e) => {
+            return Err(KernelError::Io {
+                path: dest,
+                source: e,
+            })
+        }
     }
     drop(tmp);
     let mut k = read_entry(&dest).ok_or_else(|| KernelError::Io {
@@ -1396,12 +1588,22 @@ fn sha256_file(p: &Path) -> Result<String, KernelError> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// Write a file by temp file + rename, mode 0644: apt reads keyrings and
+/// sources as the unprivileged `_apt` user (a 0600 keyring makes every
+/// signature "invalid").
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), KernelError> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut t = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
     t.write_all(data).map_err(io_err(path))?;
-    t.persist(path).map_err(|e| KernelError::Io { path: path.into(), source: e.error })?;
+    t.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(io_err(path))?;
+    t.persist(path).map_err(|e| KernelError::Io {
+        path: path.into(),
+        source: e.error,
+    })?;
     Ok(())
 }
 
@@ -1415,11 +1617,17 @@ fn display_cmd(cmd: &Command) -> String {
 }
 
 fn spawn_err(command: &str, e: std::io::Error) -> KernelError {
-    KernelError::Command { command: command.to_string(), status: format!("could not run: {e}"), stderr: String::new() }
+    KernelError::Command {
+        command: command.to_string(),
+        status: format!("could not run: {e}"),
+        stderr: String::new(),
+    }
 }
 
 /// Run with LC_ALL=C (apt's messages are parsed), capturing both streams.
-fn run_capture(cmd: &mut Command) -> Result<(std::process::ExitStatus, String, String), KernelError> {
+fn run_capture(
+    cmd: &mut Command,
+) -> Result<(std::process::ExitStatus, String, String), KernelError> {
     cmd.env("LC_ALL", "C").stdin(Stdio::null());
     let out = cmd.output().map_err(|e| spawn_err(&display_cmd(cmd), e))?;
     Ok((
@@ -1432,7 +1640,11 @@ fn run_capture(cmd: &mut Command) -> Result<(std::process::ExitStatus, String, S
 fn run_checked(cmd: &mut Command) -> Result<String, KernelError> {
     let (status, stdout, stderr) = run_capture(cmd)?;
     if !status.success() {
-        return Err(KernelError::Command { command: display_cmd(cmd), status: status.to_string(), stderr });
+        return Err(KernelError::Command {
+            command: display_cmd(cmd),
+            status: status.to_string(),
+            stderr,
+        });
     }
     Ok(stdout)
 }
@@ -1481,7 +1693,10 @@ mod tests {
         assert_eq!(s[2].uris.len(), 2);
         assert_eq!(
             pick_debian_mirror(&s),
-            Some(vec![MIRROR.to_string(), "http://mirror2.invalid/debian".to_string()])
+            Some(vec![
+                MIRROR.to_string(),
+                "http://mirror2.invalid/debian".to_string()
+            ])
         );
     }
 
@@ -1499,14 +1714,20 @@ mod tests {
         assert_eq!(s[2].uris, vec!["http://mirror.invalid/debian-security"]);
         assert_eq!(s[3].components, vec!["main", "contrib"]);
         assert_eq!(pick_debian_mirror(&s), Some(vec![MIRROR.to_string()]));
-        assert_eq!(pick_debian_mirror(&s[..3]), None, "deb-src, security and third parties never count");
+        assert_eq!(
+            pick_debian_mirror(&s[..3]),
+            None,
+            "deb-src, security and third parties never count"
+        );
     }
 
     #[test]
     fn rendered_sources_use_the_given_mirror_and_all_suites() {
         let t = render_sources(&[MIRROR.to_string()], &[PathBuf::from(SYSTEM_KEYRING)]);
         assert!(t.contains(&format!("URIs: {MIRROR}\n")));
-        assert!(t.contains("Suites: bookworm bookworm-backports trixie trixie-backports sid experimental\n"));
+        assert!(t.contains(
+            "Suites: bookworm bookworm-backports trixie trixie-backports sid experimental\n"
+        ));
         assert!(t.contains(&format!("Signed-By: {SYSTEM_KEYRING}\n")));
         assert!(!t.contains("trusted"));
         let parsed = parse_deb822(&t);
@@ -1537,7 +1758,10 @@ mod tests {
 
     #[test]
     fn flavour_filtering() {
-        assert_eq!(classify_package("linux-image-6.1.0-50-amd64"), Some((Role::Image, "6.1.0-50-amd64".into())));
+        assert_eq!(
+            classify_package("linux-image-6.1.0-50-amd64"),
+            Some((Role::Image, "6.1.0-50-amd64".into()))
+        );
         assert_eq!(
             classify_package("linux-image-6.1.0-50-amd64-unsigned"),
             Some((Role::ImageUnsigned, "6.1.0-50-amd64".into()))
@@ -1546,7 +1770,10 @@ mod tests {
             classify_package("linux-binary-unsigned-7.3.4+deb13-amd64"),
             Some((Role::BinaryUnsigned, "7.3.4+deb13-amd64".into()))
         );
-        assert_eq!(classify_package("linux-base-7.3-amd64"), Some((Role::Base, "7.3-amd64".into())));
+        assert_eq!(
+            classify_package("linux-base-7.3-amd64"),
+            Some((Role::Base, "7.3-amd64".into()))
+        );
         for no in [
             "linux-image-6.1.0-50-cloud-amd64",
             "linux-image-6.1.0-50-rt-amd64",
@@ -1569,24 +1796,68 @@ mod tests {
         let rows = [
             ("linux-image-6.1.0-47-amd64", "6.1.170-3", "bookworm"),
             ("linux-image-6.1.0-50-amd64", "6.1.176-1", "bookworm"),
-            ("linux-image-6.1.0-50-amd64-unsigned", "6.1.176-1", "bookworm"),
-            ("linux-image-6.12.95+deb12-amd64", "6.12.95-1~bpo12+1", "bookworm-backports"),
+            (
+                "linux-image-6.1.0-50-amd64-unsigned",
+                "6.1.176-1",
+                "bookworm",
+            ),
+            (
+                "linux-image-6.12.95+deb12-amd64",
+                "6.12.95-1~bpo12+1",
+                "bookworm-backports",
+            ),
             ("linux-image-6.12.117+deb13-amd64", "6.12.117-1", "trixie"),
             ("linux-image-6.12.117+deb13-amd64", "6.12.117-1", "sid"),
-            ("linux-image-6.18.15+deb13-amd64", "6.18.15-1~bpo13+1", "trixie-backports"),
+            (
+                "linux-image-6.18.15+deb13-amd64",
+                "6.18.15-1~bpo13+1",
+                "trixie-backports",
+            ),
             // split packaging: linux-image is a meta package, base (config) gone
-            ("linux-image-6.19.14+deb13-amd64", "6.19.14-1~bpo13+1", "trixie-backports"),
-            ("linux-binary-6.19.14+deb13-amd64", "6.19.14-1~bpo13+1", "trixie-backports"),
-            ("linux-binary-6.19.8+deb13-amd64", "6.19.8-1~bpo13+1", "trixie-backports"),
+            (
+                "linux-image-6.19.14+deb13-amd64",
+                "6.19.14-1~bpo13+1",
+                "trixie-backports",
+            ),
+            (
+                "linux-binary-6.19.14+deb13-amd64",
+                "6.19.14-1~bpo13+1",
+                "trixie-backports",
+            ),
+            (
+                "linux-binary-6.19.8+deb13-amd64",
+                "6.19.8-1~bpo13+1",
+                "trixie-backports",
+            ),
             // 7.3: a release candidate in experimental, a stable one in backports
             ("linux-binary-7.3-amd64", "7.3~rc7-1~exp1", "experimental"),
             ("linux-base-7.3-amd64", "7.3~rc7-1~exp1", "experimental"),
-            ("linux-binary-7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "trixie-backports"),
-            ("linux-binary-unsigned-7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "trixie-backports"),
-            ("linux-base-7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "trixie-backports"),
-            ("linux-image-7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "trixie-backports"),
+            (
+                "linux-binary-7.3.4+deb13-amd64",
+                "7.3.4-1~bpo13+1",
+                "trixie-backports",
+            ),
+            (
+                "linux-binary-unsigned-7.3.4+deb13-amd64",
+                "7.3.4-1~bpo13+1",
+                "trixie-backports",
+            ),
+            (
+                "linux-base-7.3.4+deb13-amd64",
+                "7.3.4-1~bpo13+1",
+                "trixie-backports",
+            ),
+            (
+                "linux-image-7.3.4+deb13-amd64",
+                "7.3.4-1~bpo13+1",
+                "trixie-backports",
+            ),
             // only unsigned left
-            ("linux-binary-unsigned-7.2.9+deb13-amd64", "7.2.9-1~bpo13+1", "trixie-backports"),
+            (
+                "linux-binary-unsigned-7.2.9+deb13-amd64",
+                "7.2.9-1~bpo13+1",
+                "trixie-backports",
+            ),
         ];
         rows.iter()
             .map(|(n, v, s)| format!("{n} | {v:>12} | {MIRROR} {s}/main amd64 Packages\n"))
@@ -1618,17 +1889,36 @@ mod tests {
     #[test]
     fn package_choice_per_release() {
         let all = fixture_releases();
-        let by = |r: &str| all.iter().find(|a| a.release == r).unwrap_or_else(|| panic!("{r} in {all:#?}"));
+        let by = |r: &str| {
+            all.iter()
+                .find(|a| a.release == r)
+                .unwrap_or_else(|| panic!("{r} in {all:#?}"))
+        };
         let k = by("6.1.0-50-amd64");
-        assert_eq!((k.package.as_str(), k.config_package.as_deref()), ("linux-image-6.1.0-50-amd64", Some("linux-image-6.1.0-50-amd64")));
+        assert_eq!(
+            (k.package.as_str(), k.config_package.as_deref()),
+            (
+                "linux-image-6.1.0-50-amd64",
+                Some("linux-image-6.1.0-50-amd64")
+            )
+        );
         let k = by("6.12.117+deb13-amd64");
-        assert_eq!(k.suite, "trixie", "same version in trixie and sid: the more stable suite");
+        assert_eq!(
+            k.suite, "trixie",
+            "same version in trixie and sid: the more stable suite"
+        );
         let k = by("6.19.14+deb13-amd64");
-        assert_eq!((k.package.as_str(), k.config_package.as_deref()), ("linux-binary-6.19.14+deb13-amd64", None));
+        assert_eq!(
+            (k.package.as_str(), k.config_package.as_deref()),
+            ("linux-binary-6.19.14+deb13-amd64", None)
+        );
         let k = by("7.3.4+deb13-amd64");
         assert_eq!(
             (k.package.as_str(), k.config_package.as_deref()),
-            ("linux-binary-7.3.4+deb13-amd64", Some("linux-base-7.3.4+deb13-amd64"))
+            (
+                "linux-binary-7.3.4+deb13-amd64",
+                Some("linux-base-7.3.4+deb13-amd64")
+            )
         );
         let k = by("7.2.9+deb13-amd64");
         assert_eq!(k.package, "linux-binary-unsigned-7.2.9+deb13-amd64");
@@ -1638,7 +1928,10 @@ mod tests {
     fn newest_per_major_minor() {
         let all = fixture_releases();
         let v = newest_per_minor(&all);
-        let got: Vec<(&str, &str)> = v.iter().map(|a| (a.request.as_str(), a.release.as_str())).collect();
+        let got: Vec<(&str, &str)> = v
+            .iter()
+            .map(|a| (a.request.as_str(), a.release.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -1665,7 +1958,11 @@ mod tests {
         assert_eq!(sel("6.1.170").unwrap(), "6.1.0-47-amd64");
         assert_eq!(sel("6.19").unwrap(), "6.19.14+deb13-amd64");
         assert_eq!(sel("6.19.8").unwrap(), "6.19.8+deb13-amd64");
-        assert_eq!(sel("7.3").unwrap(), "7.3.4+deb13-amd64", "7.3.4 is newer than 7.3~rc7");
+        assert_eq!(
+            sel("7.3").unwrap(),
+            "7.3.4+deb13-amd64",
+            "7.3.4 is newer than 7.3~rc7"
+        );
         assert_eq!(sel("7.3-amd64").unwrap(), "7.3-amd64");
         assert_eq!(sel("7").unwrap(), "7.3.4+deb13-amd64");
         assert!(sel("6.1.17").is_err(), "6.1.17 is not a prefix of 6.1.170");
@@ -1683,8 +1980,14 @@ mod tests {
         );
         let e = select("6.12.200", &all).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("kernel 6.12.200 is not available; available: 6.1, 6.12, "), "{msg}");
-        assert!(msg.contains("releases of that version: 6.12.95+deb12-amd64, 6.12.117+deb13-amd64"), "{msg}");
+        assert!(
+            msg.starts_with("kernel 6.12.200 is not available; available: 6.1, 6.12, "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("releases of that version: 6.12.95+deb12-amd64, 6.12.117+deb13-amd64"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -1736,12 +2039,26 @@ mod tests {
         fs::create_dir_all(root.join("apt/lists")).unwrap();
         let c = cached_in(root);
         let rels: Vec<&str> = c.iter().map(|k| k.release.as_str()).collect();
-        assert_eq!(rels, vec!["6.1.0-50-amd64", "6.12.95+deb12-amd64", "6.12.117+deb13-amd64", "7.0.13+deb13-amd64"]);
+        assert_eq!(
+            rels,
+            vec![
+                "6.1.0-50-amd64",
+                "6.12.95+deb12-amd64",
+                "6.12.117+deb13-amd64",
+                "7.0.13+deb13-amd64"
+            ]
+        );
         assert!(is_bzimage(&c[0].vmlinuz));
         assert_eq!(c[3].config, None);
         let k = find_cached_in(root, "6.12").unwrap();
-        assert_eq!((k.request.as_str(), k.release.as_str()), ("6.12", "6.12.117+deb13-amd64"));
-        assert_eq!(find_cached_in(root, "6.12.95+deb12").unwrap().release, "6.12.95+deb12-amd64");
+        assert_eq!(
+            (k.request.as_str(), k.release.as_str()),
+            ("6.12", "6.12.117+deb13-amd64")
+        );
+        assert_eq!(
+            find_cached_in(root, "6.12.95+deb12").unwrap().release,
+            "6.12.95+deb12-amd64"
+        );
         assert!(find_cached_in(root, "6.16").is_none());
         // Cached requests are answered without apt.
         let r = fetch_in(root, &["6.1".to_string(), "7.0".to_string()], &mut |_| {});
@@ -1766,6 +2083,39 @@ mod tests {
         assert!(v.is_some() && c.is_none());
     }
 
+    /// The keyring fallback, for real: start from a keyring that verifies
+    /// bookworm only (the bookworm release key), so every other suite fails
+    /// verification; the newest debian-archive-keyring is then taken from
+    /// bookworm, and all suites verify.
+    #[test]
+    #[ignore = "downloads package lists"]
+    fn keyring_fallback_for_real() {
+        let t = tempfile::tempdir().unwrap();
+        let mut apt = Apt::new(t.path());
+        apt.base_keyring = PathBuf::from("/usr/share/keyrings/debian-archive-bookworm-stable.gpg");
+        apt.ensure_lists(true).unwrap();
+        assert!(apt.extra_keyring().is_file());
+        let sources = fs::read_to_string(apt.sources_path()).unwrap();
+        assert!(
+            sources.contains(&apt.extra_keyring().display().to_string()),
+            "{sources}"
+        );
+        let lists: Vec<String> = fs::read_dir(apt.lists_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        for s in SUITES {
+            assert!(
+                lists
+                    .iter()
+                    .any(|l| l.contains(&format!("_dists_{s}_main_binary-amd64_Packages"))),
+                "{s} not in {lists:?}"
+            );
+        }
+        assert!(apt.releases().unwrap().iter().any(|a| a.request == "6.1"));
+    }
+
     /// Fetches into a private cache so the test does not depend on (or
     /// change) the user's; the apt lists are downloaded too.
     #[test]
@@ -1788,7 +2138,10 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         // A second fetch is answered from the cache.
-        let again = fetch_in(t.path(), &["6.1".to_string()], &mut |_| {}).pop().unwrap().unwrap();
+        let again = fetch_in(t.path(), &["6.1".to_string()], &mut |_| {})
+            .pop()
+            .unwrap()
+            .unwrap();
         assert_eq!(again.dir, k.dir);
     }
 }

@@ -51,6 +51,14 @@ pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
         names.user.describe(e.tgid, e.func_ip)
     };
     let args = names.args.get(e.probe_index as usize).copied().unwrap_or(2);
+    if u64::from(e.kind) == consts::KIND_USDT {
+        // A USDT site, named from its .note.stapsdt entry, with every argument.
+        let site = names.user.describe_usdt(e.tgid, e.func_ip);
+        let all = [e.arg0, e.arg1, e.args_hi[0], e.args_hi[1], e.args_hi[2], e.args_hi[3]];
+        let n = e.arg_cnt.unwrap_or(0).min(6) as usize;
+        let shown: Vec<String> = all[..n].iter().map(|a| (*a as i64).to_string()).collect();
+        return format!("{probe} usdt {site}({}) cookie={:#x}", shown.join(", "), e.attach_cookie);
+    }
     let mut s = match e.phase {
         Phase::Entry if args == 0 => format!("{probe} entry {func}"),
         Phase::Entry if args == 1 => format!("{probe} entry {func}({})", e.arg0 as i64),
@@ -194,6 +202,8 @@ pub(crate) mod tests {
             ret,
             cookie_in: 0,
             cookie_out: 0,
+            args_hi: [0; 4],
+            arg_cnt: None,
         }
     }
 

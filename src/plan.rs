@@ -14,6 +14,8 @@ pub struct ProbePlan {
     pub index: u32,
     pub kind: ProbeKind,
     pub program: &'static str,
+    /// The object this probe's instance is loaded from.
+    pub object: PathBuf,
     /// Absolute path of the probed binary; `None` for kernel probes.
     pub binary: Option<PathBuf>,
     pub targets: Vec<Target>,
@@ -115,6 +117,7 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
                 index: i as u32,
                 kind: p.kind,
                 program: p.kind.program(),
+                object: if p.kind == crate::case::ProbeKind::Usdt { dir.usdt_object() } else { dir.object(variant) },
                 binary: (!p.kind.is_kernel()).then(|| dir.resolve_binary(&p.binary, &case_dir)),
                 targets: p.targets.clone(),
                 pid: p.pid,

@@ -14,11 +14,59 @@ struct Mapping {
     path: PathBuf,
 }
 
-/// Function symbols of one file, by file offset.
+/// Function symbols and USDT sites of one file, by file offset.
 #[derive(Clone, Debug, Default)]
 struct FileSymbols {
     /// (file offset, size, name), sorted by offset.
     funcs: Vec<(u64, u64, String)>,
+    /// (file offset of the probe instruction, "provider:name"), sorted.
+    usdt: Vec<(u64, String)>,
+}
+
+/// The virtual address → file offset of an ELF address, through its section.
+fn file_offset_of(file: &object::File<'_>, addr: u64) -> Option<u64> {
+    file.sections().find_map(|s| {
+        let (off, size) = s.file_range()?;
+        (s.address() <= addr && addr < s.address() + size).then(|| addr - s.address() + off)
+    })
+}
+
+/// USDT sites from `.note.stapsdt`: each note's pc, corrected by the
+/// difference between the actual `.stapsdt.base` address and the one recorded
+/// in the note (prelink and similar tools move sections).
+fn usdt_sites(file: &object::File<'_>) -> Vec<(u64, String)> {
+    let Some(notes) = file.section_by_name(".note.stapsdt") else { return Vec::new() };
+    let Ok(data) = notes.data() else { return Vec::new() };
+    let base_actual = file.section_by_name(".stapsdt.base").map(|s| s.address());
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let rd32 = |b: &[u8], o: usize| b.get(o..o + 4).map(|x| u32::from_le_bytes(x.try_into().unwrap()) as usize);
+    let align4 = |n: usize| (n + 3) & !3;
+    while let (Some(namesz), Some(descsz), Some(ntype)) = (rd32(data, at), rd32(data, at + 4), rd32(data, at + 8)) {
+        let name_at = at + 12;
+        let desc_at = name_at + align4(namesz);
+        let next = desc_at + align4(descsz);
+        if next > data.len() {
+            break;
+        }
+        if ntype == 3 && &data[name_at..name_at + namesz.min(8)] == b"stapsdt\0" && descsz >= 24 {
+            let desc = &data[desc_at..desc_at + descsz];
+            let u64_at = |o: usize| u64::from_le_bytes(desc[o..o + 8].try_into().unwrap());
+            let (mut pc, base) = (u64_at(0), u64_at(8));
+            if let (Some(actual), true) = (base_actual, base != 0) {
+                pc = pc.wrapping_add(actual).wrapping_sub(base);
+            }
+            let mut strings = desc[24..].split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned());
+            let provider = strings.next().unwrap_or_default();
+            let name = strings.next().unwrap_or_default();
+            if let Some(off) = file_offset_of(file, pc) {
+                out.push((off, format!("{provider}:{name}")));
+            }
+        }
+        at = next;
+    }
+    out.sort();
+    out
 }
 
 impl FileSymbols {
@@ -40,7 +88,17 @@ impl FileSymbols {
         }
         funcs.sort();
         funcs.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
-        FileSymbols { funcs }
+        let usdt = usdt_sites(&file);
+        FileSymbols { funcs, usdt }
+    }
+
+    /// The USDT site at or just before `off` (within 16 bytes: a loader may
+    /// move the probe past a leading nop), as `provider:name[+0xN]`.
+    fn lookup_usdt(&self, off: u64) -> Option<String> {
+        let i = self.usdt.partition_point(|(o, _)| *o <= off);
+        let (site, name) = self.usdt.get(i.checked_sub(1)?)?;
+        let delta = off - site;
+        (delta < 16).then(|| if delta == 0 { name.clone() } else { format!("{name}+{delta:#x}") })
     }
 
     fn lookup(&self, off: u64) -> Option<(&str, u64)> {
@@ -92,6 +150,21 @@ impl Symbolizer {
             self.files.entry(m.path.clone()).or_insert_with(|| FileSymbols::load(&m.path));
         }
         self.maps.push((tgid, mappings));
+    }
+
+    /// A USDT probe address as `provider:name[+0xN]`, else as [`Self::describe`].
+    pub fn describe_usdt(&self, tgid: u32, addr: u64) -> String {
+        let own = self.maps.iter().filter(|(t, _)| *t == tgid);
+        let others = self.maps.iter().filter(|(t, _)| *t != tgid);
+        for (_, maps) in own.chain(others) {
+            if let Some(m) = maps.iter().find(|m| m.start <= addr && addr < m.end) {
+                let off = addr - m.start + m.file_offset;
+                if let Some(site) = self.files.get(&m.path).and_then(|f| f.lookup_usdt(off)) {
+                    return site;
+                }
+            }
+        }
+        self.describe(tgid, addr)
     }
 
     /// `pc_leaf`, `pc_leaf+0x1`, `libprobetarget.so+0x1234`, or `0xADDR`.

@@ -72,6 +72,11 @@ static const struct traced_fn traced_fns[] = {
 	{ "nop1", pc_nop1 },
 	{ "nop5_pagecross", pc_nop5_pagecross },
 	{ "lib_add", pc_lib_add },
+	{ "usdt_args", pc_usdt_args },
+	{ "usdt_sema", pc_usdt_sema },
+	{ "usdt_rip", pc_usdt_rip },
+	{ "usdt_nop5", pc_usdt_nop5 },
+	{ "usdt_nop10", pc_usdt_nop10 },
 };
 
 static void usage(void)
@@ -85,8 +90,8 @@ static void usage(void)
 		"  threads N FN A [B]      N threads, started together, each call FN(A, B) once\n"
 		"  fork STEP               a child process runs STEP and exits; the parent waits\n"
 		"  sleep MS                sleep MS milliseconds\n"
-		"  inspect FN              print `observe FN first=KIND trampoline=yes|no`: the\n"
-		"                            first instruction of FN read through /proc/self/mem\n"
+		"  inspect FN [OFF]        print `observe FN[+OFF] first=KIND trampoline=yes|no`:\n"
+		"                            the instruction at FN+OFF read through /proc/self/mem\n"
 		"                            (nop5, nop1, int3, call, other) and whether\n"
 		"                            [uprobes-trampoline] is mapped (/proc/self/maps)\n"
 		"  seccomp strict          install a filter that allows only the syscalls this\n"
@@ -95,7 +100,9 @@ static void usage(void)
 		"  syscall NAME [ARG]      make a syscall with a known result, for kprobes:\n"
 		"                            close FD, dup FD, getpgid PID, getppid,\n"
 		"                            openat DFD (opens /nonexistent-probeconf: -ENOENT)\n"
-		"functions: leaf recurse nop5 nop1 nop5_pagecross lib_add\n");
+		"  sema                    print `observe sema=N`: the probeconf:sema semaphore\n"
+		"functions: leaf recurse nop5 nop1 nop5_pagecross lib_add\n"
+		"           usdt_args usdt_sema usdt_rip usdt_nop5 usdt_nop10 (USDT sites)\n");
 }
 
 static const struct traced_fn *find_fn(const char *name)
@@ -224,10 +231,16 @@ static int trampoline_mapped(void)
 	return found;
 }
 
-static void run_inspect(const struct traced_fn *fn)
+static void run_inspect(const struct traced_fn *fn, long off)
 {
-	printf("observe %s first=%s trampoline=%s\n", fn->name, first_insn((const void *)fn->fn),
-	       trampoline_mapped() ? "yes" : "no");
+	const char *at = (const char *)fn->fn + off;
+
+	if (off)
+		printf("observe %s+%ld first=%s trampoline=%s\n", fn->name, off, first_insn(at),
+		       trampoline_mapped() ? "yes" : "no");
+	else
+		printf("observe %s first=%s trampoline=%s\n", fn->name, first_insn(at),
+		       trampoline_mapped() ? "yes" : "no");
 	fflush(stdout);
 }
 
@@ -323,9 +336,13 @@ static void run_step(char **w, int n)
 	} else if (!strcmp(w[0], "fork")) {
 		need(n, 2, 64, "fork");
 		run_fork(w + 1, n - 1);
+	} else if (!strcmp(w[0], "sema")) {
+		need(n, 1, 1, "sema");
+		printf("observe sema=%ld\n", pc_usdt_sema_value() ? 1L : 0L);
+		fflush(stdout);
 	} else if (!strcmp(w[0], "inspect")) {
-		need(n, 2, 2, "inspect");
-		run_inspect(find_fn(w[1]));
+		need(n, 2, 3, "inspect");
+		run_inspect(find_fn(w[1]), n > 2 ? parse_long(w[2]) : 0);
 	} else if (!strcmp(w[0], "seccomp")) {
 		need(n, 2, 2, "seccomp");
 		if (strcmp(w[1], "strict")) {

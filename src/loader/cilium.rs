@@ -153,6 +153,10 @@ fn request(req: &AttachRequest<'_>) -> serde_json::Value {
             if let Some(b) = &p.binary {
                 o["binary"] = json!(b);
             }
+            // Probes whose program lives in another object (USDT) name it.
+            if p.object != req.plan.object {
+                o["object"] = json!(p.object);
+            }
             if p.retprobe != p.kind.is_return_only() {
                 o["retprobe"] = json!(p.retprobe);
             }

@@ -33,12 +33,13 @@ impl Loader for LibbpfLoader {
     }
 
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError> {
-        let bytes = req.plan.variant.recorders();
+        let recorders = req.plan.variant.recorders();
         let mut run = LibbpfAttached { links: Vec::new(), objects: Vec::new(), vias: Vec::new() };
         let mut shared: Option<Vec<(String, OwnedFd)>> = None;
         for probe in &req.plan.probes {
             crate::libbpf_log::clear();
             let load_err = |c: Classified| LoaderError { phase: FailPhase::Load, probe: Some(probe.name.clone()), error: with_log(c) };
+            let bytes = if probe.kind == ProbeKind::Usdt { crate::artifacts::USDT_RECORDER } else { recorders };
             let obj = load_instance(bytes, probe, &req.pids, shared.as_deref()).map_err(load_err)?;
             if shared.is_none() {
                 let mut fds = Vec::new();
@@ -110,6 +111,20 @@ fn attach_probe(prog: &ProgramMut<'_>, p: &ProbePlan, pids: &Pids) -> Result<(Ve
     let symbols = || p.targets.iter().map(|t| t.symbol.clone().unwrap_or_default()).collect::<Vec<_>>();
     let cookies = || p.targets.iter().map(|t| t.cookie).collect::<Vec<_>>();
     match p.kind {
+        ProbeKind::Usdt => {
+            let binary = p.binary.as_ref().expect("usdt probes have a binary");
+            let links = p
+                .targets
+                .iter()
+                .map(|t| {
+                    let spec = t.symbol.as_deref().expect("validated: provider:name");
+                    let (provider, name) = spec.split_once(':').expect("validated: provider:name");
+                    let opts = libbpf_rs::UsdtOpts { cookie: t.cookie, ..Default::default() };
+                    prog.attach_usdt_with_opts(pid, binary, provider, name, opts).map_err(libbpf)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((links, native))
+        }
         ProbeKind::Uprobe | ProbeKind::Uretprobe => {
             let binary = p.binary.as_ref().expect("uprobes have a binary");
             let links = p

@@ -65,7 +65,7 @@ func TestRetprobeSessionLinks(t *testing.T) {
 			if err := req.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			set, err := loader.Load(req, testLog{t})
+			set, err := loader.Load(object, req, testLog{t})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,12 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
+// incompatibleKfuncError has the name of cilium's unexported type, in this
+// package: IsIncompatibleKfunc must tell them apart by package path.
+type incompatibleKfuncError struct{}
+
+func (*incompatibleKfuncError) Error() string { return `kfunc "x": incompatible types` }
+
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -62,6 +68,15 @@ func TestClassify(t *testing.T) {
 			Where{"load", "uprobe"}, Invalid, 13, "verifier rejected", ""},
 		{"kfunc param mismatch", fmt.Errorf("fixup for kfunc bpf_session_cookie: function param mismatch: %w", syscall.EINVAL),
 			Where{"load", "uprobe.session"}, Invalid, 22, "take ctx from 7.0", ""},
+		// cilium's linker: a non-weak kfunc the kernel's BTF lacks wraps ErrNotSupported.
+		{"kfunc missing from the kernel stays unsupported",
+			fmt.Errorf("program pc_x: fixing up kfuncs: %w", fmt.Errorf("kfunc %q: %w", "bpf_no_such_kfunc", ebpf.ErrNotSupported)),
+			Where{"load", "uprobe.session"}, Unsupported, 0, "kernel lacks UPROBE_SESSION", `kfunc "bpf_no_such_kfunc": not supported`},
+		{"kfunc missing from the kernel, no kind", fmt.Errorf("fixing up kfuncs: %w", fmt.Errorf("kfunc %q: %w", "x", ebpf.ErrNotSupported)),
+			Where{"load", ""}, Unsupported, 0, "helper or kfunc", ""},
+		// Same name as cilium's type, other package: not cilium's kfunc error.
+		{"a look-alike type is not cilium's", fmt.Errorf("fixing up kfuncs: %w", &incompatibleKfuncError{}),
+			Where{"load", "uprobe.session"}, Other, 0, "", ""},
 		{"harness invalid", Invalidf("data section is 8 bytes"), Where{"load", ""}, Invalid, 0, "", "8 bytes"},
 		{"cilium invalid input sentinel", fmt.Errorf("field Cookies must be exactly Addresses in length: %w", errors.New("invalid input")),
 			Where{"attach", "uprobe.multi"}, Invalid, 0, "", ""},

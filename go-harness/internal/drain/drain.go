@@ -14,9 +14,6 @@ import (
 	"probeconf/go-harness/internal/classify"
 )
 
-// EventSize is sizeof(struct pc_event) in bpf/probeconf_abi.h (ABI version 1).
-const EventSize = 104
-
 // Result is the ring buffer's contents and the number of dropped events.
 type Result struct {
 	Events  [][]byte // raw struct pc_event records, in ring buffer order
@@ -24,10 +21,15 @@ type Result struct {
 }
 
 // Read empties the ring buffer events and sums the per-CPU counter dropped
-// (key 0). It does not wait for more records: the runner drains after its
-// workload has finished, and a record still being written by then is a bug of
-// the case, not something to wait for.
-func Read(events, dropped *ebpf.Map) (*Result, error) {
+// (key 0). Every record must be eventSize bytes: sizeof(struct pc_event) as
+// the loaded object's BTF says (loader.EventSize), not a constant, so a new
+// event ABI needs no harness change. It does not wait for more records: the
+// runner drains after its workload has finished, and a record still being
+// written by then is a bug of the case, not something to wait for.
+func Read(events, dropped *ebpf.Map, eventSize int) (*Result, error) {
+	if eventSize <= 0 {
+		return nil, fmt.Errorf("event size %d: the object's struct pc_event was not read", eventSize)
+	}
 	rd, err := ringbuf.NewReader(events)
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
@@ -46,9 +48,9 @@ func Read(events, dropped *ebpf.Map) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read ring buffer: %w", err)
 		}
-		if len(rec.RawSample) != EventSize {
-			return nil, classify.Invalidf("ring buffer record %d is %d bytes, want %d (object built from another probeconf_abi.h?)",
-				len(res.Events), len(rec.RawSample), EventSize)
+		if len(rec.RawSample) != eventSize {
+			return nil, classify.Invalidf("ring buffer record %d is %d bytes, but the object's struct pc_event is %d "+
+				"(a program that does not emit struct pc_event?)", len(res.Events), len(rec.RawSample), eventSize)
 		}
 		// RawSample is reused by ReadInto, not by Read; copy anyway so the
 		// result never aliases reader memory.

@@ -159,6 +159,9 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 	if !reflect.DeepEqual(attached.Probes, wantAttached) {
 		t.Errorf("attached %+v, want %+v", attached.Probes, wantAttached)
 	}
+	if attached.ObjectChoice != (protocol.ObjectChoice{}) {
+		t.Errorf("attached %+v: a plain object is loaded as given, nothing picked", attached)
+	}
 
 	const n = 3
 	target.run(t, n)

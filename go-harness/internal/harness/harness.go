@@ -13,6 +13,7 @@ import (
 	"io"
 	"runtime/debug"
 
+	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/attach"
 	"probeconf/go-harness/internal/buildinfo"
 	"probeconf/go-harness/internal/drain"
@@ -26,6 +27,10 @@ type Config struct {
 	Out    io.Writer // harness → runner lines
 	Log    io.Writer // free text for humans (stderr)
 	Attach attach.Options
+	// SessionKfuncs tells the running kernel's session-kfunc prototype, to
+	// pick a build from a request's "objects". nil: compat.SessionKfuncPrototype
+	// (kernel BTF); tests may pretend another kernel.
+	SessionKfuncs func() (compat.KfuncVariant, string)
 }
 
 // Run runs one session and returns the process exit status (0 after `done`,
@@ -37,6 +42,9 @@ func Run(ctx context.Context, cfg Config) (status int) {
 	}
 	if cfg.Attach.Log == nil {
 		cfg.Attach.Log = cfg.Log
+	}
+	if cfg.SessionKfuncs == nil {
+		cfg.SessionKfuncs = compat.SessionKfuncPrototype
 	}
 	out := json.NewEncoder(cfg.Out)
 	out.SetEscapeHTML(false) // details quote kernel messages with < and >
@@ -62,6 +70,7 @@ type session struct {
 	out         *json.Encoder
 	set         *loader.Set
 	attachments []*attach.Attachment
+	choice      protocol.ObjectChoice // set once a build is picked from "objects"
 }
 
 func (s *session) run(ctx context.Context) error {
@@ -85,14 +94,15 @@ func (s *session) run(ctx context.Context) error {
 		return protocol.Fail(protocol.PhaseProtocol, nil, err)
 	}
 
-	if s.set, err = loader.Load(req, s.cfg.Log); err != nil {
+	object := s.pickObject(req)
+	if s.set, err = loader.Load(object, req, s.cfg.Log); err != nil {
 		return err
 	}
 	if err := interrupted(ctx); err != nil {
 		return err
 	}
 
-	report := protocol.Attached{Type: "attached", Probes: []protocol.AttachedProbe{}}
+	report := protocol.Attached{Type: "attached", Probes: []protocol.AttachedProbe{}, ObjectChoice: s.choice}
 	for _, inst := range s.set.Instances {
 		a, err := attach.Probe(inst, s.cfg.Attach)
 		if err != nil {
@@ -128,6 +138,25 @@ func (s *session) run(ctx context.Context) error {
 	return s.send(protocol.Done{Type: "done"})
 }
 
+// pickObject returns the object to load: the request's "object" as given, or
+// from "objects" the build for the running kernel's session-kfunc prototype
+// (the noarg build when the kernel has no session kfuncs), which it records
+// for the attached and error lines (cilium-session-kfunc-variant).
+func (s *session) pickObject(req *protocol.Request) string {
+	if req.Objects == nil {
+		return req.Object
+	}
+	kernel, reason := s.cfg.SessionKfuncs()
+	variant := compat.ObjectVariant(kernel)
+	if kernel == compat.KfuncNone {
+		reason += "; no session kfuncs: the noarg build"
+	}
+	s.choice = protocol.ObjectChoice{ObjectVariant: string(variant), ObjectReason: reason}
+	object := req.Objects.Path(string(variant))
+	fmt.Fprintf(s.cfg.Log, "objects: picked the %s build %s (%s) [%s]\n", variant, object, reason, compat.BridgeSessionKfuncVar)
+	return object
+}
+
 func (s *session) drain() (*drain.Result, error) {
 	events, err := s.set.Map("events")
 	if err != nil {
@@ -137,7 +166,7 @@ func (s *session) drain() (*drain.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return drain.Read(events, dropped)
+	return drain.Read(events, dropped, s.set.EventSize)
 }
 
 // release detaches every link, then closes every object. Idempotent.
@@ -162,6 +191,7 @@ func (s *session) send(v any) error {
 
 func (s *session) fail(err error) {
 	line := protocol.ErrorLineFor(err, protocol.PhaseProtocol)
+	line.ObjectChoice = s.choice
 	fmt.Fprintf(s.cfg.Log, "error: %s\n", line.Detail)
 	_ = s.out.Encode(line)
 }

@@ -22,11 +22,19 @@ type client struct {
 
 func startSession(t *testing.T, ctx context.Context) *client {
 	t.Helper()
+	return startSessionWith(t, ctx, Config{})
+}
+
+// startSessionWith is startSession with cfg's test hooks (In, Out and Log are
+// set here).
+func startSessionWith(t *testing.T, ctx context.Context, cfg Config) *client {
+	t.Helper()
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	c := &client{t: t, in: inW, out: bufio.NewReader(outR), status: make(chan int, 1)}
+	cfg.In, cfg.Out, cfg.Log = inR, outW, testLog{t}
 	go func() {
-		status := Run(ctx, Config{In: inR, Out: outW, Log: testLog{t}})
+		status := Run(ctx, cfg)
 		outW.Close()
 		c.status <- status
 	}()

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 
 	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/classify"
@@ -31,6 +32,33 @@ type Instance struct {
 // Set is every instance of a request, in request order.
 type Set struct {
 	Instances []*Instance
+	// EventSize is sizeof(struct pc_event) in the object's BTF: the size of
+	// every ring buffer record (104 bytes in ABI version 1).
+	EventSize int
+}
+
+// EventType is the BTF struct whose size every ring buffer record has.
+const EventType = "pc_event"
+
+// EventSize returns the size of struct pc_event in types (an object's BTF).
+// The recorders keep the type in BTF through the pc_event_layout variable
+// (bpf/recorder_common.h). An object without it cannot be drained safely:
+// that is an error, not a fallback to some built-in size.
+func EventSize(types *btf.Spec) (int, error) {
+	if types == nil {
+		return 0, classify.Invalidf("object has no BTF, so no struct %s to size ring buffer records by (built without -g?)", EventType)
+	}
+	var ev *btf.Struct
+	if err := types.TypeByName(EventType, &ev); err != nil {
+		if errors.Is(err, btf.ErrNotFound) {
+			return 0, classify.Invalidf("object's BTF has no struct %s, the ring buffer record type (not a probeconf recorder object?)", EventType)
+		}
+		return 0, classify.Invalidf("object's BTF: struct %s: %v", EventType, err)
+	}
+	if ev.Size == 0 {
+		return 0, classify.Invalidf("object's BTF: struct %s has size 0", EventType)
+	}
+	return int(ev.Size), nil
 }
 
 // Map returns a shared map (from the first instance, which created it).
@@ -53,16 +81,28 @@ func (s *Set) Close() {
 	s.Instances = nil
 }
 
-// Load loads one instance per probe. log receives human notes (stderr). On
-// error, everything loaded so far is closed and the error is a
-// *protocol.Failure naming the probe.
-func Load(req *protocol.Request, log io.Writer) (_ *Set, err error) {
+// Load loads one instance of object per probe of req (object is req.Object,
+// or the build the harness picked from req.Objects). log receives human notes
+// (stderr). It first reads the record size (struct pc_event) from the
+// object's BTF, once. On error, everything loaded so far is closed and the
+// error is a *protocol.Failure naming the probe (none when the object itself
+// is at fault: unparsable, or without struct pc_event).
+func Load(object string, req *protocol.Request, log io.Writer) (_ *Set, err error) {
 	set := &Set{}
 	defer func() {
 		if err != nil {
 			set.Close()
 		}
 	}()
+	spec, err := ebpf.LoadCollectionSpec(object)
+	if err != nil {
+		return nil, protocol.Fail(protocol.PhaseLoad, nil, fmt.Errorf("load collection spec %s: %w", object, err))
+	}
+	if set.EventSize, err = EventSize(spec.Types); err != nil {
+		return nil, protocol.Fail(protocol.PhaseLoad, nil, fmt.Errorf("%s: %w", object, err))
+	}
+	fmt.Fprintf(log, "object %s: struct %s is %d bytes\n", object, EventType, set.EventSize)
+
 	for i := range req.Probes {
 		p := &req.Probes[i]
 		var shared map[string]*ebpf.Map
@@ -74,7 +114,7 @@ func Load(req *protocol.Request, log io.Writer) (_ *Set, err error) {
 				}
 			}
 		}
-		inst, err := loadOne(req.Object, p, shared, log)
+		inst, err := loadOne(object, p, shared, log)
 		if err != nil {
 			return nil, protocol.Fail(protocol.PhaseLoad, p, err)
 		}

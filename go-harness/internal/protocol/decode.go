@@ -58,8 +58,13 @@ func (r *Request) Validate() error {
 	if r.Protocol != Version {
 		return classify.Invalidf("protocol %d not supported (this harness speaks %d)", r.Protocol, Version)
 	}
-	if r.Object == "" {
-		return classify.Invalidf("field object is required")
+	switch {
+	case r.Object == "" && r.Objects == nil:
+		return classify.Invalidf(`one of the fields object and objects is required`)
+	case r.Object != "" && r.Objects != nil:
+		return classify.Invalidf(`fields object and objects are exclusive: send one`)
+	case r.Objects != nil && (r.Objects.NoArg == "" || r.Objects.Ctx == ""):
+		return classify.Invalidf(`objects: fields noarg and ctx are both required`)
 	}
 	if len(r.Probes) == 0 {
 		return classify.Invalidf("field probes is empty")
@@ -150,13 +155,22 @@ func (p *Probe) validate() error {
 	return nil
 }
 
-// CheckObject checks that the object exists and is a regular file, so a wrong
-// path is reported as such (phase protocol) and not as an ELF error. Probed
-// binaries are not checked here: link.OpenExecutable (or the compat bridge)
-// reports a missing or unreadable binary at attach, through the classifier.
+// CheckObject checks that the object exists and is a regular file (with
+// objects: both builds, whichever the kernel will pick), so a wrong path is
+// reported as such (phase protocol) and not as an ELF error. Probed binaries
+// are not checked here: link.OpenExecutable (or the compat bridge) reports a
+// missing or unreadable binary at attach, through the classifier.
 func (r *Request) CheckObject() error {
-	if err := regularFile(r.Object); err != nil {
-		return fmt.Errorf("object: %w", err)
+	if r.Objects == nil {
+		if err := regularFile(r.Object); err != nil {
+			return fmt.Errorf("object: %w", err)
+		}
+		return nil
+	}
+	for _, v := range []string{VariantNoArg, VariantCtx} {
+		if err := regularFile(r.Objects.Path(v)); err != nil {
+			return fmt.Errorf("objects.%s: %w", v, err)
+		}
 	}
 	return nil
 }

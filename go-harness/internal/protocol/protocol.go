@@ -3,7 +3,11 @@
 // strict decoding of the runner's lines and validation of a request's shape.
 package protocol
 
-import "strings"
+import (
+	"strings"
+
+	"probeconf/go-harness/compat"
+)
 
 // Version is the protocol version this harness speaks.
 const Version = 1
@@ -80,11 +84,40 @@ func kindList() string {
 
 // ---- runner → harness ----
 
-// Request is the one request line of a `run` session.
+// Request is the one request line of a `run` session. It names the object
+// either directly (Object: loaded as given) or as both builds of the
+// recorders (Objects: the harness picks one for the running kernel); exactly
+// one of the two.
 type Request struct {
-	Protocol int     `json:"protocol"`
-	Object   string  `json:"object"`
-	Probes   []Probe `json:"probes"`
+	Protocol int      `json:"protocol"`
+	Object   string   `json:"object,omitempty"`
+	Objects  *Objects `json:"objects,omitempty"`
+	Probes   []Probe  `json:"probes"`
+}
+
+// Objects are the two builds of one object, by the session-kfunc prototype
+// they declare (compat.KfuncNoArg, compat.KfuncCtx).
+type Objects struct {
+	NoArg string `json:"noarg"`
+	Ctx   string `json:"ctx"`
+}
+
+// Object variants, as in the attached and error lines' object_variant: the
+// names compat gives the session-kfunc prototypes.
+const (
+	VariantNoArg = string(compat.KfuncNoArg)
+	VariantCtx   = string(compat.KfuncCtx)
+)
+
+// Path returns the build for variant ("" for an unknown variant).
+func (o *Objects) Path(variant string) string {
+	switch variant {
+	case VariantNoArg:
+		return o.NoArg
+	case VariantCtx:
+		return o.Ctx
+	}
+	return ""
 }
 
 // Probe is one attachment: one object instance with one program kept.
@@ -171,6 +204,15 @@ type VersionInfo struct {
 type Attached struct {
 	Type   string          `json:"type"` // "attached"
 	Probes []AttachedProbe `json:"probes"`
+	ObjectChoice
+}
+
+// ObjectChoice says which build the harness picked from a request's
+// "objects", and why. Both fields are omitted when the request named one
+// "object" (nothing was picked).
+type ObjectChoice struct {
+	ObjectVariant string `json:"object_variant,omitempty"` // VariantNoArg or VariantCtx
+	ObjectReason  string `json:"object_reason,omitempty"`
 }
 
 // Via values of AttachedProbe.
@@ -210,10 +252,11 @@ const (
 
 // ErrorLine reports a failure; the harness exits 1 after writing it.
 type ErrorLine struct {
-	Type   string `json:"type"` // "error"
-	Phase  Phase  `json:"phase"`
-	Class  string `json:"class"`
-	Probe  string `json:"probe,omitempty"` // omitted when the error is not about one probe
-	Errno  int    `json:"errno,omitempty"` // omitted when the error carries no errno
-	Detail string `json:"detail"`
+	Type         string `json:"type"` // "error"
+	Phase        Phase  `json:"phase"`
+	Class        string `json:"class"`
+	Probe        string `json:"probe,omitempty"` // omitted when the error is not about one probe
+	Errno        int    `json:"errno,omitempty"` // omitted when the error carries no errno
+	Detail       string `json:"detail"`
+	ObjectChoice        // set once the harness has picked a build from "objects"
 }

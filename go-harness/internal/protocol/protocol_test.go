@@ -73,6 +73,12 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"pid scope unknown", strings.Replace(goodRequest, `"scope":"pid"`, `"scope":"self"`, 1), `unknown scope "self"`},
 		{"pid scope pid 0", strings.Replace(goodRequest, `"pid":1234`, `"pid":0`, 1), "non-zero pid"},
 		{"pid on kprobe", strings.Replace(goodRequest, `"pid":{"scope":"all"}`, `"pid":{"scope":"pid","pid":1}`, 1), "has no pid filter"},
+		{"neither object nor objects", strings.Replace(goodRequest, `"object":"/abs/recorders.bpf.o",`, ``, 1), "one of the fields object and objects is required"},
+		{"object and objects", strings.Replace(goodRequest, `"object":"/abs/recorders.bpf.o",`, `"object":"/abs/recorders.bpf.o","objects":{"noarg":"/a.o","ctx":"/b.o"},`, 1), "exclusive"},
+		{"objects without ctx", strings.Replace(goodRequest, `"object":"/abs/recorders.bpf.o",`, `"objects":{"noarg":"/a.o"},`, 1), "noarg and ctx are both required"},
+		{"objects empty", strings.Replace(goodRequest, `"object":"/abs/recorders.bpf.o",`, `"objects":{},`, 1), "noarg and ctx are both required"},
+		{"objects unknown variant", strings.Replace(goodRequest, `"object":"/abs/recorders.bpf.o",`, `"objects":{"noarg":"/a.o","ctx":"/b.o","fsession":"/c.o"},`, 1), `unknown field "fsession"`},
+		{"objects not an object", strings.Replace(goodRequest, `"object":"/abs/recorders.bpf.o",`, `"objects":["/a.o","/b.o"],`, 1), "malformed JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeRequest(oneLine(tc.line))
@@ -128,6 +134,38 @@ func TestCheckObject(t *testing.T) {
 	}}
 	if err := req.CheckObject(); err != nil {
 		t.Errorf("CheckObject looked at the binaries: %v", err)
+	}
+}
+
+func TestObjects(t *testing.T) {
+	line := strings.Replace(goodRequest, `"object":"/abs/recorders.bpf.o",`, `"objects":{"noarg":"/abs/recorders.bpf.o","ctx":"/abs/recorders.ctx.bpf.o"},`, 1)
+	req, err := DecodeRequest(oneLine(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Object != "" || req.Objects == nil || req.Objects.Path(VariantNoArg) != "/abs/recorders.bpf.o" ||
+		req.Objects.Path(VariantCtx) != "/abs/recorders.ctx.bpf.o" || req.Objects.Path("none") != "" {
+		t.Errorf("decoded %+v / %+v", req, req.Objects)
+	}
+
+	// CheckObject checks both builds, whichever the kernel will pick.
+	dir := t.TempDir()
+	noarg := filepath.Join(dir, "recorders.bpf.o")
+	if err := os.WriteFile(noarg, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req = &Request{Protocol: 1, Objects: &Objects{NoArg: noarg, Ctx: filepath.Join(dir, "recorders.ctx.bpf.o")}}
+	l := ErrorLineFor(Fail(PhaseProtocol, nil, req.CheckObject()), PhaseProtocol)
+	if l.Class != "not-found" || l.Errno != int(syscall.ENOENT) || !strings.HasPrefix(l.Detail, "objects.ctx: ") || l.ObjectVariant != "" {
+		t.Errorf("missing ctx build: %+v", l)
+	}
+	req.Objects.Ctx = dir
+	if l := ErrorLineFor(req.CheckObject(), PhaseProtocol); l.Class != "invalid" || !strings.Contains(l.Detail, "objects.ctx: ") {
+		t.Errorf("directory as ctx build: %+v", l)
+	}
+	req.Objects.Ctx = noarg
+	if err := req.CheckObject(); err != nil {
+		t.Errorf("both builds present: %v", err)
 	}
 }
 
@@ -210,5 +248,15 @@ func TestOutputLinesEncoding(t *testing.T) {
 	at, _ := json.Marshal(Attached{Type: "attached", Probes: []AttachedProbe{{Name: "s1", Via: ViaNative}}})
 	if want := `{"type":"attached","probes":[{"name":"s1","via":"native","bridge":""}]}`; string(at) != want {
 		t.Errorf("attached: %s, want %s", at, want)
+	}
+	// With "objects": the picked build and why.
+	choice := ObjectChoice{ObjectVariant: VariantNoArg, ObjectReason: "kernel BTF: bpf_session_cookie(void)"}
+	at, _ = json.Marshal(Attached{Type: "attached", Probes: []AttachedProbe{{Name: "s1", Via: ViaNative}}, ObjectChoice: choice})
+	if want := `{"type":"attached","probes":[{"name":"s1","via":"native","bridge":""}],"object_variant":"noarg","object_reason":"kernel BTF: bpf_session_cookie(void)"}`; string(at) != want {
+		t.Errorf("attached: %s, want %s", at, want)
+	}
+	e, _ := json.Marshal(ErrorLine{Type: "error", Phase: PhaseLoad, Class: "invalid", Detail: "d", ObjectChoice: ObjectChoice{ObjectVariant: VariantCtx, ObjectReason: "r"}})
+	if want := `{"type":"error","phase":"load","class":"invalid","detail":"d","object_variant":"ctx","object_reason":"r"}`; string(e) != want {
+		t.Errorf("error: %s, want %s", e, want)
 	}
 }
