@@ -251,6 +251,7 @@ fn fetch_in(
     requests: &[String],
     log: &mut dyn FnMut(&str),
 ) -> Vec<Result<KernelImage, KernelError>> {
+    clean_stale_temps(root);
     let mut out: Vec<Option<Result<KernelImage, KernelError>>> = Vec::new();
     let mut missing = Vec::new();
     for (i, r) in requests.iter().enumerate() {
@@ -592,6 +593,15 @@ impl Apt {
             o.push("-o".into());
             o.push(format!("{k}={v}"));
         }
+        if !apt_user_can_reach(&self.dir) {
+            // Run as root, apt downloads as the `_apt` user, and when that user
+            // cannot reach the directory (the default cache is under /root,
+            // mode 0700) apt itself falls back to downloading as root, with a
+            // warning. Say so up front instead. Signatures and hashes are
+            // checked exactly the same way.
+            o.push("-o".into());
+            o.push("APT::Sandbox::User=root".into());
+        }
         o
     }
 
@@ -615,8 +625,16 @@ impl Apt {
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
         let sources = render_sources(uris, &self.keyrings());
-        write_atomic(&self.sources_path(), sources.as_bytes())?;
-        write_atomic(&self.conf_path(), APT_CONF.as_bytes())?;
+        // Rewritten only when changed: a newer sources file makes apt rebuild
+        // its 90 MB pkgcache.bin on the next command.
+        for (path, text) in [
+            (self.sources_path(), sources.as_str()),
+            (self.conf_path(), APT_CONF),
+        ] {
+            if fs::read_to_string(&path).ok().as_deref() != Some(text) {
+                write_atomic(&path, text.as_bytes())?;
+            }
+        }
         Ok(format!("{sources}\n{APT_CONF}"))
     }
 
@@ -869,6 +887,22 @@ impl Drop for FileLock {
         // SAFETY: as above.
         unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
+}
+
+/// Whether apt's sandbox user (`_apt`, not root) can traverse every directory
+/// down to `dir` (true when not running as root: there is no sandbox then).
+fn apt_user_can_reach(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return true;
+    }
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    dir.ancestors().all(|a| {
+        fs::metadata(a)
+            .map(|m| m.permissions().mode() & 0o001 != 0)
+            .unwrap_or(true)
+    })
 }
 
 /// apt downloads as the unprivileged `_apt` user when run as root; let it
@@ -1408,7 +1442,7 @@ fn store(
     fs::create_dir_all(root).map_err(io_err(root))?;
     clean_stale_temps(root);
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{}-", cand.release))
+        .prefix(&format!(".tmp-{}-{}-", std::process::id(), cand.release))
         .tempdir_in(root)
         .map_err(io_err(root))?;
     let deb_dir = tmp.path().join("deb");
@@ -1548,20 +1582,30 @@ fn store(
     Ok(k)
 }
 
-/// Remove `.tmp-*` directories left by fetches that died more than a day ago.
+/// Remove `.tmp-PID-…` directories of fetches that died (killed, or exited on
+/// a signal without unwinding): their process is gone, or they are more than a
+/// day old.
 fn clean_stale_temps(root: &Path) {
     let Ok(rd) = fs::read_dir(root) else { return };
     for e in rd.flatten() {
-        if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(".tmp-") else {
             continue;
-        }
+        };
+        let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let dead = pid.is_some_and(|p| {
+            p > 0
+                && unsafe { libc::kill(p, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        });
         let old = e
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|a| a > LISTS_MAX_AGE);
-        if old {
+        if dead || old {
             let _ = fs::remove_dir_all(e.path());
         }
     }
@@ -2064,6 +2108,23 @@ mod tests {
         let r = fetch_in(root, &["6.1".to_string(), "7.0".to_string()], &mut |_| {});
         assert_eq!(r[0].as_ref().unwrap().release, "6.1.0-50-amd64");
         assert_eq!(r[1].as_ref().unwrap().release, "7.0.13+deb13-amd64");
+    }
+
+    #[test]
+    fn stale_temp_dirs_of_dead_fetches_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let mine = t
+            .path()
+            .join(format!(".tmp-{}-6.1.0-50-amd64-abc", std::process::id()));
+        // pid_max is at most 2^22, so this pid does not exist.
+        let dead = t.path().join(".tmp-99999999-6.1.0-50-amd64-abc");
+        let entry = t.path().join("6.1.0-50-amd64");
+        for d in [&mine, &dead, &entry] {
+            fs::create_dir_all(d).unwrap();
+        }
+        clean_stale_temps(t.path());
+        assert!(mine.exists() && entry.exists());
+        assert!(!dead.exists());
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct Plan {
     pub variant: KfuncVariant,
     /// The object file (in the run directory) both loaders load.
     pub object: PathBuf,
+    /// Both builds, for a loader that selects the build itself (the Go
+    /// harness does, from kernel BTF); `None` when the case forces one.
+    pub selectable: Option<(PathBuf, PathBuf)>,
     pub probes: Vec<ProbePlan>,
     pub run: String,
     pub run_other: Option<String>,
@@ -136,6 +139,8 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
         case_id: case.id.clone(),
         variant,
         object: dir.object(variant),
+        selectable: (case.object == crate::case::ObjectChoice::Matching)
+            .then(|| (dir.object(KfuncVariant::NoArg), dir.object(KfuncVariant::Ctx))),
         probes,
         run: case.run.clone(),
         run_other: case.run_other.clone(),

@@ -61,7 +61,13 @@ fn harness_error(detail: String) -> LoaderError {
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Line {
     Hello { protocol: u32 },
-    Attached { probes: Vec<AttachedProbe> },
+    Attached {
+        probes: Vec<AttachedProbe>,
+        #[serde(default)]
+        object_variant: Option<String>,
+        #[serde(default)]
+        object_reason: Option<String>,
+    },
     Events { events: Vec<String>, dropped: u64 },
     Done,
     Error { phase: String, class: ErrorClass, #[serde(default)] probe: Option<String>, #[serde(default)] errno: Option<i32>, detail: String },
@@ -166,7 +172,12 @@ fn request(req: &AttachRequest<'_>) -> serde_json::Value {
             o
         })
         .collect();
-    json!({ "protocol": PROTOCOL, "object": req.plan.object, "probes": probes })
+    match &req.plan.selectable {
+        // The harness picks the build from kernel BTF itself (its compat
+        // layer); the runner checks it picked what the Rust side picked.
+        Some((noarg, ctx)) => json!({ "protocol": PROTOCOL, "objects": {"noarg": noarg, "ctx": ctx}, "probes": probes }),
+        None => json!({ "protocol": PROTOCOL, "object": req.plan.object, "probes": probes }),
+    }
 }
 
 impl Loader for CiliumLoader {
@@ -203,7 +214,19 @@ impl Loader for CiliumLoader {
         }
         s.send(&request(req))?;
         match s.recv()? {
-            Line::Attached { probes } => {
+            Line::Attached { probes, object_variant, object_reason } => {
+                if let Some(v) = object_variant {
+                    let ours = match req.plan.variant {
+                        crate::artifacts::KfuncVariant::NoArg => "noarg",
+                        crate::artifacts::KfuncVariant::Ctx => "ctx",
+                    };
+                    if v != ours {
+                        return Err(harness_error(format!(
+                            "the Go compat layer picked the `{v}` object ({}) but the Rust one picked `{ours}`: they read kernel BTF differently",
+                            object_reason.unwrap_or_default()
+                        )));
+                    }
+                }
                 let vias = probes
                     .into_iter()
                     .map(|p| Via { probe: p.name, via: p.via, bridge: (!p.bridge.is_empty()).then_some(p.bridge) })

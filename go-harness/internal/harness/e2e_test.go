@@ -14,7 +14,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"probeconf/go-harness/compat"
+	"probeconf/go-harness/internal/loader"
 	"probeconf/go-harness/internal/protocol"
 	"probeconf/go-harness/internal/testutil"
 )
@@ -70,8 +73,11 @@ type event struct {
 
 func decodeEvent(t *testing.T, raw []byte) event {
 	t.Helper()
-	if len(raw) != 104 {
-		t.Fatalf("event is %d bytes, want 104", len(raw))
+	// The v1 fields keep their offsets in every later ABI (probeconf_abi.h:
+	// append, never move); the harness itself checked each record against
+	// the object's struct pc_event (see eventSizeOf).
+	if len(raw) < 104 {
+		t.Fatalf("event is %d bytes, want at least the 104 of ABI v1", len(raw))
 	}
 	le := binary.LittleEndian
 	return event{
@@ -85,6 +91,20 @@ func decodeEvent(t *testing.T, raw []byte) event {
 		Ret:          le.Uint64(raw[80:]),
 		CookieIn:     le.Uint64(raw[88:]),
 	}
+}
+
+// eventSizeOf is sizeof(struct pc_event) in object's BTF.
+func eventSizeOf(t *testing.T, object string) int {
+	t.Helper()
+	spec, err := ebpf.LoadCollectionSpec(object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := loader.EventSize(spec.Types)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return size
 }
 
 type e2eTarget struct {
@@ -176,8 +196,12 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 		t.Errorf("dropped %d", events.Dropped)
 	}
 
+	size := eventSizeOf(t, object)
 	byProbe := map[uint32][]event{}
 	for _, raw := range events.Events {
+		if len(raw) != size {
+			t.Fatalf("event is %d bytes, the object's struct pc_event %d", len(raw), size)
+		}
 		e := decodeEvent(t, raw)
 		if e.Tgid != pid {
 			t.Errorf("event from tgid %d, want only the target's %d: %+v", e.Tgid, pid, e)

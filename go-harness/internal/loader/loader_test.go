@@ -3,6 +3,7 @@ package loader
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"io"
 	"os"
 	"path/filepath"
@@ -54,8 +55,9 @@ func TestEventSize(t *testing.T) {
 		err   string
 	}{
 		{"ABI v1 size", []btf.Type{event(13)}, false, 104, ""},
-		// A v2 with more argument slots: the harness follows the object.
-		{"a larger event", []btf.Type{event(17)}, false, 136, ""},
+		// v2 (more argument slots) and beyond: the harness follows the object.
+		{"ABI v2 size", []btf.Type{event(18)}, false, 144, ""},
+		{"a larger event", []btf.Type{event(21)}, false, 168, ""},
 		{"no pc_event", []btf.Type{&btf.Struct{Name: "pc_config", Size: 32}}, false, 0, "has no struct pc_event"},
 		{"a forward declaration only", []btf.Type{&btf.Fwd{Name: EventType, Kind: btf.FwdStruct}}, false, 0, "has no struct pc_event"},
 		{"no BTF at all", nil, true, 0, "object has no BTF"},
@@ -78,7 +80,13 @@ func TestEventSize(t *testing.T) {
 	}
 }
 
-// TestEventSizeOfObject reads the size from the built recorders (no root).
+// abiEventSizes is sizeof(struct pc_event) per PC_ABI_VERSION
+// (bpf/probeconf_abi.h). A new ABI version adds its row here.
+var abiEventSizes = map[uint32]int{1: 104, 2: 144}
+
+// TestEventSizeOfObject reads the size from the built recorders (no root) and
+// checks it against the ABI version the object carries (pc_event_layout in
+// .rodata.pc_abi, whose abi_version member is located through the same BTF).
 func TestEventSizeOfObject(t *testing.T) {
 	object := testutil.RequireObjectFile(t)
 	spec, err := ebpf.LoadCollectionSpec(object)
@@ -89,10 +97,33 @@ func TestEventSizeOfObject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// bpf/probeconf_abi.h, PC_ABI_VERSION 1. Update with the ABI.
-	if got != 104 {
-		t.Errorf("struct pc_event is %d bytes in %s, want 104 (ABI v1)", got, object)
+	var ev *btf.Struct
+	if err := spec.Types.TypeByName(EventType, &ev); err != nil {
+		t.Fatal(err)
 	}
+	off := -1
+	for _, m := range ev.Members {
+		if m.Name == "abi_version" {
+			off = int(m.Offset.Bytes())
+		}
+	}
+	abi, ok := spec.Maps[".rodata.pc_abi"]
+	if off < 0 || !ok || len(abi.Contents) != 1 {
+		t.Fatalf("%s: no abi_version member (offset %d) or no .rodata.pc_abi section", object, off)
+	}
+	layout, _ := abi.Contents[0].Value.([]byte)
+	if len(layout) < off+4 {
+		t.Fatalf("%s: .rodata.pc_abi is %d bytes", object, len(layout))
+	}
+	version := binary.NativeEndian.Uint32(layout[off:])
+	want, known := abiEventSizes[version]
+	if !known {
+		t.Fatalf("%s: ABI version %d (struct pc_event %d bytes) is not in abiEventSizes: add it", object, version, got)
+	}
+	if got != want {
+		t.Errorf("%s: struct pc_event is %d bytes, want %d for ABI version %d", object, got, want, version)
+	}
+	t.Logf("%s: ABI version %d, struct pc_event %d bytes", object, version, got)
 }
 
 // TestLoadWithoutEventType: an object whose BTF lacks struct pc_event fails
