@@ -128,6 +128,9 @@ fn main() {
         &["PC_SESSION_KFUNC_CTX"],
     );
     compile_bpf(&clang, &include, Path::new("bpf/usdt_recorder.bpf.c"), &out_dir.join("usdt_recorder.bpf.o"), &[]);
+    compile_bpf(&clang, &include, Path::new("bpf/bench.bpf.c"), &out_dir.join("bench.bpf.o"), &[]);
+    compile_bpf(&clang, &include, Path::new("bpf/bench.bpf.c"), &out_dir.join("bench.ctx.bpf.o"), &["PC_SESSION_KFUNC_CTX"]);
+    compile_bpf(&clang, &include, Path::new("bpf/bench_usdt.bpf.c"), &out_dir.join("bench_usdt.bpf.o"), &[]);
     compile_target(&out_dir);
 
     for dir in ["bpf", "target-src"] {

@@ -16,6 +16,10 @@ pub static FEATURE_PROBES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fea
 pub static FEATURE_PROBES_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes.ctx.bpf.o"));
 /// The USDT recorder (libbpf's usdt.bpf.h), one build: no session kfuncs.
 pub static USDT_RECORDER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/usdt_recorder.bpf.o"));
+/// Counting-only programs for `probeconf bench`, per session-kfunc prototype.
+pub static BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bpf.o"));
+pub static BENCH_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.ctx.bpf.o"));
+pub static BENCH_USDT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench_usdt.bpf.o"));
 pub static PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe-target"));
 pub static LIB_PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libprobetarget.so"));
 
@@ -61,6 +65,9 @@ pub fn write_all(dir: &Path) -> io::Result<()> {
         ("feature_probes.bpf.o", FEATURE_PROBES, 0o644),
         ("feature_probes.ctx.bpf.o", FEATURE_PROBES_CTX, 0o644),
         ("usdt_recorder.bpf.o", USDT_RECORDER, 0o644),
+        ("bench.bpf.o", BENCH, 0o644),
+        ("bench.ctx.bpf.o", BENCH_CTX, 0o644),
+        ("bench_usdt.bpf.o", BENCH_USDT, 0o644),
         ("probe-target", PROBE_TARGET, 0o755),
         ("libprobetarget.so", LIB_PROBE_TARGET, 0o755),
     ] {

@@ -15,9 +15,12 @@
 //!   `apt.conf` (clears the system's update hooks, which belong to the system's
 //!   lists), `lists/`, `cache/` (with its own `pkgcache.bin`, so `apt-cache` is
 //!   fast), an empty parts directory, and `keyrings/`. Every apt command gets
-//!   the same `-c`/`-o` options ([`Apt::options`]). `Dir::State::status` stays
+//!   the same `-c`/`-o` options (`Apt::options`). `Dir::State::status` stays
 //!   the system's (read only). The lists are refreshed when older than a day,
-//!   when the generated configuration changed, or on request.
+//!   when the generated configuration changed, or on request. When apt's
+//!   sandbox user `_apt` cannot reach the cache (the default one is under
+//!   `/root`, mode 0700), `APT::Sandbox::User=root` is passed: apt would fall
+//!   back to that anyway, with a warning.
 //! - **Signatures** are always verified: `Signed-By` names the machine's
 //!   `/usr/share/keyrings/debian-archive-keyring.gpg`. When a suite cannot be
 //!   verified with it (a newer archive key signs sid/experimental than the
@@ -29,7 +32,7 @@
 //!   suite that still cannot be verified is left out, with a warning on stderr.
 //!   Note that apt's system-wide settings (e.g. `Acquire::Check-Valid-Until`)
 //!   still apply: they describe the machine's mirror.
-//! - **Packages.** Debian's kernel packaging changed during 6.18/6.19:
+//! - **Packages.** Debian's kernel packaging changed in 6.19:
 //!   - up to 6.18: `linux-image-REL` (signed) holds `/boot/vmlinuz-REL` and
 //!     `/boot/config-REL`; `linux-image-REL-unsigned` is the same without the
 //!     signature;
@@ -50,8 +53,9 @@
 //!   are ignored, and `-unsigned` duplicates only serve as a fallback.
 //! - **Cache.** `<cache_root>/<release>/{vmlinuz,config,meta.json}`; the .deb
 //!   files are deleted after extraction (they are 14–170 MB). An entry is built
-//!   in `<cache_root>/.tmp-…` and renamed into place, so an interrupted fetch
-//!   never leaves a half entry.
+//!   in `<cache_root>/.tmp-PID-…` and renamed into place, so an interrupted
+//!   fetch never leaves a half entry; the temp directories of dead processes
+//!   are removed by the next fetch.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod artifacts;
+pub mod bench;
 pub mod case;
 pub mod census;
 pub mod check;

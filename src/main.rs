@@ -67,6 +67,19 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "all")]
         loader: LoaderArg,
     },
+    /// Measure the cost of a probe hit per kind and loader, side by side.
+    Bench {
+        /// A short run (under 30 s): fewer calls and samples.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, value_enum, default_value = "all")]
+        loader: LoaderArg,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Also write an SVG bar chart here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
     /// Write the embedded artefacts (BPF objects, probe-target) into a directory.
     Artifacts { out: PathBuf },
     /// The compatibility registry: library gaps and how they are bridged.
@@ -215,6 +228,25 @@ fn cmd_show(name: &str, loader: LoaderArg) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn cmd_bench(quick: bool, loader: LoaderArg, format: Format, svg: Option<PathBuf>) -> Result<ExitCode, String> {
+    need_root()?;
+    probeconf::interrupt::install();
+    let loaders = loaders(loader, None)?;
+    let refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
+    let opts = if quick { probeconf::bench::BenchOptions::quick() } else { probeconf::bench::BenchOptions::full() };
+    let report = probeconf::bench::run(&refs, &opts, |m| {
+        eprintln!("  {:<20} {:<8} {}", m.scenario, m.loader, m.error.clone().unwrap_or_else(|| format!("{:.1} ns/call", m.ns_per_call)))
+    });
+    if let Some(p) = svg {
+        std::fs::write(&p, report.svg()).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap()),
+        _ => print!("{}", report.table()),
+    }
+    Ok(if report.measurements.iter().any(|m| m.error.is_some()) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 fn all_gaps() -> Result<Vec<probeconf::compat::Gap>, String> {
     let harness = probeconf::harness_build::ensure_harness(None)?;
     let mut gaps = probeconf::compat::rust_registry();
@@ -268,6 +300,7 @@ fn main() -> ExitCode {
         Cmd::Show { case, loader } => cmd_show(&case, loader),
         Cmd::Features { format } => cmd_features(format),
         Cmd::Gaps { format, update_readme } => cmd_gaps(format, update_readme),
+        Cmd::Bench { quick, loader, format, svg } => cmd_bench(quick, loader, format, svg),
         Cmd::Artifacts { out } => probeconf::artifacts::write_all(&out).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
     };
     let _ = LoaderId::Libbpf;

@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <linux/audit.h>
@@ -101,6 +102,9 @@ static void usage(void)
 		"                            close FD, dup FD, getpgid PID, getppid,\n"
 		"                            openat DFD (opens /nonexistent-probeconf: -ENOENT)\n"
 		"  sema                    print `observe sema=N`: the probeconf:sema semaphore\n"
+		"  bench N FN A            time N calls of FN(A, 0): print\n"
+		"                            `observe bench FN calls=N ns=T` (CLOCK_MONOTONIC)\n"
+		"  pin CPU                 pin this thread to CPU (sched_setaffinity)\n"
 		"functions: leaf recurse nop5 nop1 nop5_pagecross lib_add\n"
 		"           usdt_args usdt_sema usdt_rip usdt_nop5 usdt_nop10 (USDT sites)\n");
 }
@@ -336,6 +340,28 @@ static void run_step(char **w, int n)
 	} else if (!strcmp(w[0], "fork")) {
 		need(n, 2, 64, "fork");
 		run_fork(w + 1, n - 1);
+	} else if (!strcmp(w[0], "bench")) {
+		need(n, 4, 4, "bench");
+		long count = parse_long(w[1]);
+		const struct traced_fn *fn = find_fn(w[2]);
+		long a = parse_long(w[3]);
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (long i = 0; i < count; i++)
+			fn->fn(a, 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		printf("observe bench %s calls=%ld ns=%ld\n", fn->name, count,
+		       (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec));
+		fflush(stdout);
+	} else if (!strcmp(w[0], "pin")) {
+		need(n, 2, 2, "pin");
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(parse_long(w[1]), &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			perror("probe-target: pin (continuing unpinned)");
 	} else if (!strcmp(w[0], "sema")) {
 		need(n, 1, 1, "sema");
 		printf("observe sema=%ld\n", pc_usdt_sema_value() ? 1L : 0L);

@@ -33,14 +33,24 @@ impl Loader for LibbpfLoader {
     }
 
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError> {
-        let recorders = req.plan.variant.recorders();
+        // The exact files the plan names, which the harness loads too.
+        let mut objects: std::collections::HashMap<&std::path::Path, Vec<u8>> = std::collections::HashMap::new();
         let mut run = LibbpfAttached { links: Vec::new(), objects: Vec::new(), vias: Vec::new() };
         let mut shared: Option<Vec<(String, OwnedFd)>> = None;
         for probe in &req.plan.probes {
             crate::libbpf_log::clear();
             let load_err = |c: Classified| LoaderError { phase: FailPhase::Load, probe: Some(probe.name.clone()), error: with_log(c) };
-            let bytes = if probe.kind == ProbeKind::Usdt { crate::artifacts::USDT_RECORDER } else { recorders };
-            let obj = load_instance(bytes, probe, &req.pids, shared.as_deref()).map_err(load_err)?;
+            if !objects.contains_key(probe.object.as_path()) {
+                let bytes = std::fs::read(&probe.object).map_err(|e| {
+                    load_err(Classified {
+                        class: crate::classify::classify_errno(e.raw_os_error().unwrap_or(0)),
+                        errno: e.raw_os_error(),
+                        detail: format!("reading {}: {e}", probe.object.display()),
+                    })
+                })?;
+                objects.insert(probe.object.as_path(), bytes);
+            }
+            let obj = load_instance(&objects[probe.object.as_path()], probe, &req.pids, shared.as_deref()).map_err(load_err)?;
             if shared.is_none() {
                 let mut fds = Vec::new();
                 for m in obj.maps() {

@@ -58,10 +58,13 @@ fn image_with(dir: &Path, cases: &[&str]) -> PathBuf {
 
 fn show(o: &BootOutcome) -> String {
     format!(
-        "status {:?}, wall {:.1?}, to userspace {:?}\n--- lines\n{}\n--- console tail\n{}",
+        "status {:?}, wall {:.1?}, to userspace {:?}, {:?} booting {}{}\n--- lines\n{}\n--- console tail\n{}",
         o.status,
         o.wall,
         o.to_userspace,
+        o.accel,
+        o.kernel.display(),
+        o.pvh_fallback.as_ref().map(|w| format!(" (no PVH: {w})")).unwrap_or_default(),
         o.lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"),
         o.console_tail
     )

@@ -140,9 +140,10 @@ pub fn guest_main() -> ! {
     if let Err(e) = open_channel(&results) {
         eprintln!("probeconf guest: {e}; writing results to the console");
     }
-    let outcome = catch_unwind(AssertUnwindSafe(|| match &opts {
-        Ok(o) => run(o, setup_errors),
-        Err(e) => Err(e.clone()),
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // Hello first, whatever follows: the host then knows the guest ran.
+        hello(opts.as_ref().ok(), setup_errors);
+        run(opts.as_ref().map_err(|e| e.clone())?)
     }));
     let message = match outcome {
         Ok(Ok(())) => finish(0),
@@ -158,21 +159,23 @@ pub fn guest_main() -> ! {
     finish(1)
 }
 
-fn run(o: &GuestOptions, setup_errors: Vec<String>) -> Result<(), String> {
-    let kernel = crate::probing::kernel_release();
+fn hello(o: Option<&GuestOptions>, setup_errors: Vec<String>) {
     emit(&json!({
         "type": "hello",
-        "kernel": kernel,
+        "kernel": crate::probing::kernel_release(),
         "uptime_s": uptime_s(),
         "probeconf": env!("CARGO_PKG_VERSION"),
         "setup_errors": setup_errors,
-        "options": {
+        "options": o.map(|o| json!({
             "mode": format!("{:?}", o.mode).to_lowercase(),
             "cases": o.cases,
             "loaders": o.loaders.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
             "target_timeout_s": o.target_timeout_s,
-        },
+        })),
     }));
+}
+
+fn run(o: &GuestOptions) -> Result<(), String> {
     let mut counts: BTreeMap<&str, u64> = ["runs", "pass", "fail", "unsupported", "error", "case_errors"].into_iter().map(|k| (k, 0)).collect();
     if o.mode == GuestMode::Hello {
         emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));

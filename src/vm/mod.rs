@@ -15,6 +15,7 @@ pub mod kconfig;
 pub mod qemu;
 pub mod schedule;
 mod sys;
+pub mod vmlinux;
 
 pub use cmdline::{GuestMode, GuestOptions};
 pub use image::ImageSpec;

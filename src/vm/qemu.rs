@@ -45,6 +45,10 @@ pub struct BootOptions {
     pub work_dir: Option<PathBuf>,
     /// The QEMU binary.
     pub qemu: PathBuf,
+    /// Boot the vmlinux inside `vmlinuz` through PVH when it has the entry
+    /// note (src/vm/vmlinux.rs): ~3 s less per boot under TCG. Falls back to
+    /// the bzImage when it cannot.
+    pub pvh: bool,
 }
 
 impl BootOptions {
@@ -59,6 +63,7 @@ impl BootOptions {
             accel: Accel::Tcg,
             work_dir: None,
             qemu: "qemu-system-x86_64".into(),
+            pvh: true,
         }
     }
 
@@ -74,8 +79,9 @@ impl BootOptions {
         }
     }
 
-    /// QEMU's arguments, with the output files in `dir`.
-    pub fn qemu_args(&self, accel: Accel, dir: &Path) -> Vec<String> {
+    /// QEMU's arguments: `kernel` is `vmlinuz` or its PVH vmlinux, the
+    /// output files go to `dir`.
+    pub fn qemu_args(&self, accel: Accel, kernel: &Path, dir: &Path) -> Vec<String> {
         let (accel_arg, cpu) = match accel {
             Accel::Kvm => ("kvm", "host"),
             Accel::Tcg | Accel::Auto => ("tcg", "max"),
@@ -84,7 +90,9 @@ impl BootOptions {
         [
             "-accel", accel_arg, "-cpu", cpu, "-m", &self.memory, "-smp", &self.smp.to_string(),
             "-nographic", "-no-reboot", "-monitor", "none",
-            "-kernel", &self.vmlinuz.to_string_lossy(), "-initrd", &self.initramfs.to_string_lossy(),
+            // No network: nothing uses it, and no iPXE ROM to run.
+            "-nic", "none",
+            "-kernel", &kernel.to_string_lossy(), "-initrd", &self.initramfs.to_string_lossy(),
             "-append", &self.kernel_cmdline(),
             // First -serial is ttyS0 (console), second ttyS1 (results).
             "-serial", &file("console.log"), "-serial", &file("results.jsonl"),
@@ -126,6 +134,10 @@ pub struct BootOutcome {
     pub to_userspace: Option<Duration>,
     /// The accelerator used (Auto resolved).
     pub accel: Accel,
+    /// What QEMU booted: the PVH vmlinux, or the vmlinuz.
+    pub kernel: PathBuf,
+    /// Why the vmlinuz was booted although PVH was asked for.
+    pub pvh_fallback: Option<String>,
 }
 
 impl BootOutcome {
@@ -159,9 +171,35 @@ enum Ended {
     TimedOut,
 }
 
+/// The last `n` lines, without carriage returns and terminal escapes
+/// (SeaBIOS clears the screen; the kernel does not).
 fn tail(text: &str, n: usize) -> String {
+    let text = strip_escapes(text);
     let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Removes `ESC [ ... final-byte` and two-byte `ESC x` sequences.
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            // Parameters and intermediates, then one final byte in @..~.
+            while let Some(p) = chars.next() {
+                if ('@'..='~').contains(&p) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
 }
 
 fn parse_lines(bytes: &[u8]) -> Vec<Value> {
@@ -179,7 +217,8 @@ fn classify(ended: Ended, console: &str, lines: &[Value], qemu_log: &str) -> Boo
     if console.contains(PANIC_MARK) {
         return BootStatus::Panicked;
     }
-    let guest_ran = lines.iter().any(|l| l["type"] == "hello");
+    // Any line at all: QEMU itself never writes to the results port.
+    let guest_ran = !lines.is_empty();
     let done = lines.iter().any(|l| l["type"] == "done");
     let fatal = lines.iter().find(|l| l["type"] == "fatal").and_then(|l| l["message"].as_str()).map(str::to_string);
     let qemu_msg = || {
@@ -194,7 +233,7 @@ fn classify(ended: Ended, console: &str, lines: &[Value], qemu_log: &str) -> Boo
         Ended::TimedOut => BootStatus::TimedOut,
         Ended::Signal(s) => BootStatus::QemuFailed(format!("qemu killed by signal {s}: {}", qemu_msg())),
         // isa-debug-exit: QEMU exits with (code << 1) | 1. Status 1 is also
-        // QEMU's own failure, told apart by the guest having said hello.
+        // QEMU's own failure, told apart by the guest having written a line.
         Ended::Code(c) if c & 1 == 1 && guest_ran => {
             let code = c >> 1;
             match (done, fatal) {
@@ -250,6 +289,8 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
         wall: start.elapsed(),
         to_userspace: None,
         accel,
+        kernel: opts.vmlinuz.clone(),
+        pvh_fallback: None,
     };
     let _tmp;
     let dir = match &opts.work_dir {
@@ -276,6 +317,13 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
             return failed(format!("{what} {} is not a file", p.display()));
         }
     }
+    let (kernel, pvh_fallback) = match opts.pvh {
+        false => (opts.vmlinuz.clone(), None),
+        true => match super::vmlinux::pvh_kernel(&opts.vmlinuz) {
+            Ok(k) => (k, None),
+            Err(why) => (opts.vmlinuz.clone(), Some(why)),
+        },
+    };
     let log = match std::fs::File::create(dir.join("qemu.log")) {
         Ok(f) => f,
         Err(e) => return failed(format!("qemu.log: {e}")),
@@ -285,7 +333,7 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
         Err(e) => return failed(format!("qemu.log: {e}")),
     };
     let mut child = match Command::new(&opts.qemu)
-        .args(opts.qemu_args(accel, &dir))
+        .args(opts.qemu_args(accel, &kernel, &dir))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
@@ -333,7 +381,7 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
     if matches!(status, BootStatus::QemuFailed(_)) && console_tail.is_empty() {
         console_tail = tail(&qemu_log, CONSOLE_TAIL_LINES);
     }
-    BootOutcome { status, lines, console_tail, wall, to_userspace, accel }
+    BootOutcome { status, lines, console_tail, wall, to_userspace, accel, kernel, pvh_fallback }
 }
 
 #[cfg(test)]
@@ -369,13 +417,14 @@ mod tests {
         assert_eq!(lines[1]["type"], "garbled");
         assert_eq!(lines[2]["type"], "done");
         assert_eq!(tail("a\r\nb\r\nc\r\n", 2), "b\nc");
+        assert_eq!(tail("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS\n", 5), "SeaBIOS");
     }
 
     #[test]
     fn the_command_line_has_both_serial_ports_and_debug_exit() {
         let mut o = BootOptions::new("/k", "/i");
         o.kernel_cmdline_extra = "probeconf.mode=hello".into();
-        let args = o.qemu_args(Accel::Tcg, Path::new("/w"));
+        let args = o.qemu_args(Accel::Tcg, Path::new("/k"), Path::new("/w"));
         let s = args.join(" ");
         assert!(s.starts_with("-accel tcg -cpu max -m 1G -smp 2"), "{s}");
         assert!(s.contains("-serial file:/w/console.log -serial file:/w/results.jsonl"), "{s}");

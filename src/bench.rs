@@ -1,0 +1,386 @@
+//! `probeconf bench`: what a probe hit costs, per probe kind and per loader,
+//! measured side by side in one run.
+//!
+//! Each scenario attaches counting-only programs (bpf/bench.bpf.c) through a
+//! loader, exactly as cases attach recorders, and probe-target times loops of
+//! calls itself (CLOCK_MONOTONIC around N calls, pinned to one CPU). Method:
+//! one warm-up loop (which also lets the kernel optimise a nop5), then K
+//! samples of N calls; the median per call is reported with the min–max
+//! spread. The probe's own cost is the median minus the unprobed baseline.
+//! Absolute figures drift on shared machines: compare ratios within one run.
+
+use crate::artifacts::{KfuncVariant, RunDir};
+use crate::case::{PidScope, ProbeKind, Target};
+use crate::loader::{AttachRequest, Loader};
+use crate::plan::{Pids, Plan, ProbePlan};
+use crate::target::TargetProcess;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOptions {
+    pub calls_per_sample: u64,
+    pub samples: usize,
+    pub warmup_calls: u64,
+    pub cpu: usize,
+}
+
+impl BenchOptions {
+    pub fn quick() -> Self {
+        BenchOptions { calls_per_sample: 20_000, samples: 5, warmup_calls: 2_000, cpu: 0 }
+    }
+    pub fn full() -> Self {
+        BenchOptions { calls_per_sample: 200_000, samples: 11, warmup_calls: 20_000, cpu: 0 }
+    }
+}
+
+/// One attachment of a scenario.
+struct BenchProbe {
+    kind: ProbeKind,
+    program: &'static str,
+    symbol: &'static str,
+    skip_return: bool,
+}
+
+/// One thing to measure.
+pub struct Scenario {
+    pub id: &'static str,
+    pub what: &'static str,
+    /// probe-target function the loop calls.
+    pub func: &'static str,
+    probes: Vec<BenchProbe>,
+}
+
+fn p(kind: ProbeKind, program: &'static str, symbol: &'static str) -> BenchProbe {
+    BenchProbe { kind, program, symbol, skip_return: false }
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    use ProbeKind::*;
+    vec![
+        Scenario { id: "baseline", what: "no probe (nop1 function)", func: "nop1", probes: vec![] },
+        Scenario { id: "uprobe-nop1", what: "uprobe on a 1-byte nop (int3)", func: "nop1", probes: vec![p(Uprobe, "bench_uprobe", "pc_nop1")] },
+        Scenario { id: "uprobe-nop5", what: "uprobe on a 5-byte nop", func: "nop5", probes: vec![p(Uprobe, "bench_uprobe", "pc_nop5")] },
+        Scenario { id: "uretprobe-nop1", what: "uretprobe, function starting with nop1", func: "nop1", probes: vec![p(Uretprobe, "bench_uretprobe", "pc_nop1")] },
+        Scenario { id: "uretprobe-nop5", what: "uretprobe, function starting with nop5", func: "nop5", probes: vec![p(Uretprobe, "bench_uretprobe", "pc_nop5")] },
+        Scenario { id: "uprobe-multi-nop1", what: "uprobe.multi link on nop1", func: "nop1", probes: vec![p(UprobeMulti, "bench_uprobe_multi", "pc_nop1")] },
+        Scenario {
+            id: "session-skip-return",
+            what: "uprobe.session, entry returns 1 (no return run)",
+            func: "nop1",
+            probes: vec![BenchProbe { skip_return: true, ..p(UprobeSession, "bench_uprobe_session", "pc_nop1") }],
+        },
+        Scenario { id: "session-with-return", what: "uprobe.session, entry and return run", func: "nop1", probes: vec![p(UprobeSession, "bench_uprobe_session", "pc_nop1")] },
+        Scenario {
+            id: "uprobe+uretprobe",
+            what: "uprobe + uretprobe pair (same work as a session with return)",
+            func: "nop1",
+            probes: vec![p(Uprobe, "bench_uprobe", "pc_nop1"), p(Uretprobe, "bench_uretprobe", "pc_nop1")],
+        },
+        Scenario { id: "usdt-nop", what: "USDT on a nop (nop; nop10 site: stays int3)", func: "usdt_nop10", probes: vec![p(Usdt, "bench_usdt", "probeconf:nop10")] },
+        Scenario { id: "usdt-nop-nop5", what: "USDT on nop; nop5 (moved to the nop5 where supported)", func: "usdt_nop5", probes: vec![p(Usdt, "bench_usdt", "probeconf:nop5")] },
+    ]
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    pub scenario: String,
+    pub what: String,
+    pub loader: String,
+    /// Median ns per call (probe included).
+    pub ns_per_call: f64,
+    pub min_ns_per_call: f64,
+    pub max_ns_per_call: f64,
+    /// Million calls per second at the median.
+    pub mhits_per_s: f64,
+    /// What the probed instruction looked like after the run (`call` = optimised).
+    pub state: String,
+    pub error: Option<String>,
+}
+
+fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan, String> {
+    let bench_obj = dir.path().join(if variant == KfuncVariant::Ctx { "bench.ctx.bpf.o" } else { "bench.bpf.o" });
+    let bytes = if variant == KfuncVariant::Ctx { crate::artifacts::BENCH_CTX } else { crate::artifacts::BENCH };
+    std::fs::write(&bench_obj, bytes).map_err(|e| e.to_string())?;
+    let usdt_obj = dir.path().join("bench_usdt.bpf.o");
+    std::fs::write(&usdt_obj, crate::artifacts::BENCH_USDT).map_err(|e| e.to_string())?;
+    let probes = s
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, b)| ProbePlan {
+            name: format!("b{i}"),
+            index: i as u32,
+            kind: b.kind,
+            program: b.program,
+            object: if b.kind == ProbeKind::Usdt { usdt_obj.clone() } else { bench_obj.clone() },
+            binary: Some(dir.probe_target()),
+            targets: vec![Target { symbol: Some(b.symbol.into()), offset: 0, cookie: 0 }],
+            pid: PidScope::Target,
+            retprobe: b.kind.is_return_only(),
+            session: b.kind.is_session(),
+            cookie_mode: 0,
+            cookie_value: 0,
+            return_filter: if b.skip_return { crate::abi::consts::RF_ALWAYS as u32 } else { 0 },
+            filter_arg: 0,
+            filter_tgid: false,
+            args: 0,
+        })
+        .collect();
+    Ok(Plan { case_id: format!("bench-{}", s.id), variant, object: bench_obj, selectable: None, probes, run: String::new(), run_other: None })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs one scenario through one loader.
+pub fn measure(s: &Scenario, loader: &dyn Loader, opts: &BenchOptions) -> Measurement {
+    let mut m = Measurement {
+        scenario: s.id.into(),
+        what: s.what.into(),
+        loader: loader.label(),
+        ns_per_call: 0.0,
+        min_ns_per_call: 0.0,
+        max_ns_per_call: 0.0,
+        mhits_per_s: 0.0,
+        state: String::new(),
+        error: None,
+    };
+    let run = || -> Result<(Vec<f64>, String), String> {
+        let dir = RunDir::new().map_err(|e| e.to_string())?;
+        let plan = bench_plan(s, &dir, crate::probing::kfunc_variant())?;
+        let mut steps = format!("pin {}; repeat {} {} 1", opts.cpu, opts.warmup_calls, s.func);
+        for _ in 0..opts.samples {
+            steps.push_str(&format!("; bench {} {} 1", opts.calls_per_sample, s.func));
+        }
+        let inspect_at = if s.func == "usdt_nop5" { " 1" } else { "" };
+        steps.push_str(&format!("; inspect {}{inspect_at}", s.func));
+        let mut target = TargetProcess::spawn(&dir.probe_target(), &steps).map_err(|e| e.to_string())?;
+        let pids = Pids { target: target.pid, other: None };
+        let attached = if plan.probes.is_empty() {
+            None
+        } else {
+            Some(loader.attach(&AttachRequest { plan: &plan, pids }).map_err(|e| e.to_string())?)
+        };
+        let (exit, observed, stderr) = target.run_to_end(Duration::from_secs(120)).map_err(|e| e.to_string())?;
+        if let Some(a) = attached {
+            a.drain().map_err(|e| e.to_string())?;
+        }
+        if !exit.is_clean() {
+            return Err(format!("probe-target {}: {}", exit.describe(), stderr.trim()));
+        }
+        let mut per_call = Vec::new();
+        let mut state = String::new();
+        for o in observed {
+            if let Some(rest) = o.strip_prefix("bench ") {
+                let ns: f64 = rest.split("ns=").nth(1).and_then(|v| v.trim().parse().ok()).ok_or("bad bench line")?;
+                per_call.push(ns / opts.calls_per_sample as f64);
+            } else if let Some(first) = o.split_whitespace().find_map(|w| w.strip_prefix("first=")) {
+                state = first.to_string();
+            }
+        }
+        Ok((per_call, state))
+    };
+    match run() {
+        Ok((mut per_call, state)) if !per_call.is_empty() => {
+            m.min_ns_per_call = per_call.iter().cloned().fold(f64::INFINITY, f64::min);
+            m.max_ns_per_call = per_call.iter().cloned().fold(0.0, f64::max);
+            m.ns_per_call = median(&mut per_call);
+            m.mhits_per_s = 1000.0 / m.ns_per_call;
+            m.state = state;
+        }
+        Ok(_) => m.error = Some("no samples".into()),
+        Err(e) => m.error = Some(e),
+    }
+    m
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub kernel: String,
+    pub machine: String,
+    pub options: String,
+    pub measurements: Vec<Measurement>,
+    pub wall_secs: f64,
+}
+
+pub fn machine_name() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cpu}, {n} CPUs")
+}
+
+/// Every scenario through every loader, interleaved per scenario so that
+/// drift on the machine affects both loaders alike.
+pub fn run(loaders: &[&dyn Loader], opts: &BenchOptions, mut progress: impl FnMut(&Measurement)) -> BenchReport {
+    let start = Instant::now();
+    let mut measurements = Vec::new();
+    for s in scenarios() {
+        for l in loaders {
+            if crate::interrupt::requested() {
+                break;
+            }
+            let m = measure(&s, *l, opts);
+            progress(&m);
+            measurements.push(m);
+        }
+    }
+    BenchReport {
+        kernel: crate::probing::kernel_release(),
+        machine: machine_name(),
+        options: format!("{} samples × {} calls, {} warm-up calls, pinned to CPU {}", opts.samples, opts.calls_per_sample, opts.warmup_calls, opts.cpu),
+        measurements,
+        wall_secs: start.elapsed().as_secs_f64(),
+    }
+}
+
+impl BenchReport {
+    fn get(&self, scenario: &str, loader: &str) -> Option<&Measurement> {
+        self.measurements.iter().find(|m| m.scenario == scenario && m.loader == loader && m.error.is_none())
+    }
+
+    pub fn loaders(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for m in &self.measurements {
+            if !v.contains(&m.loader) {
+                v.push(m.loader.clone());
+            }
+        }
+        v
+    }
+
+    /// The table: per scenario and loader, ns/call (spread), M calls/s, the
+    /// probe's own cost over the baseline, and its ratio to the int3 uprobe.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        writeln!(s, "kernel {} · {} · {}", self.kernel, self.machine, self.options).unwrap();
+        writeln!(
+            s,
+            "{:<20} {:<8} {:>9} {:>17} {:>8} {:>11} {:>9}  {}",
+            "scenario", "loader", "ns/call", "spread", "M/s", "probe ns", "vs int3", "state"
+        )
+        .unwrap();
+        for m in &self.measurements {
+            if let Some(e) = &m.error {
+                writeln!(s, "{:<20} {:<8} error: {e}", m.scenario, m.loader).unwrap();
+                continue;
+            }
+            let base = self.get("baseline", &m.loader).map(|b| b.ns_per_call).unwrap_or(0.0);
+            let cost = m.ns_per_call - base;
+            let int3 = self.get("uprobe-nop1", &m.loader).map(|u| u.ns_per_call - base);
+            let ratio = match int3 {
+                Some(u) if m.scenario != "baseline" && u > 0.0 => format!("{:.2}", cost / u),
+                _ => "-".into(),
+            };
+            writeln!(
+                s,
+                "{:<20} {:<8} {:>9.1} {:>17} {:>8.2} {:>11.1} {:>9}  {}",
+                m.scenario,
+                m.loader,
+                m.ns_per_call,
+                format!("{:.1}–{:.1}", m.min_ns_per_call, m.max_ns_per_call),
+                m.mhits_per_s,
+                cost,
+                ratio,
+                m.state
+            )
+            .unwrap();
+        }
+        let loaders = self.loaders();
+        if loaders.len() == 2 {
+            writeln!(s, "\nloader agreement ({} / {}, probe cost over baseline):", loaders[1], loaders[0]).unwrap();
+            for sc in scenarios().iter().filter(|s| s.id != "baseline") {
+                let (Some(a), Some(b)) = (self.get(sc.id, &loaders[0]), self.get(sc.id, &loaders[1])) else { continue };
+                let ba = self.get("baseline", &loaders[0]).map(|x| x.ns_per_call).unwrap_or(0.0);
+                let bb = self.get("baseline", &loaders[1]).map(|x| x.ns_per_call).unwrap_or(0.0);
+                let r = (b.ns_per_call - bb) / (a.ns_per_call - ba);
+                let flag = if !(0.85..=1.15).contains(&r) { "  <- differs by more than 15%: a finding" } else { "" };
+                writeln!(s, "  {:<20} {:.2}{flag}", sc.id, r).unwrap();
+            }
+        }
+        writeln!(s, "\n{:.1} s wall", self.wall_secs).unwrap();
+        s
+    }
+
+    /// A horizontal bar chart of the probe cost per scenario and loader.
+    pub fn svg(&self) -> String {
+        let loaders = self.loaders();
+        let scen = scenarios();
+        let bar_h = 14.0;
+        let row_h = bar_h * loaders.len() as f64 + 10.0;
+        let left = 250.0;
+        let width = 900.0;
+        // Scale to the largest whisker, leaving room for its label.
+        let max = self.measurements.iter().filter(|m| m.error.is_none()).map(|m| m.max_ns_per_call).fold(1.0, f64::max);
+        let scale = (width - left - 130.0) / max;
+        let colors = ["#3b6fd1", "#e0823d", "#4a9d5b", "#9b59b6"];
+        let height = 40.0 + row_h * scen.len() as f64 + 30.0;
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+             <text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">ns per call (median; whiskers: min–max) — kernel {} — {}</text>\n",
+            self.kernel, self.machine
+        );
+        for (li, l) in loaders.iter().enumerate() {
+            s.push_str(&format!(
+                "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{l}</text>\n",
+                left + li as f64 * 110.0,
+                height - 18.0,
+                colors[li % 4],
+                left + li as f64 * 110.0 + 14.0,
+                height - 9.0
+            ));
+        }
+        for (i, sc) in scen.iter().enumerate() {
+            let y0 = 35.0 + row_h * i as f64;
+            s.push_str(&format!("<text x=\"10\" y=\"{}\">{}</text>\n", y0 + row_h / 2.0, sc.id));
+            for (li, l) in loaders.iter().enumerate() {
+                let Some(m) = self.get(sc.id, l) else { continue };
+                let y = y0 + li as f64 * bar_h;
+                let w = m.ns_per_call * scale;
+                s.push_str(&format!(
+                    "<rect x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{}\"/>\
+                     <line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{}\" y2=\"{}\" stroke=\"#333\"/>\
+                     <text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{:.0} ns{}</text>\n",
+                    bar_h - 2.0,
+                    colors[li % 4],
+                    left + m.min_ns_per_call * scale,
+                    left + m.max_ns_per_call * scale,
+                    y + (bar_h - 2.0) / 2.0,
+                    y + (bar_h - 2.0) / 2.0,
+                    left + m.max_ns_per_call * scale + 6.0,
+                    y + bar_h - 4.0,
+                    m.ns_per_call,
+                    if m.state == "call" { " (optimised)" } else { "" }
+                ));
+            }
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_scenarios() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        let ids: Vec<&str> = scenarios().iter().map(|s| s.id).collect();
+        for want in ["baseline", "uprobe-nop1", "uprobe-nop5", "uretprobe-nop5", "session-skip-return", "uprobe+uretprobe", "usdt-nop-nop5"] {
+            assert!(ids.contains(&want), "{want}");
+        }
+    }
+}
