@@ -22,6 +22,7 @@ pub mod kernels;
 pub mod libbpf_log;
 pub mod loader;
 pub mod matrix;
+pub mod matrix_run;
 pub mod normalise;
 pub mod plan;
 pub mod probing;

@@ -34,6 +34,18 @@ enum Format {
     Junit,
 }
 
+#[derive(Subcommand)]
+enum KernelsCmd {
+    /// Cached kernels, and the versions the archive serves.
+    List {
+        /// Refresh the package lists first.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Download and cache kernels (e.g. 6.1 6.12 7.3).
+    Fetch { versions: Vec<String> },
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum GapsFormat {
     Table,
@@ -66,6 +78,36 @@ enum Cmd {
         case: String,
         #[arg(long, value_enum, default_value = "all")]
         loader: LoaderArg,
+    },
+    /// Run the cases in real Debian kernels under QEMU, both loaders, and
+    /// write matrix.json, matrix.md and matrix.html.
+    Matrix {
+        /// Case files or directories (default: cases/).
+        paths: Vec<PathBuf>,
+        /// Comma-separated kernel requests, e.g. 6.1,6.12,7.3.
+        #[arg(long, value_delimiter = ',')]
+        kernels: Vec<String>,
+        /// Every kernel the archive serves (newest of each major.minor).
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "all")]
+        loader: LoaderArg,
+        /// Output directory for matrix.{json,md,html} and VM logs.
+        #[arg(long, default_value = "matrix-out")]
+        out: PathBuf,
+        /// Seconds per kernel column.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// VMs at once (default: number of cores).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Debian kernel images for the matrix.
+    Kernels {
+        #[command(subcommand)]
+        cmd: KernelsCmd,
     },
     /// Measure the cost of a probe hit per kind and loader, side by side.
     Bench {
@@ -247,6 +289,92 @@ fn cmd_bench(quick: bool, loader: LoaderArg, format: Format, svg: Option<PathBuf
     Ok(if report.measurements.iter().any(|m| m.error.is_some()) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+fn cmd_kernels(cmd: KernelsCmd) -> Result<ExitCode, String> {
+    use probeconf::kernels;
+    match cmd {
+        KernelsCmd::List { refresh } => {
+            println!("cached ({}):", kernels::cache_root().display());
+            for k in kernels::cached() {
+                println!("  {:<6} {:<28} {}{}", k.request, k.release, k.package, if k.config.is_none() { "  (no config in the archive)" } else { "" });
+            }
+            match kernels::available(refresh) {
+                Ok(av) => {
+                    println!("available:");
+                    for a in av {
+                        println!("  {:<6} {:<28} {} ({})", a.request, a.release, a.package, a.suite);
+                    }
+                }
+                Err(e) => eprintln!("available: {e}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KernelsCmd::Fetch { versions } => {
+            let mut ok = true;
+            for (v, r) in versions.iter().zip(kernels::fetch(&versions)) {
+                match r {
+                    Ok(k) => println!("{v}: {} → {}", k.release, k.vmlinuz.display()),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("{v}: {e}");
+                    }
+                }
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_matrix(
+    paths: Vec<PathBuf>,
+    mut kernels: Vec<String>,
+    all: bool,
+    loader: LoaderArg,
+    out: PathBuf,
+    timeout: u64,
+    jobs: usize,
+    format: Format,
+) -> Result<ExitCode, String> {
+    need_root()?;
+    if all {
+        kernels = probeconf::kernels::available(false).map_err(|e| e.to_string())?.into_iter().map(|a| a.request).collect();
+    }
+    if kernels.is_empty() {
+        return Err("give --kernels 6.1,6.12,… or --all (see `probeconf kernels list`)".into());
+    }
+    let loaders = match loader {
+        LoaderArg::Libbpf => vec![LoaderId::Libbpf],
+        LoaderArg::Cilium => vec![LoaderId::Cilium],
+        LoaderArg::All => vec![LoaderId::Libbpf, LoaderId::Cilium],
+    };
+    if loaders.contains(&LoaderId::Cilium) {
+        probeconf::harness_build::ensure_harness(None)?;
+    }
+    let paths = if paths.is_empty() { vec![default_cases_dir()] } else { paths };
+    let opts = probeconf::matrix_run::MatrixOptions {
+        kernels,
+        cases: paths,
+        loaders,
+        timeout: std::time::Duration::from_secs(timeout),
+        parallel: jobs,
+        work_dir: out.clone(),
+        target_timeout_s: 60,
+    };
+    let start = std::time::Instant::now();
+    let m = probeconf::matrix_run::run(&opts, |line| eprintln!("{line}"))?;
+    std::fs::write(out.join("matrix.json"), probeconf::matrix::json(&m)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("matrix.md"), probeconf::matrix::markdown(&m)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("matrix.html"), probeconf::matrix::html(&m)).map_err(|e| e.to_string())?;
+    match format {
+        Format::Json => println!("{}", probeconf::matrix::json(&m)),
+        _ => print!("{}", probeconf::matrix::terminal(&m)),
+    }
+    eprintln!("{} kernels in {:.0} s; wrote {}/matrix.{{json,md,html}}", m.kernels.len(), start.elapsed().as_secs_f64(), out.display());
+    let counts = m.counts();
+    let bad = counts.get(&Verdict::Fail).copied().unwrap_or(0) + counts.get(&Verdict::Error).copied().unwrap_or(0);
+    Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 fn all_gaps() -> Result<Vec<probeconf::compat::Gap>, String> {
     let harness = probeconf::harness_build::ensure_harness(None)?;
     let mut gaps = probeconf::compat::rust_registry();
@@ -301,6 +429,10 @@ fn main() -> ExitCode {
         Cmd::Features { format } => cmd_features(format),
         Cmd::Gaps { format, update_readme } => cmd_gaps(format, update_readme),
         Cmd::Bench { quick, loader, format, svg } => cmd_bench(quick, loader, format, svg),
+        Cmd::Matrix { paths, kernels, all, loader, out, timeout, jobs, format } => {
+            cmd_matrix(paths, kernels, all, loader, out, timeout, jobs, format)
+        }
+        Cmd::Kernels { cmd } => cmd_kernels(cmd),
         Cmd::Artifacts { out } => probeconf::artifacts::write_all(&out).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
     };
     let _ = LoaderId::Libbpf;

@@ -30,6 +30,10 @@ pub struct Names<'a> {
     pub probes: &'a [String],
     /// Arguments shown at entry, by probe index (default 2).
     pub args: &'a [u8],
+    /// By probe index: the one symbol a single-target probe is attached to,
+    /// named when the kernel's bpf_get_func_ip() gives 0 (uprobes before it
+    /// was supported there; probed as `uprobe-func-ip`).
+    pub single_target: &'a [Option<String>],
     /// Known processes and their labels, e.g. (target pid, "P0").
     pub processes: &'a [(u32, &'static str)],
     pub user: &'a Symbolizer,
@@ -45,10 +49,11 @@ fn is_kernel_kind(kind: u16) -> bool {
 /// The event without its process/thread prefix.
 pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
     let probe = names.probes.get(e.probe_index as usize).cloned().unwrap_or_else(|| format!("probe#{}", e.probe_index));
-    let func = if is_kernel_kind(e.kind) {
-        names.kernel.map(|k| k.describe(e.func_ip)).unwrap_or_else(|| format!("{:#x}", e.func_ip))
-    } else {
-        names.user.describe(e.tgid, e.func_ip)
+    let fallback = names.single_target.get(e.probe_index as usize).cloned().flatten();
+    let func = match (e.func_ip, fallback) {
+        (0, Some(sym)) => sym,
+        _ if is_kernel_kind(e.kind) => names.kernel.map(|k| k.describe(e.func_ip)).unwrap_or_else(|| format!("{:#x}", e.func_ip)),
+        _ => names.user.describe(e.tgid, e.func_ip),
     };
     let args = names.args.get(e.probe_index as usize).copied().unwrap_or(2);
     if u64::from(e.kind) == consts::KIND_USDT {
@@ -209,7 +214,7 @@ pub(crate) mod tests {
 
     fn names<'a>(probes: &'a [String], sym: &'a Symbolizer) -> Names<'a> {
         static PROCS: [(u32, &str); 2] = [(100, "P0"), (200, "P1")];
-        Names { probes, args: &[], processes: &PROCS, user: sym, kernel: None }
+        Names { probes, args: &[], single_target: &[], processes: &PROCS, user: sym, kernel: None }
     }
 
     #[test]

@@ -185,7 +185,15 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     let processes: Vec<(u32, &'static str)> = std::iter::once((pids.target, "P0")).chain(pids.other.map(|p| (p, "P1"))).collect();
     let kernel_symbols = plan.probes.iter().any(|p| p.kind.is_kernel()).then(KernelSymbols::load);
     let probe_args: Vec<u8> = plan.probes.iter().map(|p| p.args).collect();
-    let names = Names { probes: &probe_names, args: &probe_args, processes: &processes, user: &symbols, kernel: kernel_symbols.as_ref() };
+    let single_target: Vec<Option<String>> = plan
+        .probes
+        .iter()
+        .map(|p| match p.targets.as_slice() {
+            [t] if t.offset == 0 && p.kind != crate::case::ProbeKind::Usdt => t.symbol.clone(),
+            _ => None,
+        })
+        .collect();
+    let names = Names { probes: &probe_names, args: &probe_args, single_target: &single_target, processes: &processes, user: &symbols, kernel: kernel_symbols.as_ref() };
     let trace = normalise(&events, &names, &facts);
     Ok(Execution { observed: Observed::Trace(trace), vias, plan })
 }

@@ -42,13 +42,19 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cases")
 }
 
-/// Writes an image with these cases (relative to cases/) into `dir`.
+/// Writes an image with these cases (relative to cases/) into `dir`. With no
+/// cases, nothing runs the cilium loader, so a placeholder stands in for the
+/// Go harness (and these tests do not depend on building it).
 fn image_with(dir: &Path, cases: &[&str]) -> PathBuf {
-    let spec = ImageSpec {
-        init: Some(probeconf_bin()),
-        harness: Some(crate::harness_build::ensure_harness(None).expect("Go harness")),
-        cases: cases.iter().map(|c| cases_dir().join(c)).collect(),
+    let harness = if cases.is_empty() {
+        let p = dir.join("no-harness");
+        std::fs::write(&p, "#!/bin/false\n").unwrap();
+        p
+    } else {
+        crate::harness_build::ensure_harness(None).expect("Go harness")
     };
+    let spec =
+        ImageSpec { init: Some(probeconf_bin()), harness: Some(harness), cases: cases.iter().map(|c| cases_dir().join(c)).collect() };
     let out = dir.join("initramfs.cpio");
     let t = Instant::now();
     let bytes = image::write(&spec, &out).unwrap();
@@ -96,7 +102,8 @@ fn boots_a_debian_kernel() {
     assert_eq!(results.len(), cases.len() * 2, "{}", show(&o));
     for id in ["uprobe-entry-leaf", "uprobe-session-skip-odd", "uretprobe-return-leaf"] {
         for loader in ["libbpf", "cilium"] {
-            let r: &Value = results.iter().find(|r| r["case"] == id && r["loader"] == loader).unwrap_or_else(|| panic!("no {id} [{loader}]"));
+            let r: &Value =
+                results.iter().find(|r| r["case"] == id && r["loader"] == loader).unwrap_or_else(|| panic!("no {id} [{loader}]"));
             eprintln!("{id:<28} {loader:<7} {:<12} {}", r["verdict"].as_str().unwrap(), r["duration_ms"]);
             // The VM machinery is under test here, not the kernel: a run may
             // fail (6.1 lacks bpf_get_func_ip in uprobes, which the uprobe
@@ -211,7 +218,14 @@ fn boot_from_env() {
     let o = boot(&opts);
     eprintln!("{}", show(&o));
     for r in o.results() {
-        eprintln!("{:<36} {:<7} {:<12} {:>6} ms  {}", r["case"].as_str().unwrap_or(""), r["loader"].as_str().unwrap_or(""), r["verdict"].as_str().unwrap_or(""), r["duration_ms"], r["detail"].as_str().unwrap_or("").lines().next().unwrap_or(""));
+        eprintln!(
+            "{:<36} {:<7} {:<12} {:>6} ms  {}",
+            r["case"].as_str().unwrap_or(""),
+            r["loader"].as_str().unwrap_or(""),
+            r["verdict"].as_str().unwrap_or(""),
+            r["duration_ms"],
+            r["detail"].as_str().unwrap_or("").lines().next().unwrap_or("")
+        );
     }
 }
 
@@ -230,4 +244,65 @@ fn auto_accel_picks_one_that_boots() {
     let o = boot(&opts);
     eprintln!("{}\nchose {:?}; probe + boot took {:.1?}", show(&o), o.accel, t.elapsed());
     assert_eq!(o.status, BootStatus::Completed { exit_code: 0 });
+}
+
+/// Every kernel under `PROBECONF_TEST_KERNELS` (default
+/// ~/.cache/probeconf/kernels, `<release>/vmlinuz`), two cases each, through
+/// `boot_many` at the default parallelism.
+#[test]
+#[ignore = "boots every cached kernel"]
+fn boots_every_cached_kernel() {
+    let root =
+        std::env::var_os("PROBECONF_TEST_KERNELS").map(PathBuf::from).unwrap_or_else(|| crate::harness_build::cache_dir().join("kernels"));
+    let mut kernels: Vec<PathBuf> =
+        std::fs::read_dir(&root).unwrap().filter_map(|e| Some(e.ok()?.path().join("vmlinuz"))).filter(|k| k.is_file()).collect();
+    kernels.sort();
+    assert!(!kernels.is_empty(), "no kernels under {}", root.display());
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = image_with(dir.path(), &["uprobe/uprobe-entry-leaf.yaml", "uprobe-session/uprobe-session-skip-odd.yaml"]);
+    let jobs = kernels
+        .iter()
+        .map(|k| {
+            let mut o = BootOptions::new(k, &initrd);
+            o.timeout = Duration::from_secs(600);
+            o
+        })
+        .collect();
+    let t = Instant::now();
+    let outs = boot_many(jobs, 0, |i, o| {
+        let release = kernels[i].parent().unwrap().file_name().unwrap().to_string_lossy();
+        let verdicts: Vec<String> = o
+            .results()
+            .iter()
+            .map(|r| format!("{}[{}]={}", r["case"].as_str().unwrap(), r["loader"].as_str().unwrap(), r["verdict"].as_str().unwrap()))
+            .collect();
+        eprintln!(
+            "{release:<24} {:?} wall {:.1?} userspace {:.1?}{} {}",
+            o.status,
+            o.wall,
+            o.to_userspace.unwrap_or_default(),
+            o.pvh_fallback.as_ref().map(|w| format!(" (bzImage: {w})")).unwrap_or_default(),
+            verdicts.join(" ")
+        );
+    });
+    eprintln!("{} kernels in {:.1?} at parallelism {}", outs.len(), t.elapsed(), default_parallelism());
+    for (k, o) in kernels.iter().zip(&outs) {
+        assert!(o.is_completed(), "{}: {}", k.display(), show(o));
+        assert_eq!(o.results().len(), 4, "{}: {}", k.display(), show(o));
+        assert!(o.results().iter().all(|r| r["verdict"] != "error"), "{}: {}", k.display(), show(o));
+    }
+}
+
+#[test]
+#[ignore = "boots a kernel: set PROBECONF_TEST_VMLINUZ"]
+fn a_panic_in_the_guest_ends_the_vm_with_a_fatal_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = image_with(dir.path(), &[]);
+    let mut opts = BootOptions::new(vmlinuz(), &initrd);
+    opts.timeout = Duration::from_secs(120);
+    opts.kernel_cmdline_extra = GuestOptions { mode: GuestMode::Panic, ..Default::default() }.to_kernel_args();
+    let o = boot(&opts);
+    eprintln!("{}", show(&o));
+    assert!(matches!(&o.status, BootStatus::Incomplete(m) if m.contains("deliberate panic")), "{:?}", o.status);
+    assert!(o.lines.iter().any(|l| l["type"] == "fatal"));
 }

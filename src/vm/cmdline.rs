@@ -6,7 +6,7 @@
 //!
 //! | option | default | meaning |
 //! |---|---|---|
-//! | `probeconf.mode=run\|features\|hello` | `run` | `hello`: only the hello and done lines (a smoke boot, the KVM probe); `features`: also probe features; `run`: also run the cases |
+//! | `probeconf.mode=run\|features\|hello\|panic` | `run` | `hello`: only the hello and done lines (a smoke boot, the KVM probe); `features`: also probe features; `run`: also run the cases; `panic`: panic after hello (tests that a panic still ends the VM with a `fatal` line) |
 //! | `probeconf.cases=ITEM,…` | every case under `/cases` | ITEM is a path relative to `/cases` (file or directory) or a case `id` |
 //! | `probeconf.loaders=libbpf,cilium` | both | which loaders run, in this order |
 //! | `probeconf.results=DEV` | `/dev/ttyS1` | where the JSON Lines go (the second serial port) |
@@ -25,14 +25,17 @@ pub enum GuestMode {
     Hello,
     Features,
     Run,
+    /// Panics after hello: the self-test of the guest's fatal path.
+    Panic,
 }
 
 impl GuestMode {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             GuestMode::Hello => "hello",
             GuestMode::Features => "features",
             GuestMode::Run => "run",
+            GuestMode::Panic => "panic",
         }
     }
 }
@@ -77,7 +80,8 @@ impl GuestOptions {
                         "hello" => GuestMode::Hello,
                         "features" => GuestMode::Features,
                         "run" => GuestMode::Run,
-                        _ => return Err(format!("probeconf.mode=`{value}`: expected hello, features or run")),
+                        "panic" => GuestMode::Panic,
+                        _ => return Err(format!("probeconf.mode=`{value}`: expected hello, features, run or panic")),
                     }
                 }
                 "cases" => o.cases = list(value),

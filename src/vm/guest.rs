@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! {"type":"hello","kernel":R,"uptime_s":F,"probeconf":V,"setup_errors":[..],"options":{..}}
-//! {"type":"features","features":FeatureSet,"kfunc_variant":V,"config":{CONFIG_X:V}|null,"config_error":S?}
+//! {"type":"features","features":FeatureSet,"kfunc_variant":V,"config":{CONFIG_X:V}|null,"config_error":S?,"uptime_s":F}
 //! {"type":"loaders","loaders":[LibraryInfo+label]}          (a loader that cannot start: {"type":"loader-error",...})
 //! {"type":"case-error","message":S}                         (a case file that cannot be read, an unknown id)
 //! {"type":"result","result":CaseResult}                     (one per case and loader, after the cross-loader check)
@@ -16,7 +16,7 @@
 //! ```
 //!
 //! `hello` mode stops after hello (+ done), `features` mode after features
-//! (+ done); options are in src/vm/cmdline.rs. The VM then exits through
+//! (+ done), `panic` mode panics after hello; options are in src/vm/cmdline.rs. The VM then exits through
 //! isa-debug-exit with 0 (done) or 1 (fatal).
 
 use super::cmdline::{GuestMode, GuestOptions, DEFAULT_RESULTS};
@@ -97,6 +97,8 @@ fn setup_system() -> Vec<String> {
         ("TMPDIR", "/tmp"),
         ("PROBECONF_HARNESS", HARNESS),
         ("PROBECONF_CACHE", "/tmp/probeconf-cache"),
+        // A panic's backtrace lands in the console tail the host keeps.
+        ("RUST_BACKTRACE", "1"),
     ] {
         std::env::set_var(k, v);
     }
@@ -128,7 +130,10 @@ fn finish(code: u8) -> ! {
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into())
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The guest's whole life. Never returns: the VM ends.
@@ -167,7 +172,7 @@ fn hello(o: Option<&GuestOptions>, setup_errors: Vec<String>) {
         "probeconf": env!("CARGO_PKG_VERSION"),
         "setup_errors": setup_errors,
         "options": o.map(|o| json!({
-            "mode": format!("{:?}", o.mode).to_lowercase(),
+            "mode": o.mode.as_str(),
             "cases": o.cases,
             "loaders": o.loaders.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
             "target_timeout_s": o.target_timeout_s,
@@ -176,7 +181,11 @@ fn hello(o: Option<&GuestOptions>, setup_errors: Vec<String>) {
 }
 
 fn run(o: &GuestOptions) -> Result<(), String> {
-    let mut counts: BTreeMap<&str, u64> = ["runs", "pass", "fail", "unsupported", "error", "case_errors"].into_iter().map(|k| (k, 0)).collect();
+    if o.mode == GuestMode::Panic {
+        panic!("probeconf.mode=panic: a deliberate panic");
+    }
+    let mut counts: BTreeMap<&str, u64> =
+        ["runs", "pass", "fail", "unsupported", "error", "case_errors"].into_iter().map(|k| (k, 0)).collect();
     if o.mode == GuestMode::Hello {
         emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
         return Ok(());
@@ -193,6 +202,7 @@ fn run(o: &GuestOptions) -> Result<(), String> {
         "features": features,
         "kfunc_variant": crate::probing::kfunc_variant(),
         "config": config,
+        "uptime_s": uptime_s(),
     });
     if let Some(e) = config_error {
         line["config_error"] = json!(format!("/proc/config.gz: {e}"));
@@ -327,6 +337,17 @@ mod tests {
         assert!(all.len() > 20 && errors.is_empty(), "{} {errors:?}", all.len());
         let (dir, _) = select_cases(&root, &["uretprobe".to_string()]);
         assert!(dir.iter().all(|c| c.path.starts_with(root.join("uretprobe"))) && !dir.is_empty());
+    }
+
+    #[test]
+    fn a_bad_case_file_is_an_error_and_the_others_still_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/uprobe/uprobe-entry-leaf.yaml")).unwrap();
+        std::fs::write(dir.path().join("good.yaml"), good).unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), "id: bad\nprobes: nope\n").unwrap();
+        let (cases, errors) = select_cases(dir.path(), &[]);
+        assert_eq!(cases.len(), 1);
+        assert!(errors.len() == 1 && errors[0].contains("bad.yaml"), "{errors:?}");
     }
 
     #[test]

@@ -57,10 +57,8 @@ fn lexical(p: &Path) -> PathBuf {
 
 fn add_case_tree(mut img: Initramfs, host: &Path) -> Result<Initramfs, String> {
     if host.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(host)
-            .map_err(|e| format!("{}: {e}", host.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(host).map_err(|e| format!("{}: {e}", host.display()))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         entries.sort();
         for e in entries {
             img = add_case_tree(img, &e)?;

@@ -131,7 +131,9 @@ impl Initramfs {
                 Kind::CharDevice { major, minor } => {
                     write_entry(&mut w, path, ino, S_IFCHR | e.perm, 1, (*major, *minor), &mut io::empty(), 0)?
                 }
-                Kind::File(Data::Bytes(b)) => write_entry(&mut w, path, ino, S_IFREG | e.perm, 1, (0, 0), &mut b.as_slice(), b.len() as u64)?,
+                Kind::File(Data::Bytes(b)) => {
+                    write_entry(&mut w, path, ino, S_IFREG | e.perm, 1, (0, 0), &mut b.as_slice(), b.len() as u64)?
+                }
                 Kind::File(Data::Host(host)) => {
                     let with_path = |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", host.display()));
                     let f = std::fs::File::open(host).map_err(with_path)?;
@@ -228,7 +230,8 @@ pub(crate) mod tests {
             assert_eq!(off % 4, 0, "entry at {off} not 4-aligned");
             assert_eq!(&b[..6], MAGIC, "magic at {off}");
             let field = |i: usize| u32::from_str_radix(std::str::from_utf8(&b[6 + 8 * i..14 + 8 * i]).unwrap(), 16).unwrap();
-            let (mode, nlink, size, rdev, namesize, check) = (field(1), field(4), field(6) as usize, (field(9), field(10)), field(11) as usize, field(12));
+            let (mode, nlink, size, rdev, namesize, check) =
+                (field(1), field(4), field(6) as usize, (field(9), field(10)), field(11) as usize, field(12));
             assert_eq!(check, 0);
             let name_end = HEADER_LEN + namesize;
             assert_eq!(b[name_end - 1], 0, "name not NUL-terminated");
@@ -267,7 +270,18 @@ pub(crate) mod tests {
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(
             names,
-            ["dev", "dev/console", "init", "lib", "lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu/libc.so.6", "lib64", "lib64/ld.so", "proc", "tmp"]
+            [
+                "dev",
+                "dev/console",
+                "init",
+                "lib",
+                "lib/x86_64-linux-gnu",
+                "lib/x86_64-linux-gnu/libc.so.6",
+                "lib64",
+                "lib64/ld.so",
+                "proc",
+                "tmp"
+            ]
         );
         let get = |n: &str| entries.iter().find(|e| e.name == n).unwrap();
         assert_eq!(get("init").mode, S_IFREG | 0o755);
@@ -331,7 +345,10 @@ pub(crate) mod tests {
             .dir("/tmp", 0o1777);
         img.write_file(&archive).unwrap();
         let list = duct::cmd(&cpio, ["-t", "--quiet", "-F", archive.to_str().unwrap()]).stdout_capture().read().unwrap();
-        assert_eq!(list.lines().collect::<Vec<_>>(), ["cases", "cases/uprobe", "cases/uprobe/a.yaml", "init", "lib64", "lib64/ld.so", "tmp"]);
+        assert_eq!(
+            list.lines().collect::<Vec<_>>(),
+            ["cases", "cases/uprobe", "cases/uprobe/a.yaml", "init", "lib64", "lib64/ld.so", "tmp"]
+        );
         let out = dir.path().join("x");
         std::fs::create_dir(&out).unwrap();
         duct::cmd(&cpio, ["-i", "-d", "--quiet", "--no-absolute-filenames", "-F", archive.to_str().unwrap()]).dir(&out).run().unwrap();

@@ -6,6 +6,9 @@
 //! over the second serial port. [`qemu`] boots one image and collects those
 //! lines, the console tail and how the VM ended; [`schedule`] boots many.
 //! The guest's options travel on the kernel command line ([`cmdline`]).
+//! Under TCG a boot skips SeaBIOS's bzImage path and the kernel's own
+//! decompressor by booting the vmlinux inside the vmlinuz through PVH
+//! ([`vmlinux`]): ~2 s to userspace instead of ~5 s.
 
 pub mod cmdline;
 pub mod guest;

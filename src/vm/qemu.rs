@@ -88,15 +88,34 @@ impl BootOptions {
         };
         let file = |name: &str| format!("file:{}", dir.join(name).display());
         [
-            "-accel", accel_arg, "-cpu", cpu, "-m", &self.memory, "-smp", &self.smp.to_string(),
-            "-nographic", "-no-reboot", "-monitor", "none",
+            "-accel",
+            accel_arg,
+            "-cpu",
+            cpu,
+            "-m",
+            &self.memory,
+            "-smp",
+            &self.smp.to_string(),
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
             // No network: nothing uses it, and no iPXE ROM to run.
-            "-nic", "none",
-            "-kernel", &kernel.to_string_lossy(), "-initrd", &self.initramfs.to_string_lossy(),
-            "-append", &self.kernel_cmdline(),
+            "-nic",
+            "none",
+            "-kernel",
+            &kernel.to_string_lossy(),
+            "-initrd",
+            &self.initramfs.to_string_lossy(),
+            "-append",
+            &self.kernel_cmdline(),
             // First -serial is ttyS0 (console), second ttyS1 (results).
-            "-serial", &file("console.log"), "-serial", &file("results.jsonl"),
-            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-serial",
+            &file("console.log"),
+            "-serial",
+            &file("results.jsonl"),
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
         ]
         .into_iter()
         .map(String::from)
@@ -190,7 +209,7 @@ fn strip_escapes(text: &str) -> String {
         }
         if chars.next_if_eq(&'[').is_some() {
             // Parameters and intermediates, then one final byte in @..~.
-            while let Some(p) = chars.next() {
+            for p in chars.by_ref() {
                 if ('@'..='~').contains(&p) {
                     break;
                 }
@@ -332,16 +351,11 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
         Ok(f) => f,
         Err(e) => return failed(format!("qemu.log: {e}")),
     };
-    let mut child = match Command::new(&opts.qemu)
-        .args(opts.qemu_args(accel, &kernel, &dir))
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return failed(format!("starting {}: {e}", opts.qemu.display())),
-    };
+    let mut child =
+        match Command::new(&opts.qemu).args(opts.qemu_args(accel, &kernel, &dir)).stdin(Stdio::null()).stdout(log).stderr(log2).spawn() {
+            Ok(c) => c,
+            Err(e) => return failed(format!("starting {}: {e}", opts.qemu.display())),
+        };
 
     let results_path = dir.join("results.jsonl");
     let mut to_userspace = None;
@@ -403,7 +417,9 @@ mod tests {
         assert!(matches!(classify(Ended::Code(3), "", &[hello(), fatal], ""), BootStatus::Incomplete(m) if m.contains("boom")));
         assert!(matches!(classify(Ended::Code(1), "", &[hello()], ""), BootStatus::Incomplete(m) if m.contains("done")));
         // QEMU's own failure: status 1, and the guest never said hello.
-        assert!(matches!(classify(Ended::Code(1), "", &[], "qemu: could not load kernel"), BootStatus::QemuFailed(m) if m.contains("could not load")));
+        assert!(
+            matches!(classify(Ended::Code(1), "", &[], "qemu: could not load kernel"), BootStatus::QemuFailed(m) if m.contains("could not load"))
+        );
         assert_eq!(classify(Ended::TimedOut, "booting", &[], ""), BootStatus::TimedOut);
         let panic = "[ 1.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000006\n";
         assert_eq!(classify(Ended::Code(0), panic, &[hello()], ""), BootStatus::Panicked);

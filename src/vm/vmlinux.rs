@@ -118,9 +118,19 @@ pub fn extract(bz: &[u8]) -> Result<Vec<u8>, String> {
     let path = which::which(tool).map_err(|_| format!("{comp:?} payload, but `{tool}` is not installed"))?;
     // Exit status is not trusted either way (some tools warn about the
     // kernel's padding); the size and the ELF note decide.
-    let out = duct::cmd(path, args).stdin_bytes(stream).stdout_capture().stderr_capture().unchecked().run().map_err(|e| format!("{tool}: {e}"))?;
+    let out = duct::cmd(path, args)
+        .stdin_bytes(stream)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| format!("{tool}: {e}"))?;
     if out.stdout.len() != size as usize {
-        return Err(format!("{tool} gave {} bytes, the header says {size}: {}", out.stdout.len(), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "{tool} gave {} bytes, the header says {size}: {}",
+            out.stdout.len(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     if !has_pvh_note(&out.stdout) {
         return Err("the vmlinux has no PVH entry note (kernel without CONFIG_PVH)".into());

@@ -47,6 +47,11 @@ type Options struct {
 	// PrefixSyscalls is the kprobe-multi syscall bridge; nil means
 	// compat.PrefixSyscallSymbolsFromKernel.
 	PrefixSyscalls func(symbols []string) ([]string, bool, error)
+	// USDTFeatures gives the kernel features the cilium-usdt bridge decides
+	// by (uprobe_multi or single uprobes, cookies or the ip map, nop;nop5);
+	// nil means compat.ProbeUSDTFeatures. Tests force the fallbacks with it.
+	// It must agree with the loader's (LINUX_HAS_BPF_COOKIE).
+	USDTFeatures func() (compat.USDTFeatures, error)
 }
 
 // Probe attaches one loaded instance. On error nothing of it stays attached
@@ -58,7 +63,18 @@ func Probe(inst *loader.Instance, opts Options) (*Attachment, error) {
 	if opts.PrefixSyscalls == nil {
 		opts.PrefixSyscalls = compat.PrefixSyscallSymbolsFromKernel
 	}
-	a, err := attach(inst.Probe, inst.Program, opts)
+	if opts.USDTFeatures == nil {
+		opts.USDTFeatures = compat.ProbeUSDTFeatures
+	}
+	var (
+		a   *Attachment
+		err error
+	)
+	if PlanFor(inst.Probe).Call == CallUSDT {
+		a, err = attachUSDT(inst, opts)
+	} else {
+		a, err = attach(inst.Probe, inst.Program, opts)
+	}
 	if err != nil {
 		return nil, protocol.Fail(protocol.PhaseAttach, inst.Probe, err)
 	}
@@ -78,6 +94,7 @@ const (
 	CallKretprobe      Call = "link.Kretprobe"
 	CallKprobeMulti    Call = "link.KprobeMulti"
 	CallKretprobeMulti Call = "link.KretprobeMulti"
+	CallUSDT           Call = "compat.USDTManager.Attach" // bridge cilium-usdt
 )
 
 // Plan is how one probe is attached: the call and the flags it gets. It
@@ -107,7 +124,11 @@ type Plan struct {
 //     or KretprobeMulti, session sets KprobeMultiOptions.Session. cilium
 //     expresses both together (KretprobeMulti with Session: attach type 56
 //     and BPF_F_KPROBE_MULTI_RETURN), so the pair goes to the kernel too.
+//   - usdt: the cilium-usdt bridge (validation refuses retprobe and session).
 func PlanFor(p *protocol.Probe) Plan {
+	if p.Kind == protocol.KindUSDT {
+		return Plan{Call: CallUSDT}
+	}
 	ret, session := p.WantRetprobe(), p.WantSession()
 	pick := func(entry, exit Call) Call {
 		if ret {
@@ -305,4 +326,45 @@ func attachKernel(p *protocol.Probe, plan Plan, prog *ebpf.Program, opts Options
 		return []link.Link{l}, perr == nil && changed, nil
 	}
 	return nil, false, errors.New("unreachable: " + string(plan.Call) + " for kernel kind " + string(p.Kind))
+}
+
+// attachUSDT attaches a usdt probe through the cilium-usdt bridge: one
+// USDTManager for the probe's instance (its object), one USDT attachment per
+// target, as the libbpf loader makes one bpf_program__attach_usdt call per
+// target (each a uprobe_multi link, or single uprobes as a fallback).
+func attachUSDT(inst *loader.Instance, opts Options) (_ *Attachment, err error) {
+	p := inst.Probe
+	scope, pidN := pidOf(p)
+	pid, err := compat.CiliumPID(scope, pidN)
+	if err != nil {
+		return nil, err
+	}
+	feat, err := opts.USDTFeatures()
+	if err != nil {
+		return nil, err
+	}
+	man, err := compat.NewUSDTManager(inst.Collection, inst.Types, feat)
+	if err != nil {
+		return nil, err
+	}
+	a := &Attachment{Name: p.Name, Via: protocol.ViaCompat, Bridge: compat.BridgeUSDT}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	fmt.Fprintf(opts.Log, "probe %s: %s: kernel features: %v\n", p.Name, compat.BridgeUSDT, feat)
+	for i, t := range p.Targets {
+		target, err := compat.ParseUSDTTarget(t.Symbol, t.Cookie)
+		if err != nil {
+			return nil, fmt.Errorf("targets[%d]: %w", i, err)
+		}
+		ua, err := man.Attach(inst.Program, p.Binary, pid, target)
+		if err != nil {
+			return nil, fmt.Errorf("targets[%d] %s: %w", i, t.Symbol, err)
+		}
+		ua.Describe(opts.Log, fmt.Sprintf("probe %s: %s: %s: ", p.Name, compat.BridgeUSDT, t.Symbol))
+		a.Links = append(a.Links, ua.Links...)
+	}
+	return a, nil
 }

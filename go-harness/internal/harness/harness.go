@@ -31,6 +31,11 @@ type Config struct {
 	// pick a build from a request's "objects". nil: compat.SessionKfuncPrototype
 	// (kernel BTF); tests may pretend another kernel.
 	SessionKfuncs func() (compat.KfuncVariant, string)
+	// USDTFeatures gives the kernel features of the cilium-usdt bridge to
+	// both the loader (LINUX_HAS_BPF_COOKIE) and the attach step, so they
+	// agree. nil: Attach.USDTFeatures if set, else compat.ProbeUSDTFeatures;
+	// tests force the fallbacks with it.
+	USDTFeatures func() (compat.USDTFeatures, error)
 }
 
 // Run runs one session and returns the process exit status (0 after `done`,
@@ -46,6 +51,13 @@ func Run(ctx context.Context, cfg Config) (status int) {
 	if cfg.SessionKfuncs == nil {
 		cfg.SessionKfuncs = compat.SessionKfuncPrototype
 	}
+	if cfg.USDTFeatures == nil {
+		cfg.USDTFeatures = cfg.Attach.USDTFeatures
+	}
+	if cfg.USDTFeatures == nil {
+		cfg.USDTFeatures = compat.ProbeUSDTFeatures
+	}
+	cfg.Attach.USDTFeatures = cfg.USDTFeatures
 	out := json.NewEncoder(cfg.Out)
 	out.SetEscapeHTML(false) // details quote kernel messages with < and >
 	s := &session{cfg: cfg, out: out}
@@ -95,7 +107,7 @@ func (s *session) run(ctx context.Context) error {
 	}
 
 	object := s.pickObject(req)
-	if s.set, err = loader.Load(object, req, s.cfg.Log); err != nil {
+	if s.set, err = loader.LoadWithOptions(object, req, loader.Options{Log: s.cfg.Log, USDTFeatures: s.cfg.USDTFeatures}); err != nil {
 		return err
 	}
 	if err := interrupted(ctx); err != nil {

@@ -25,8 +25,22 @@ var SharedMaps = []string{"events", "seq_by_cpu", "dropped"}
 // Instance is one loaded copy of the object for one probe.
 type Instance struct {
 	Probe      *protocol.Probe
+	Object     string // the file it was loaded from
 	Collection *ebpf.Collection
 	Program    *ebpf.Program
+	// Types is the object's BTF (the USDT bridge checks its spec layout
+	// against it).
+	Types *btf.Spec
+}
+
+// Options are the loader's knobs.
+type Options struct {
+	// Log receives human notes (stderr).
+	Log io.Writer
+	// USDTFeatures gives the kernel features of the cilium-usdt bridge; the
+	// loader asks only when an object declares LINUX_HAS_BPF_COOKIE. nil:
+	// compat.ProbeUSDTFeatures. The attach step must see the same answer.
+	USDTFeatures func() (compat.USDTFeatures, error)
 }
 
 // Set is every instance of a request, in request order.
@@ -81,22 +95,35 @@ func (s *Set) Close() {
 	s.Instances = nil
 }
 
-// Load loads one instance of object per probe of req (object is req.Object,
-// or the build the harness picked from req.Objects). log receives human notes
-// (stderr). It first reads the record size (struct pc_event) from the
-// object's BTF, once. On error, everything loaded so far is closed and the
-// error is a *protocol.Failure naming the probe (none when the object itself
-// is at fault: unparsable, or without struct pc_event).
-func Load(object string, req *protocol.Request, log io.Writer) (_ *Set, err error) {
+// Load is LoadWithOptions with only a log.
+func Load(object string, req *protocol.Request, log io.Writer) (*Set, error) {
+	return LoadWithOptions(object, req, Options{Log: log})
+}
+
+// LoadWithOptions loads one instance of an object per probe of req: the
+// probe's own object when it names one (usdt probes), else object
+// (req.Object, or the build the harness picked from req.Objects). It first
+// reads the record size (struct pc_event) from object's BTF, once; a probe's
+// own object must have the same size. On error, everything loaded so far is
+// closed and the error is a *protocol.Failure naming the probe (none when
+// the object itself is at fault: unparsable, or without struct pc_event).
+func LoadWithOptions(object string, req *protocol.Request, opts Options) (_ *Set, err error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.USDTFeatures == nil {
+		opts.USDTFeatures = compat.ProbeUSDTFeatures
+	}
+	log := opts.Log
 	set := &Set{}
 	defer func() {
 		if err != nil {
 			set.Close()
 		}
 	}()
-	spec, err := ebpf.LoadCollectionSpec(object)
+	spec, err := loadSpec(object, log)
 	if err != nil {
-		return nil, protocol.Fail(protocol.PhaseLoad, nil, fmt.Errorf("load collection spec %s: %w", object, err))
+		return nil, protocol.Fail(protocol.PhaseLoad, nil, err)
 	}
 	if set.EventSize, err = EventSize(spec.Types); err != nil {
 		return nil, protocol.Fail(protocol.PhaseLoad, nil, fmt.Errorf("%s: %w", object, err))
@@ -105,6 +132,23 @@ func Load(object string, req *protocol.Request, log io.Writer) (_ *Set, err erro
 
 	for i := range req.Probes {
 		p := &req.Probes[i]
+		probeObject := object
+		if p.Object != "" && p.Object != object {
+			probeObject = p.Object
+			own, err := loadSpec(probeObject, io.Discard)
+			if err != nil {
+				return nil, protocol.Fail(protocol.PhaseLoad, p, err)
+			}
+			size, err := EventSize(own.Types)
+			if err != nil {
+				return nil, protocol.Fail(protocol.PhaseLoad, p, fmt.Errorf("%s: %w", probeObject, err))
+			}
+			if size != set.EventSize {
+				return nil, protocol.Fail(protocol.PhaseLoad, p, classify.Invalidf(
+					"%s: struct %s is %d bytes, but %d in %s: the probes of one case share one ring buffer",
+					probeObject, EventType, size, set.EventSize, object))
+			}
+		}
 		var shared map[string]*ebpf.Map
 		if len(set.Instances) > 0 {
 			shared = make(map[string]*ebpf.Map)
@@ -114,7 +158,7 @@ func Load(object string, req *protocol.Request, log io.Writer) (_ *Set, err erro
 				}
 			}
 		}
-		inst, err := loadOne(object, p, shared, log)
+		inst, err := loadOne(probeObject, p, shared, opts)
 		if err != nil {
 			return nil, protocol.Fail(protocol.PhaseLoad, p, err)
 		}
@@ -123,10 +167,30 @@ func Load(object string, req *protocol.Request, log io.Writer) (_ *Set, err erro
 	return set, nil
 }
 
-func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, log io.Writer) (*Instance, error) {
-	spec, err := ebpf.LoadCollectionSpec(object)
+// loadSpec parses an object (compat.LoadCollectionSpec: cilium's parser,
+// with usdt.bpf.h's weak maps rebound and hidden subprograms made static)
+// and notes those changes on log.
+func loadSpec(object string, log io.Writer) (*ebpf.CollectionSpec, error) {
+	spec, fixes, err := compat.LoadCollectionSpec(object)
 	if err != nil {
 		return nil, fmt.Errorf("load collection spec %s: %w", object, err)
+	}
+	if len(fixes.ReboundMaps) > 0 {
+		fmt.Fprintf(log, "object %s: weak map symbols %v read as global (cilium refuses STB_WEAK map references) [%s]\n",
+			object, fixes.ReboundMaps, compat.BridgeUSDT)
+	}
+	if len(fixes.StaticFuncs) > 0 {
+		fmt.Fprintf(log, "object %s: hidden subprograms %v marked static in BTF, as libbpf does [%s]\n",
+			object, fixes.StaticFuncs, compat.BridgeUSDT)
+	}
+	return spec, nil
+}
+
+func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, opts Options) (*Instance, error) {
+	log := opts.Log
+	spec, err := loadSpec(object, log)
+	if err != nil {
+		return nil, err
 	}
 
 	ps, ok := spec.Programs[p.Program]
@@ -147,6 +211,43 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, log 
 	if compat.PrepareUprobeSessionSpec(ps) {
 		fmt.Fprintf(log, "probe %s: %s: cilium did not type section %q as a uprobe session; set Kprobe/attach type %d (%s)\n",
 			p.Name, p.Program, ps.SectionName, compat.AttachTraceUprobeSession, compat.BridgeUprobeSession)
+	}
+
+	// The cilium-usdt bridge, keyed on the program's section and the object's
+	// .kconfig, not on the kind. The kernel features are asked once, and only
+	// when needed; the attach step asks the same function.
+	var feat *compat.USDTFeatures
+	features := func() (compat.USDTFeatures, error) {
+		if feat == nil {
+			f, err := opts.USDTFeatures()
+			if err != nil {
+				return f, err
+			}
+			feat = &f
+		}
+		return *feat, nil
+	}
+	if compat.IsUSDTSection(ps.SectionName) {
+		f, err := features()
+		if err != nil {
+			return nil, err
+		}
+		if compat.PrepareUSDTSpec(ps, f) {
+			fmt.Fprintf(log, "probe %s: %s: section %q typed as libbpf does: kprobe, expected attach type %v (uprobe_multi %v) [%s]\n",
+				p.Name, p.Program, ps.SectionName, ps.AttachType, f.UprobeMulti, compat.BridgeUSDT)
+		}
+	}
+	// usdt.bpf.h's LINUX_HAS_BPF_COOKIE, which cilium cannot resolve.
+	filled, err := compat.FillBPFCookieKconfig(spec, func() (bool, error) {
+		f, err := features()
+		return f.BPFCookie, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if filled {
+		fmt.Fprintf(log, "probe %s: %s: .kconfig %s = %v (cilium does not resolve it) [%s]\n",
+			p.Name, p.Program, compat.KconfigBPFCookie, feat.BPFCookie, compat.BridgeUSDT)
 	}
 
 	for _, section := range sortedKeys(p.Rodata) {
@@ -176,7 +277,7 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, log 
 		return nil, fmt.Errorf("program %s (section %q) was not loaded: cilium does not know its section type: %w",
 			p.Program, ps.SectionName, ebpf.ErrNotSupported)
 	}
-	return &Instance{Probe: p, Collection: coll, Program: prog}, nil
+	return &Instance{Probe: p, Object: object, Collection: coll, Program: prog, Types: spec.Types}, nil
 }
 
 func programNames(spec *ebpf.CollectionSpec) string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"probeconf/go-harness/internal/classify"
 )
@@ -99,6 +100,26 @@ func (p *Probe) validate() error {
 	if p.Kind.SingleLink() && p.Session != nil && *p.Session {
 		return classify.Invalidf("kind %s creates one perf-event link per target: field session must be absent or false", p.Kind)
 	}
+	if p.Object != "" && !filepath.IsAbs(p.Object) {
+		return classify.Invalidf("object %q: must be an absolute path", p.Object)
+	}
+	if p.Kind == KindUSDT {
+		if p.Session != nil && *p.Session {
+			return classify.Invalidf("kind usdt has no session: field session must be absent or false")
+		}
+		if p.Retprobe != nil && *p.Retprobe {
+			return classify.Invalidf("kind usdt fires at the site only: field retprobe must be absent or false")
+		}
+		for i, t := range p.Targets {
+			provider, name, ok := strings.Cut(t.Symbol, ":")
+			if !ok || provider == "" || name == "" {
+				return classify.Invalidf("targets[%d]: kind usdt: symbol %q must be provider:name", i, t.Symbol)
+			}
+			if t.Offset != 0 {
+				return classify.Invalidf("targets[%d]: kind usdt: offset must be 0 (the sites come from .note.stapsdt)", i)
+			}
+		}
+	}
 	if p.Kind.User() {
 		// Only the path's shape is checked here: whether the file exists and is
 		// an ELF file is the library's to find out, at attach.
@@ -165,11 +186,18 @@ func (r *Request) CheckObject() error {
 		if err := regularFile(r.Object); err != nil {
 			return fmt.Errorf("object: %w", err)
 		}
-		return nil
+	} else {
+		for _, v := range []string{VariantNoArg, VariantCtx} {
+			if err := regularFile(r.Objects.Path(v)); err != nil {
+				return fmt.Errorf("objects.%s: %w", v, err)
+			}
+		}
 	}
-	for _, v := range []string{VariantNoArg, VariantCtx} {
-		if err := regularFile(r.Objects.Path(v)); err != nil {
-			return fmt.Errorf("objects.%s: %w", v, err)
+	for i := range r.Probes {
+		if p := &r.Probes[i]; p.Object != "" {
+			if err := regularFile(p.Object); err != nil {
+				return fmt.Errorf("probe %s: object: %w", p.Name, err)
+			}
 		}
 	}
 	return nil

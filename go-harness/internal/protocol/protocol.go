@@ -29,12 +29,17 @@ const (
 	KindKprobeMulti    Kind = "kprobe.multi"
 	KindKretprobeMulti Kind = "kretprobe.multi"
 	KindKprobeSession  Kind = "kprobe.session"
+	// KindUSDT is a USDT probe (libbpf's usdt.bpf.h program, section "usdt"):
+	// targets are "provider:name" sites of .note.stapsdt, attached through
+	// the cilium-usdt bridge.
+	KindUSDT Kind = "usdt"
 )
 
 // Kinds lists every valid kind, in PROTOCOL.md order (used in error messages).
 var Kinds = []Kind{
 	KindUprobe, KindUretprobe, KindUprobeMulti, KindUretprobeMulti, KindUprobeSession,
 	KindKprobe, KindKretprobe, KindKprobeMulti, KindKretprobeMulti, KindKprobeSession,
+	KindUSDT,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -47,7 +52,8 @@ func (k Kind) Valid() bool {
 	return false
 }
 
-// User reports whether k probes a user-space binary (needs `binary`).
+// User reports whether k probes a user-space binary (needs `binary`): the
+// uprobe family and usdt.
 func (k Kind) User() bool { return strings.HasPrefix(string(k), "u") }
 
 // SingleLink reports whether k creates one link per target (perf-event based
@@ -122,9 +128,13 @@ func (o *Objects) Path(variant string) string {
 
 // Probe is one attachment: one object instance with one program kept.
 type Probe struct {
-	Name    string   `json:"name"`
-	Program string   `json:"program"`
-	Kind    Kind     `json:"kind"`
+	Name    string `json:"name"`
+	Program string `json:"program"`
+	Kind    Kind   `json:"kind"`
+	// Object is the probe's own object file, when its program is not in the
+	// request's object (usdt probes: usdt_recorder.bpf.o). Empty: the
+	// request's object (or the build picked from objects).
+	Object  string   `json:"object,omitempty"`
 	Binary  string   `json:"binary,omitempty"`
 	Targets []Target `json:"targets"`
 	PID     *PID     `json:"pid,omitempty"`
