@@ -82,6 +82,27 @@ int fp_uprobe_session_kfuncs(struct pt_regs *ctx)
 	return 0;
 }
 
+/* The kfuncs in a kprobe session (6.10+; uprobe sessions came in 6.13). */
+SEC("kprobe.session")
+int fp_kprobe_session_kfuncs(struct pt_regs *ctx)
+{
+	__u64 *cookie;
+
+	if (!fp_mine())
+		return 0;
+	__sync_fetch_and_add(&fp.hits, 1);
+	cookie = PC_SESSION_COOKIE(ctx);
+	if (!cookie)
+		return 0;
+	if (PC_SESSION_IS_RETURN(ctx)) {
+		__sync_fetch_and_add(&fp.returns, 1);
+		fp.session_cookie = *cookie;
+	} else {
+		*cookie = 0x5e551011;
+	}
+	return 0;
+}
+
 SEC("kprobe")
 int fp_kprobe(struct pt_regs *ctx) { return fp_count(ctx); }
 

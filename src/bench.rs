@@ -126,6 +126,7 @@ fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan,
             filter_arg: 0,
             filter_tgid: false,
             args: 0,
+            ret_width: 64,
         })
         .collect();
     Ok(Plan { case_id: format!("bench-{}", s.id), variant, object: bench_obj, selectable: None, probes, run: String::new(), run_other: None })

@@ -84,7 +84,8 @@ enum Cmd {
     Matrix {
         /// Case files or directories (default: cases/).
         paths: Vec<PathBuf>,
-        /// Comma-separated kernel requests, e.g. 6.1,6.12,7.3.
+        /// Comma-separated kernel requests: Debian versions (6.1,6.12,7.3) or
+        /// paths to kernel images (your own bzImage).
         #[arg(long, value_delimiter = ',')]
         kernels: Vec<String>,
         /// Every kernel the archive serves (newest of each major.minor).
@@ -359,6 +360,7 @@ fn cmd_matrix(
         parallel: jobs,
         work_dir: out.clone(),
         target_timeout_s: 60,
+        init: None,
     };
     let start = std::time::Instant::now();
     let m = probeconf::matrix_run::run(&opts, |line| eprintln!("{line}"))?;

@@ -58,6 +58,17 @@ pub struct KernelColumn {
     pub config: BTreeMap<String, String>,
     pub results: Vec<CaseResult>,
     pub wall_secs: f64,
+    /// Kernel crashes during the column: the case that was running, and the
+    /// console tail. The column resumed after each (its verdicts are `error`).
+    #[serde(default)]
+    pub crashes: Vec<Crash>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Crash {
+    pub case: String,
+    pub reason: String,
+    pub console_tail: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -207,7 +218,12 @@ pub fn markdown(m: &Matrix) -> String {
     writeln!(s, "\n## Kernels\n").unwrap();
     for k in &m.kernels {
         match &k.status {
-            ColumnStatus::Completed => writeln!(s, "- {}: completed in {:.0} s", kernel_title(k), k.wall_secs).unwrap(),
+            ColumnStatus::Completed => {
+                writeln!(s, "- {}: completed in {:.0} s", kernel_title(k), k.wall_secs).unwrap();
+                for c in &k.crashes {
+                    writeln!(s, "  - **kernel crash** while running `{}`: {}", c.case, c.reason).unwrap();
+                }
+            }
             ColumnStatus::Error { reason, .. } => writeln!(s, "- {}: **error**: {reason}", kernel_title(k)).unwrap(),
         }
     }
@@ -322,6 +338,9 @@ pub fn html(m: &Matrix) -> String {
         writeln!(s, "<h3 id=\"k-{}\">{} ({:.0} s)</h3>", anchor("", &k.request, ""), esc(&kernel_title(k)), k.wall_secs).unwrap();
         if let ColumnStatus::Error { reason, console_tail } = &k.status {
             writeln!(s, "<p><b>error:</b> {}</p><pre>{}</pre>", esc(reason), esc(console_tail)).unwrap();
+        }
+        for c in &k.crashes {
+            writeln!(s, "<p><b>kernel crash while running {}:</b> {}</p><pre>{}</pre>", esc(&c.case), esc(&c.reason), esc(&c.console_tail)).unwrap();
         }
         for r in k.results.iter().filter(|r| r.verdict != Verdict::Pass) {
             writeln!(
@@ -454,6 +473,7 @@ mod tests {
             config: config_flags("CONFIG_KPROBES=y\nCONFIG_FPROBE=y\n"),
             results: vec![result("a", "libbpf", Verdict::Pass), result("a", "cilium", Verdict::Fail)],
             wall_secs: 61.0,
+            crashes: vec![],
         };
         let broken = KernelColumn {
             request: "9.9".into(),
@@ -463,6 +483,7 @@ mod tests {
             config: Default::default(),
             results: vec![],
             wall_secs: 1.0,
+            crashes: vec![],
         };
         Matrix {
             generated_utc: "2026-11-26T00:00:00Z".into(),

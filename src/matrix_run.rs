@@ -7,7 +7,7 @@ use crate::case::{discover, Case, LoaderId};
 use crate::kernels::{self, KernelImage};
 use crate::matrix::{config_flags, CaseMeta, ColumnStatus, KernelColumn, Matrix};
 use crate::runner::CaseResult;
-use crate::vm::{boot_many, BootOptions, BootOutcome, BootStatus, GuestMode, GuestOptions, ImageSpec};
+use crate::vm::{BootOptions, BootOutcome, BootStatus, GuestMode, GuestOptions, ImageSpec};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,6 +24,31 @@ pub struct MatrixOptions {
     /// Where the image and each VM's console/results logs are kept.
     pub work_dir: PathBuf,
     pub target_timeout_s: u64,
+    /// The static probeconf to use as the guest's /init (default: this binary).
+    pub init: Option<PathBuf>,
+}
+
+/// A request that names a kernel image file (contains `/`): a developer's own
+/// build, or a deliberately broken image in tests. The config is taken from a
+/// `config` or `.config` file beside it, if any.
+fn image_from_path(request: &str) -> Result<KernelImage, String> {
+    let p = PathBuf::from(request);
+    if !p.is_file() {
+        return Err(format!("{request}: no such kernel image file"));
+    }
+    let dir = p.parent().map(PathBuf::from).unwrap_or_default();
+    let config = ["config", ".config"].iter().map(|n| dir.join(n)).find(|c| c.is_file());
+    Ok(KernelImage {
+        request: p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| request.into()),
+        release: String::new(),
+        package: "(local file)".into(),
+        package_version: String::new(),
+        suite: String::new(),
+        vmlinuz: p.clone(),
+        config,
+        config_package: None,
+        dir,
+    })
 }
 
 fn utc_now() -> String {
@@ -53,6 +78,7 @@ fn error_column(request: &str, release: &str, reason: String, console_tail: Stri
         config: Default::default(),
         results: Vec::new(),
         wall_secs: wall,
+        crashes: Vec::new(),
     }
 }
 
@@ -82,12 +108,102 @@ fn column_from(img: &KernelImage, out: &BootOutcome) -> KernelColumn {
         .filter(|l| l["type"] == "result")
         .filter_map(|l| serde_json::from_value(l["result"].clone()).ok())
         .collect();
-    let mut col = KernelColumn { request: img.request.clone(), release, status, features, config, results, wall_secs: wall };
+    let mut col = KernelColumn { request: img.request.clone(), release, status, features, config, results, wall_secs: wall, crashes: Vec::new() };
     if col.config.is_empty() {
         // No config package in the archive for this release: say so per flag.
         col.config = crate::matrix::CONFIG_FLAGS.iter().map(|f| (f.to_string(), "?".to_string())).collect();
     }
     col
+}
+
+/// How many boots a column may take: the first, plus one resume per kernel
+/// crash (each crash costs one case).
+const MAX_BOOTS: usize = 4;
+
+fn column_counts(col: &KernelColumn) -> String {
+    let n = |v: crate::check::Verdict| col.results.iter().filter(|r| r.verdict == v).count();
+    use crate::check::Verdict::*;
+    format!("{} runs: {} pass, {} fail, {} unsupported, {} error", col.results.len(), n(Pass), n(Fail), n(Unsupported), n(Error))
+}
+
+/// One kernel's column. The guest runs cases in order and streams each
+/// result, so when the kernel crashes (panic, a guest that stops talking) the
+/// host knows the case that was running: it records that case as `error` with
+/// the console tail, and boots the kernel again for the cases after it.
+fn run_column(
+    img: &KernelImage,
+    initramfs: &std::path::Path,
+    guest: &GuestOptions,
+    case_ids: &[String],
+    loaders: &[String],
+    opts: &MatrixOptions,
+) -> KernelColumn {
+    let mut column: Option<KernelColumn> = None;
+    let mut skip = 0usize;
+    for boot_no in 0..MAX_BOOTS {
+        let mut g = guest.clone();
+        g.skip = skip;
+        let mut b = BootOptions::new(&img.vmlinuz, initramfs);
+        b.kernel_cmdline_extra = g.to_kernel_args();
+        b.timeout = opts.timeout;
+        b.work_dir = Some(opts.work_dir.join(format!("vm-{}-{}", if img.release.is_empty() { &img.request } else { &img.release }, boot_no)));
+        let out = crate::vm::boot(&b);
+        let part = column_from(img, &out);
+        let crashed = !matches!(out.status, BootStatus::Completed { .. });
+        let progressed = !part.results.is_empty() || part.features.is_some();
+        let col = column.get_or_insert_with(|| KernelColumn { results: Vec::new(), crashes: Vec::new(), wall_secs: 0.0, ..part.clone() });
+        col.wall_secs += part.wall_secs;
+        if col.features.is_none() {
+            col.features = part.features.clone();
+        }
+        col.results.extend(part.results.iter().cloned());
+        if !crashed {
+            col.status = ColumnStatus::Completed;
+            break;
+        }
+        // Which case was running: the first whose runs are not all in.
+        let finished = |id: &str| loaders.iter().all(|l| col.results.iter().any(|r| r.case == id && r.loader == *l));
+        let running = case_ids.iter().skip(skip).position(|id| !finished(id)).map(|p| p + skip);
+        let (ColumnStatus::Error { reason, console_tail }, Some(at), true) = (&part.status, running, progressed) else {
+            // Crashed before any case ran, or after the last: the column is an error.
+            col.status = part.status.clone();
+            break;
+        };
+        let culprit = case_ids[at].clone();
+        col.crashes.push(crate::matrix::Crash { case: culprit.clone(), reason: reason.clone(), console_tail: console_tail.clone() });
+        for l in loaders {
+            if !col.results.iter().any(|r| r.case == culprit && r.loader == *l) {
+                col.results.push(crash_result(&culprit, l, &col.release, reason));
+            }
+        }
+        skip = at + 1;
+        col.status = ColumnStatus::Completed;
+        if skip >= case_ids.len() {
+            break;
+        }
+        if boot_no + 1 == MAX_BOOTS {
+            col.status = ColumnStatus::Error { reason: format!("{} kernel crashes; gave up", col.crashes.len()), console_tail: console_tail.clone() };
+        }
+    }
+    column.expect("at least one boot")
+}
+
+fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseResult {
+    CaseResult {
+        case: case.into(),
+        loader: loader.into(),
+        loader_id: if loader.starts_with("cilium") { LoaderId::Cilium } else { LoaderId::Libbpf },
+        kernel: kernel.into(),
+        verdict: crate::check::Verdict::Error,
+        detail: format!("the kernel crashed ({reason}) while this case ran; see the column's crash log"),
+        via: crate::loader::ViaKind::Native,
+        vias: Vec::new(),
+        library: String::new(),
+        observed: None,
+        expected: None,
+        diff: None,
+        duration_ms: 0,
+    }
 }
 
 /// Runs the whole matrix. `progress` gets one line per event (fetch, boot done).
@@ -113,16 +229,27 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
 
     // Kernels: a missing one becomes an error column, not the end of the run.
     let mut images: Vec<(String, Result<KernelImage, String>)> = Vec::new();
-    for (req, r) in opts.kernels.iter().zip(kernels::fetch(&opts.kernels)) {
+    let (files_req, debian_req): (Vec<String>, Vec<String>) = opts.kernels.iter().cloned().partition(|k| k.contains('/'));
+    let mut fetched = files_req
+        .iter()
+        .map(|r| image_from_path(r))
+        .chain(kernels::fetch(&debian_req).into_iter().map(|r| r.map_err(|e| e.to_string())));
+    let ordered: Vec<String> = files_req.iter().chain(debian_req.iter()).cloned().collect();
+    let mut by_request: std::collections::HashMap<String, Result<KernelImage, String>> = std::collections::HashMap::new();
+    for req in &ordered {
+        by_request.insert(req.clone(), fetched.next().expect("one result per request"));
+    }
+    for req in &opts.kernels {
+        let r = by_request.remove(req).expect("every request resolved");
         match &r {
             Ok(img) => progress(format!("{req}: {} ({})", img.release, img.vmlinuz.display())),
             Err(e) => progress(format!("{req}: {e}")),
         }
-        images.push((req.clone(), r.map_err(|e| e.to_string())));
+        images.push((req.clone(), r));
     }
 
     let initramfs = opts.work_dir.join("initramfs.cpio");
-    let size = crate::vm::image::write(&ImageSpec { init: None, harness: None, cases: files.clone() }, &initramfs)?;
+    let size = crate::vm::image::write(&ImageSpec { init: opts.init.clone(), harness: None, cases: files.clone() }, &initramfs)?;
     progress(format!("image: {} ({:.1} MB, {} cases)", initramfs.display(), size as f64 / 1e6, cases.len()));
 
     let guest = GuestOptions {
@@ -131,38 +258,51 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
         target_timeout_s: opts.target_timeout_s,
         ..GuestOptions::default()
     };
-    let mut jobs = Vec::new();
-    let mut job_image = Vec::new();
-    for (i, (_, img)) in images.iter().enumerate() {
-        if let Ok(img) = img {
-            let mut b = BootOptions::new(&img.vmlinuz, &initramfs);
-            b.kernel_cmdline_extra = guest.to_kernel_args();
-            b.timeout = opts.timeout;
-            b.work_dir = Some(opts.work_dir.join(format!("vm-{}", img.release)));
-            jobs.push(b);
-            job_image.push(i);
-        }
-    }
+    let case_ids: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
+    let loader_labels: Vec<String> = opts.loaders.iter().map(|l| l.to_string()).collect();
+
+    // Columns run in parallel (up to `parallel`), each in its own thread; a
+    // column may boot its kernel several times (see run_column).
+    let parallel = if opts.parallel == 0 { crate::vm::default_parallelism() } else { opts.parallel }.max(1);
+    let jobs: Vec<(usize, KernelImage)> =
+        images.iter().enumerate().filter_map(|(i, (_, img))| img.as_ref().ok().map(|k| (i, k.clone()))).collect();
     let total = jobs.len();
-    let mut done = 0;
-    let outcomes = boot_many(jobs, opts.parallel, |j, out| {
-        done += 1;
-        let (req, _) = &images[job_image[j]];
-        let summary = out
-            .done()
-            .map(|d| format!("{} runs: {} pass, {} fail, {} unsupported, {} error", d["counts"]["runs"], d["counts"]["pass"], d["counts"]["fail"], d["counts"]["unsupported"], d["counts"]["error"]))
-            .unwrap_or_else(|| format!("{:?}", out.status));
-        progress(format!("[{done}/{total}] {req}: {:.0} s — {summary}", out.wall.as_secs_f64()));
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, KernelColumn)>();
+    let mut columns: std::collections::HashMap<usize, KernelColumn> = std::collections::HashMap::new();
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(total.max(1)) {
+            let tx = tx.clone();
+            let queue = &queue;
+            let (guest, case_ids, loader_labels, initramfs) = (&guest, &case_ids, &loader_labels, &initramfs);
+            scope.spawn(move || loop {
+                let next = queue.lock().unwrap().next();
+                let Some((i, img)) = next else { break };
+                let col = run_column(&img, initramfs, guest, case_ids, loader_labels, opts);
+                if tx.send((i, col)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut done = 0;
+        for (i, col) in rx {
+            done += 1;
+            let counts = column_counts(&col);
+            let crashes = if col.crashes.is_empty() { String::new() } else { format!(", {} kernel crash(es), resumed", col.crashes.len()) };
+            let status = match &col.status {
+                ColumnStatus::Completed => counts,
+                ColumnStatus::Error { reason, .. } => format!("error: {reason}"),
+            };
+            progress(format!("[{done}/{total}] {}: {:.0} s — {status}{crashes}", images[i].0, col.wall_secs));
+            columns.insert(i, col);
+        }
     });
 
     let mut kernels_out = Vec::new();
-    let mut outcome_iter = outcomes.into_iter();
-    for (req, img) in &images {
+    for (i, (req, img)) in images.iter().enumerate() {
         match img {
-            Ok(img) => {
-                let out = outcome_iter.next().expect("one outcome per job");
-                kernels_out.push(column_from(img, &out));
-            }
+            Ok(_) => kernels_out.push(columns.remove(&i).expect("every job reports")),
             Err(e) => kernels_out.push(error_column(req, "", format!("kernel not available: {e}"), String::new(), 0.0)),
         }
     }

@@ -30,6 +30,8 @@ pub struct Names<'a> {
     pub probes: &'a [String],
     /// Arguments shown at entry, by probe index (default 2).
     pub args: &'a [u8],
+    /// Defined bits of the return value, by probe index (default 64).
+    pub ret_width: &'a [u8],
     /// By probe index: the one symbol a single-target probe is attached to,
     /// named when the kernel's bpf_get_func_ip() gives 0 (uprobes before it
     /// was supported there; probed as `uprobe-func-ip`).
@@ -58,7 +60,10 @@ pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
     let args = names.args.get(e.probe_index as usize).copied().unwrap_or(2);
     if u64::from(e.kind) == consts::KIND_USDT {
         // A USDT site, named from its .note.stapsdt entry, with every argument.
-        let site = names.user.describe_usdt(e.tgid, e.func_ip);
+        let site = match (e.func_ip, names.single_target.get(e.probe_index as usize).cloned().flatten()) {
+            (0, Some(spec)) => spec,
+            _ => names.user.describe_usdt(e.tgid, e.func_ip),
+        };
         let all = [e.arg0, e.arg1, e.args_hi[0], e.args_hi[1], e.args_hi[2], e.args_hi[3]];
         let n = e.arg_cnt.unwrap_or(0).min(6) as usize;
         let shown: Vec<String> = all[..n].iter().map(|a| (*a as i64).to_string()).collect();
@@ -68,7 +73,10 @@ pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
         Phase::Entry if args == 0 => format!("{probe} entry {func}"),
         Phase::Entry if args == 1 => format!("{probe} entry {func}({})", e.arg0 as i64),
         Phase::Entry => format!("{probe} entry {func}({}, {})", e.arg0 as i64, e.arg1 as i64),
-        Phase::Return => format!("{probe} return {func} => {}", e.ret as i64),
+        Phase::Return => {
+            let ret = if names.ret_width.get(e.probe_index as usize) == Some(&32) { e.ret as u32 as i32 as i64 } else { e.ret as i64 };
+            format!("{probe} return {func} => {ret}")
+        }
     };
     s.push_str(&format!(" cookie={:#x}", e.attach_cookie));
     if e.has(consts::F_SESSION) {
@@ -214,7 +222,7 @@ pub(crate) mod tests {
 
     fn names<'a>(probes: &'a [String], sym: &'a Symbolizer) -> Names<'a> {
         static PROCS: [(u32, &str); 2] = [(100, "P0"), (200, "P1")];
-        Names { probes, args: &[], single_target: &[], processes: &PROCS, user: sym, kernel: None }
+        Names { probes, args: &[], ret_width: &[], single_target: &[], processes: &PROCS, user: sym, kernel: None }
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct ProbePlan {
     pub filter_tgid: bool,
     /// Arguments the trace shows at entry.
     pub args: u8,
+    /// Bits of the return value that are defined (64 or 32).
+    pub ret_width: u8,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -132,6 +134,7 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
                 filter_arg,
                 filter_tgid: p.record.filter_tgid.unwrap_or(p.kind.is_kernel()),
                 args: p.record.args.unwrap_or(if p.kind.is_kernel() { 0 } else { 2 }),
+                ret_width: p.record.ret_width.unwrap_or(64),
             }
         })
         .collect();

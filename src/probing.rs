@@ -228,9 +228,46 @@ fn probe_uprobe_multi(session: bool, prog: &'static str, variant: KfuncVariant) 
     yes(format!("{prog} linked and ran {} time(s) for one call", s.hits))
 }
 
+/// The session kfuncs work in at least one kind of session: a uprobe session
+/// (6.13+) or a kprobe session (6.10+, needs kprobes). Entry writes the
+/// cookie, return reads it back.
 fn probe_session_kfuncs() -> ProbeResult {
     let (variant, how) = session_kfunc_prototype();
     let Some(variant) = variant else { return no(how) };
+    let uprobe = probe_session_kfuncs_uprobe(variant, &how);
+    if uprobe.supported {
+        return uprobe;
+    }
+    let kprobe = probe_session_kfuncs_kprobe(variant, &how);
+    if kprobe.supported {
+        kprobe
+    } else {
+        no(format!("uprobe session: {}; kprobe session: {}", uprobe.detail, kprobe.detail))
+    }
+}
+
+fn probe_session_kfuncs_kprobe(variant: KfuncVariant, how: &str) -> ProbeResult {
+    let Some(sym) = getppid_kernel_symbol() else { return no("no getppid syscall symbol in /proc/kallsyms") };
+    let p = match ProbeObject::load(variant, "fp_kprobe_session_kfuncs") {
+        Ok(p) => p,
+        Err(e) => return no(format!("{how}; {e}")),
+    };
+    let link = match libbpf_compat::attach_kprobe_multi(&p.prog(), &[sym.clone()], &[0], false, true) {
+        Ok(l) => l,
+        Err(c) => return no(format!("{how}; attach kprobe session to {sym}: {}", c.detail)),
+    };
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() };
+    drop(link);
+    let s = p.seen();
+    if s.returns >= 1 && s.session_cookie == SESSION_COOKIE_WRITTEN {
+        yes(format!("{how}; is_return and the cookie round trip work in a kprobe session"))
+    } else {
+        no(format!("{how}; kprobe session ran {} time(s), {} return(s), cookie {:#x}", s.hits, s.returns, s.session_cookie))
+    }
+}
+
+fn probe_session_kfuncs_uprobe(variant: KfuncVariant, how: &str) -> ProbeResult {
     let p = match ProbeObject::load(variant, "fp_uprobe_session_kfuncs") {
         Ok(p) => p,
         Err(e) => return no(format!("{how}; {e}")),
@@ -244,7 +281,7 @@ fn probe_session_kfuncs() -> ProbeResult {
     drop(link);
     let s = p.seen();
     if s.returns == 1 && s.session_cookie == SESSION_COOKIE_WRITTEN {
-        yes(format!("{how}; is_return and the cookie round trip work"))
+        yes(format!("{how}; is_return and the cookie round trip work in a uprobe session"))
     } else {
         no(format!("{how}; ran {} time(s), {} return(s), cookie at return {:#x}", s.hits, s.returns, s.session_cookie))
     }

@@ -189,11 +189,12 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         .probes
         .iter()
         .map(|p| match p.targets.as_slice() {
-            [t] if t.offset == 0 && p.kind != crate::case::ProbeKind::Usdt => t.symbol.clone(),
+            [t] if t.offset == 0 => t.symbol.clone(),
             _ => None,
         })
         .collect();
-    let names = Names { probes: &probe_names, args: &probe_args, single_target: &single_target, processes: &processes, user: &symbols, kernel: kernel_symbols.as_ref() };
+    let probe_ret_width: Vec<u8> = plan.probes.iter().map(|p| p.ret_width).collect();
+    let names = Names { probes: &probe_names, args: &probe_args, ret_width: &probe_ret_width, single_target: &single_target, processes: &processes, user: &symbols, kernel: kernel_symbols.as_ref() };
     let trace = normalise(&events, &names, &facts);
     Ok(Execution { observed: Observed::Trace(trace), vias, plan })
 }

@@ -136,18 +136,15 @@ func (m *USDTManager) Attach(prog *ebpf.Program, binary string, pid uint32, t US
 		}
 	}()
 
-	byArgs := map[string]uint32{} // allocate_spec_id's hash: spec string → id
+	newIDs, err := m.allocateSpecIDs(sites)
+	if err != nil {
+		return nil, usdtErrorf(unix.E2BIG, "no free spec id for '%s:%s' in '%s': %s has %d entries",
+			t.Provider, t.Name, binary, usdtSpecsMapName, m.specs.MaxEntries())
+	}
 	for i := range sites {
 		s := &sites[i]
-		id, seen := byArgs[s.Note.Args]
-		if !seen {
-			if m.nextSpecID >= m.specs.MaxEntries() {
-				return nil, usdtErrorf(unix.E2BIG, "no free spec id for '%s:%s' in '%s': %s has %d entries",
-					t.Provider, t.Name, binary, usdtSpecsMapName, m.specs.MaxEntries())
-			}
-			id = m.nextSpecID
-			m.nextSpecID++
-			byArgs[s.Note.Args] = id
+		id := s.SpecID
+		if newIDs[i] {
 			value, err := s.Spec.MarshalBinary()
 			if err != nil {
 				return nil, err
@@ -156,7 +153,6 @@ func (m *USDTManager) Attach(prog *ebpf.Program, binary string, pid uint32, t US
 				return nil, fmt.Errorf("usdt: failed to set USDT spec #%d for '%s:%s' in '%s': %w", id, t.Provider, t.Name, binary, err)
 			}
 		}
-		s.SpecID = id
 		if !m.feat.BPFCookie {
 			if err := m.ipToSpec.Update(s.AbsIP, id, ebpf.UpdateNoExist); err != nil {
 				if errors.Is(err, ebpf.ErrKeyExist) {
@@ -204,6 +200,40 @@ func (m *USDTManager) Attach(prog *ebpf.Program, binary string, pid uint32, t US
 		a.Links = append(a.Links, l)
 	}
 	return a, nil
+}
+
+// errNoSpecID: the spec map is full.
+var errNoSpecID = errors.New("no free spec id")
+
+// allocateSpecIDs is libbpf's allocate_spec_id over one attachment's sites:
+// sites with the same argument string share a spec id (they share the
+// attachment's cookie too, so string + cookie is distinct), new ids come in
+// order from the object's next free one, below the spec map's size. It sets
+// each site's SpecID and reports which sites introduce a new id (whose spec
+// must be written). The ids stay taken: the harness never detaches before
+// the object goes away, so libbpf's free list is not needed.
+func (m *USDTManager) allocateSpecIDs(sites []USDTSite) ([]bool, error) {
+	limit := uint32(256) // BPF_USDT_MAX_SPEC_CNT, when tests run without a map
+	if m.specs != nil {
+		limit = m.specs.MaxEntries()
+	}
+	byArgs := map[string]uint32{}
+	isNew := make([]bool, len(sites))
+	for i := range sites {
+		s := &sites[i]
+		if id, ok := byArgs[s.Note.Args]; ok {
+			s.SpecID = id
+			continue
+		}
+		if m.nextSpecID >= limit {
+			return nil, errNoSpecID
+		}
+		s.SpecID = m.nextSpecID
+		m.nextSpecID++
+		byArgs[s.Note.Args] = s.SpecID
+		isNew[i] = true
+	}
+	return isNew, nil
 }
 
 // Describe is one human line per site, for the harness's stderr.

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `probeconf.mode=run\|features\|hello\|panic` | `run` | `hello`: only the hello and done lines (a smoke boot, the KVM probe); `features`: also probe features; `run`: also run the cases; `panic`: panic after hello (tests that a panic still ends the VM with a `fatal` line) |
 //! | `probeconf.cases=ITEM,…` | every case under `/cases` | ITEM is a path relative to `/cases` (file or directory) or a case `id` |
+//! | `probeconf.skip=N` | `0` | skip the first N selected cases (the host resumes a column after a kernel crash) |
 //! | `probeconf.loaders=libbpf,cilium` | both | which loaders run, in this order |
 //! | `probeconf.results=DEV` | `/dev/ttyS1` | where the JSON Lines go (the second serial port) |
 //! | `probeconf.target_timeout=SECS` | `60` | how long one probe-target may run its steps (TCG is slow) |
@@ -45,6 +46,8 @@ pub struct GuestOptions {
     pub mode: GuestMode,
     /// Empty = every case under /cases.
     pub cases: Vec<String>,
+    /// Selected cases to skip from the start (resuming after a crash).
+    pub skip: usize,
     pub loaders: Vec<LoaderId>,
     pub results: String,
     pub target_timeout_s: u64,
@@ -55,6 +58,7 @@ impl Default for GuestOptions {
         GuestOptions {
             mode: GuestMode::Run,
             cases: Vec::new(),
+            skip: 0,
             loaders: vec![LoaderId::Libbpf, LoaderId::Cilium],
             results: DEFAULT_RESULTS.into(),
             target_timeout_s: DEFAULT_TARGET_TIMEOUT_S,
@@ -85,6 +89,7 @@ impl GuestOptions {
                     }
                 }
                 "cases" => o.cases = list(value),
+                "skip" => o.skip = value.parse().map_err(|_| format!("probeconf.skip=`{value}`: expected a number"))?,
                 "loaders" => {
                     o.loaders = list(value)
                         .iter()
@@ -104,7 +109,7 @@ impl GuestOptions {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown kernel parameter `probeconf.{key}` (known: mode, cases, loaders, results, target_timeout)"
+                        "unknown kernel parameter `probeconf.{key}` (known: mode, cases, skip, loaders, results, target_timeout)"
                     ))
                 }
             }
@@ -118,6 +123,9 @@ impl GuestOptions {
         let mut w = Vec::new();
         if self.mode != d.mode {
             w.push(format!("probeconf.mode={}", self.mode.as_str()));
+        }
+        if self.skip != d.skip {
+            w.push(format!("probeconf.skip={}", self.skip));
         }
         if !self.cases.is_empty() {
             w.push(format!("probeconf.cases={}", self.cases.join(",")));

@@ -221,7 +221,7 @@ fn run(o: &GuestOptions) -> Result<(), String> {
         emit(&json!({"type": "case-error", "message": e}));
     }
     let opts = RunOptions { target_timeout: Duration::from_secs(o.target_timeout_s) };
-    for case in &cases {
+    for case in cases.iter().skip(o.skip) {
         // One case at a time, so that each result is sent after the
         // cross-loader check, and the host has everything up to a crash.
         for r in run_all(std::slice::from_ref(case), &loader_refs, features, &opts, |_| {}) {

@@ -56,6 +56,9 @@ func TestPlanFor(t *testing.T) {
 		{protocol.KindKprobeSession, nil, nil, Plan{Call: CallKprobeMulti, Session: true}},
 		{protocol.KindKprobeSession, &yes, nil, Plan{Call: CallKretprobeMulti, Session: true}},
 		{protocol.KindKprobeSession, nil, &no, Plan{Call: CallKprobeMulti}},
+
+		{protocol.KindUSDT, nil, nil, Plan{Call: CallUSDT}},
+		{protocol.KindUSDT, &no, &no, Plan{Call: CallUSDT}},
 	} {
 		p := &protocol.Probe{Kind: tc.kind, Retprobe: tc.retprobe, Session: tc.session}
 		if got := PlanFor(p); got != tc.want {

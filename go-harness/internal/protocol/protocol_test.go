@@ -57,7 +57,7 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"negative cookie", strings.Replace(goodRequest, `"cookie":17`, `"cookie":-1`, 1), "malformed JSON"},
 		{"bad base64", strings.Replace(goodRequest, `"AAEC`, `"!!!`, 1), "malformed JSON"},
 		{"unknown kind", strings.Replace(goodRequest, `"kind":"kprobe.multi"`, `"kind":"kprobe.mutli"`, 1),
-			`unknown kind "kprobe.mutli" (valid kinds: uprobe, uretprobe, uprobe.multi, uretprobe.multi, uprobe.session, kprobe, kretprobe, kprobe.multi, kretprobe.multi, kprobe.session)`},
+			`unknown kind "kprobe.mutli" (valid kinds: uprobe, uretprobe, uprobe.multi, uretprobe.multi, uprobe.session, kprobe, kretprobe, kprobe.multi, kretprobe.multi, kprobe.session, usdt)`},
 		{"wrong protocol", strings.Replace(goodRequest, `"protocol":1`, `"protocol":2`, 1), "protocol 2 not supported"},
 		{"no probes", `{"protocol":1,"object":"/x","probes":[]}`, "probes is empty"},
 		{"duplicate name", strings.Replace(goodRequest, `"name":"k1"`, `"name":"s1"`, 1), `duplicate probe name "s1"`},
@@ -93,6 +93,63 @@ func TestDecodeRequestErrors(t *testing.T) {
 				t.Errorf("error line %+v: want phase protocol, class invalid", line)
 			}
 		})
+	}
+}
+
+// usdtRequest is what the runner sends for a usdt probe: its program lives
+// in usdt_recorder.bpf.o, named by the probe's own object.
+const usdtRequest = `{"protocol":1,"object":"/abs/recorders.bpf.o","probes":[
+ {"name":"u","program":"pc_usdt","kind":"usdt","object":"/abs/usdt_recorder.bpf.o","binary":"/abs/probe-target",
+  "targets":[{"symbol":"probeconf:args","offset":0,"cookie":119}],"pid":{"scope":"all"}}]}`
+
+func TestDecodeUSDTRequest(t *testing.T) {
+	req, err := DecodeRequest(oneLine(usdtRequest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := req.Probes[0]; p.Kind != KindUSDT || p.Object != "/abs/usdt_recorder.bpf.o" || p.Targets[0].Symbol != "probeconf:args" ||
+		p.Targets[0].Cookie != 0x77 || !p.Kind.User() || p.Kind.SingleLink() || p.WantRetprobe() || p.WantSession() {
+		t.Errorf("decoded %+v", p)
+	}
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"no colon", `"symbol":"probeconf:args"`, `"symbol":"args"`, `symbol "args" must be provider:name`},
+		{"empty provider", `"symbol":"probeconf:args"`, `"symbol":":args"`, "must be provider:name"},
+		{"empty name", `"symbol":"probeconf:args"`, `"symbol":"probeconf:"`, "must be provider:name"},
+		{"offset", `"offset":0`, `"offset":1`, "kind usdt: offset must be 0"},
+		{"retprobe", `"kind":"usdt",`, `"kind":"usdt","retprobe":true,`, "field retprobe must be absent or false"},
+		{"session", `"kind":"usdt",`, `"kind":"usdt","session":true,`, "field session must be absent or false"},
+		{"no binary", `"binary":"/abs/probe-target",`, ``, "needs field binary"},
+		{"relative object", `"object":"/abs/usdt_recorder.bpf.o"`, `"object":"usdt_recorder.bpf.o"`, `object "usdt_recorder.bpf.o": must be an absolute path`},
+	} {
+		_, err := DecodeRequest(oneLine(strings.Replace(usdtRequest, tc.from, tc.to, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	for _, ok := range []string{`"kind":"usdt","retprobe":false,"session":false,`} {
+		if _, err := DecodeRequest(oneLine(strings.Replace(usdtRequest, `"kind":"usdt",`, ok, 1))); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+
+	// CheckObject checks a probe's own object like the request's.
+	dir := t.TempDir()
+	obj := filepath.Join(dir, "recorders.bpf.o")
+	if err := os.WriteFile(obj, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req = &Request{Protocol: 1, Object: obj, Probes: []Probe{{Name: "u", Kind: KindUSDT, Object: filepath.Join(dir, "usdt_recorder.bpf.o")}}}
+	l := ErrorLineFor(Fail(PhaseProtocol, nil, req.CheckObject()), PhaseProtocol)
+	if l.Class != "not-found" || l.Errno != int(syscall.ENOENT) || !strings.HasPrefix(l.Detail, "probe u: object: ") {
+		t.Errorf("missing probe object: %+v", l)
+	}
+	req.Probes[0].Object = dir
+	if l := ErrorLineFor(req.CheckObject(), PhaseProtocol); l.Class != "invalid" || !strings.Contains(l.Detail, "not a regular file") {
+		t.Errorf("directory as probe object: %+v", l)
+	}
+	req.Probes[0].Object = obj
+	if err := req.CheckObject(); err != nil {
+		t.Errorf("probe object present: %v", err)
 	}
 }
 

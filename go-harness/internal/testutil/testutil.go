@@ -3,7 +3,9 @@
 package testutil
 
 import (
+	"bufio"
 	"encoding/binary"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +63,58 @@ func RequireObjectPair(t testing.TB) (noarg, ctx string) {
 		t.Fatalf("ctx build of the recorders: %v (build both with `cargo run -- artifacts DIR`, or set %s)", err, CtxObjectEnv)
 	}
 	return noarg, ctx
+}
+
+// USDTObjectEnv names the environment variable that points at
+// usdt_recorder.bpf.o (libbpf's usdt.bpf.h program). Unset, it is the sibling
+// of PROBECONF_BPF_OBJECT (`cargo run -- artifacts DIR` writes both).
+const USDTObjectEnv = "PROBECONF_USDT_OBJECT"
+
+// ProbeTargetEnv names the environment variable that points at the project's
+// probe-target (its USDT sites). Unset, it is the sibling of
+// PROBECONF_BPF_OBJECT.
+const ProbeTargetEnv = "PROBECONF_PROBE_TARGET"
+
+// artifact returns the file named by env, or the file called name beside
+// PROBECONF_BPF_OBJECT; it skips the test when neither variable is set and
+// fails it when the file is missing.
+func artifact(t testing.TB, env, name string) string {
+	t.Helper()
+	path := os.Getenv(env)
+	if path == "" {
+		object := os.Getenv(ObjectEnv)
+		if object == "" {
+			t.Skipf("neither %s nor %s is set: run `cargo run -- artifacts DIR` and point %s at DIR/recorders.bpf.o",
+				env, ObjectEnv, ObjectEnv)
+		}
+		path = filepath.Join(filepath.Dir(object), name)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s: %v (write the artifacts with `cargo run -- artifacts DIR`, or set %s)", name, err, env)
+	}
+	return path
+}
+
+// USDTObjectFile returns usdt_recorder.bpf.o for tests that only parse it (no
+// root needed), or skips.
+func USDTObjectFile(t testing.TB) string {
+	t.Helper()
+	return artifact(t, USDTObjectEnv, "usdt_recorder.bpf.o")
+}
+
+// RequireUSDTObject is RequireObject for tests that load and attach the USDT
+// recorder: root, and usdt_recorder.bpf.o.
+func RequireUSDTObject(t testing.TB) string {
+	t.Helper()
+	RequireObject(t)
+	return USDTObjectFile(t)
+}
+
+// ProbeTargetFile returns the project's probe-target (no root needed), or
+// skips.
+func ProbeTargetFile(t testing.TB) string {
+	t.Helper()
+	return artifact(t, ProbeTargetEnv, "probe-target")
 }
 
 // KernelVersion returns the running kernel's major and minor version.
@@ -219,4 +273,85 @@ func ReadLinkInfo(t testing.TB, fd int) LinkInfo {
 		out.MultiFlags = le.Uint32(info.union[40:])
 	}
 	return out
+}
+
+// RequireAMD64 skips tests of x86_64-only logic (USDT argument specs, the
+// nop;nop5 pair) elsewhere.
+func RequireAMD64(t testing.TB) {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("x86_64 only (this is %s)", runtime.GOARCH)
+	}
+}
+
+// ProbeTarget is a running probe-target started with --wait: it has printed
+// "ready PID" and runs its steps once Go is called.
+type ProbeTarget struct {
+	Pid    int
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+}
+
+// StartProbeTarget starts path --wait steps and waits for its "ready" line.
+// The process is killed at the end of the test if it is still running.
+func StartProbeTarget(t testing.TB, path, steps string) *ProbeTarget {
+	t.Helper()
+	cmd := exec.Command(path, "--wait", steps)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pt := &ProbeTarget{Pid: cmd.Process.Pid, cmd: cmd, stdin: stdin, stdout: bufio.NewReader(out)}
+	line, err := pt.stdout.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		t.Fatalf("probe-target: %q, %v (want \"ready PID\")", line, err)
+	}
+	return pt
+}
+
+// Go lets the target run its steps and returns its output lines (without
+// the final "done"), failing the test if it does not exit 0.
+func (pt *ProbeTarget) Go(t testing.TB) []string {
+	t.Helper()
+	if _, err := io.WriteString(pt.stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	pt.stdin.Close()
+	rest, err := io.ReadAll(pt.stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pt.cmd.Wait(); err != nil {
+		t.Fatalf("probe-target: %v\n%s", err, rest)
+	}
+	lines := strings.Split(strings.TrimSpace(string(rest)), "\n")
+	if len(lines) == 0 || lines[len(lines)-1] != "done" {
+		t.Fatalf("probe-target output %q does not end with done", rest)
+	}
+	return lines[:len(lines)-1]
+}
+
+// RunProbeTarget runs path steps to completion and returns its output lines
+// (without "done").
+func RunProbeTarget(t testing.TB, path, steps string) []string {
+	t.Helper()
+	out, err := exec.Command(path, steps).Output()
+	if err != nil {
+		t.Fatalf("probe-target %q: %v", steps, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) == 0 || lines[len(lines)-1] != "done" {
+		t.Fatalf("probe-target output %q does not end with done", out)
+	}
+	return lines[:len(lines)-1]
 }
