@@ -64,8 +64,9 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         /// Build the Go harness against this cilium/ebpf release (e.g. v0.20.0).
+        /// Repeat it to compare releases side by side in one run.
         #[arg(long)]
-        cilium_version: Option<String>,
+        cilium_version: Vec<String>,
         /// Seconds a target may run its steps.
         #[arg(long, default_value_t = 20)]
         target_timeout: u64,
@@ -166,14 +167,20 @@ fn load_cases(paths: &[PathBuf]) -> Result<(Vec<Case>, usize), String> {
     Ok((cases, bad))
 }
 
-fn loaders(arg: LoaderArg, cilium_version: Option<&str>) -> Result<Vec<Box<dyn Loader>>, String> {
+fn loaders(arg: LoaderArg, cilium_versions: &[String]) -> Result<Vec<Box<dyn Loader>>, String> {
     let mut v: Vec<Box<dyn Loader>> = Vec::new();
     if matches!(arg, LoaderArg::Libbpf | LoaderArg::All) {
         v.push(Box::new(LibbpfLoader));
     }
     if matches!(arg, LoaderArg::Cilium | LoaderArg::All) {
-        let c = CiliumLoader::build(cilium_version).map_err(|e| format!("cilium loader: {e}"))?;
-        v.push(Box::new(c));
+        if cilium_versions.is_empty() {
+            v.push(Box::new(CiliumLoader::build(None).map_err(|e| format!("cilium loader: {e}"))?));
+        }
+        for ver in cilium_versions {
+            eprintln!("building the Go harness against cilium/ebpf {ver} (cached per version)…");
+            let c = CiliumLoader::build(Some(ver)).map_err(|e| format!("cilium loader {ver}: {e}"))?;
+            v.push(Box::new(c));
+        }
     }
     Ok(v)
 }
@@ -186,12 +193,12 @@ fn need_root() -> Result<(), String> {
     Ok(())
 }
 
-fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, cilium_version: Option<&str>, timeout: u64) -> Result<ExitCode, String> {
+fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, cilium_versions: &[String], timeout: u64) -> Result<ExitCode, String> {
     need_root()?;
     probeconf::interrupt::install();
     let (cases, bad) = load_cases(paths)?;
     let features = probing::host_features();
-    let loaders = loaders(loader, cilium_version)?;
+    let loaders = loaders(loader, cilium_versions)?;
     let loader_refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
     let header = RunHeader {
         kernel: features.kernel.clone(),
@@ -260,7 +267,7 @@ fn cmd_show(name: &str, loader: LoaderArg) -> Result<ExitCode, String> {
     println!("# resolved plan\n{}", serde_json::to_string_pretty(&plan).unwrap());
     need_root()?;
     let features = probing::host_features();
-    for l in loaders(loader, None)? {
+    for l in loaders(loader, &[])? {
         let r = probeconf::runner::run_case(&case, l.as_ref(), features, &RunOptions::default());
         println!("\n# trace via {} ({}): {}\n{}", r.loader, r.library, r.verdict, r.observed.as_deref().unwrap_or("(none)"));
         println!("# {}", r.detail);
@@ -274,7 +281,7 @@ fn cmd_show(name: &str, loader: LoaderArg) -> Result<ExitCode, String> {
 fn cmd_bench(quick: bool, loader: LoaderArg, format: Format, svg: Option<PathBuf>) -> Result<ExitCode, String> {
     need_root()?;
     probeconf::interrupt::install();
-    let loaders = loaders(loader, None)?;
+    let loaders = loaders(loader, &[])?;
     let refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
     let opts = if quick { probeconf::bench::BenchOptions::quick() } else { probeconf::bench::BenchOptions::full() };
     let report = probeconf::bench::run(&refs, &opts, |m| {
@@ -424,7 +431,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run { paths, loader, format, cilium_version, target_timeout } => {
-            cmd_run(&paths, loader, format, cilium_version.as_deref(), target_timeout)
+            cmd_run(&paths, loader, format, &cilium_version, target_timeout)
         }
         Cmd::List { paths } => cmd_list(&paths),
         Cmd::Show { case, loader } => cmd_show(&case, loader),

@@ -81,12 +81,39 @@ pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String 
             writeln!(out, "{}", d.trim_end()).unwrap();
         }
     }
+    let regressions = version_differences(results);
+    if !regressions.is_empty() {
+        writeln!(out, "\nbetween library versions (a finding each):").unwrap();
+        for r in &regressions {
+            writeln!(out, "  {r}").unwrap();
+        }
+    }
     let c = counts(results);
     let summary: Vec<String> = [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
         .iter()
         .map(|v| format!("{} {}", c.get(v).copied().unwrap_or(0), paint(*v, color)))
         .collect();
     writeln!(out, "\n{}", summary.join(", ")).unwrap();
+    out
+}
+
+/// Cases whose verdict differs between versions of the same library
+/// (`cilium@v0.20.0` vs `cilium`): regressions or fixes, either way a finding.
+pub fn version_differences(results: &[CaseResult]) -> Vec<String> {
+    let mut out = Vec::new();
+    let family = |label: &str| label.split('@').next().unwrap_or(label).to_string();
+    let mut cases: Vec<&str> = results.iter().map(|r| r.case.as_str()).collect();
+    cases.dedup();
+    for case in cases {
+        let runs: Vec<&CaseResult> = results.iter().filter(|r| r.case == case).collect();
+        for (i, a) in runs.iter().enumerate() {
+            for b in &runs[i + 1..] {
+                if a.loader != b.loader && family(&a.loader) == family(&b.loader) && (a.verdict != b.verdict || a.observed != b.observed) {
+                    out.push(format!("{case}: {} {} vs {} {}", a.loader, a.verdict, b.loader, b.verdict));
+                }
+            }
+        }
+    }
     out
 }
 

@@ -183,7 +183,7 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     }
     let probe_names: Vec<String> = plan.probes.iter().map(|p| p.name.clone()).collect();
     let processes: Vec<(u32, &'static str)> = std::iter::once((pids.target, "P0")).chain(pids.other.map(|p| (p, "P1"))).collect();
-    let kernel_symbols = plan.probes.iter().any(|p| p.kind.is_kernel()).then(KernelSymbols::load);
+    let kernel_symbols = plan.probes.iter().any(|p| p.kind.is_kernel()).then(KernelSymbols::shared);
     let probe_args: Vec<u8> = plan.probes.iter().map(|p| p.args).collect();
     let single_target: Vec<Option<String>> = plan
         .probes
@@ -194,7 +194,7 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         })
         .collect();
     let probe_ret_width: Vec<u8> = plan.probes.iter().map(|p| p.ret_width).collect();
-    let names = Names { probes: &probe_names, args: &probe_args, ret_width: &probe_ret_width, single_target: &single_target, processes: &processes, user: &symbols, kernel: kernel_symbols.as_ref() };
+    let names = Names { probes: &probe_names, args: &probe_args, ret_width: &probe_ret_width, single_target: &single_target, processes: &processes, user: &symbols, kernel: kernel_symbols };
     let trace = normalise(&events, &names, &facts);
     Ok(Execution { observed: Observed::Trace(trace), vias, plan })
 }

@@ -196,6 +196,13 @@ pub struct KernelSymbols {
 }
 
 impl KernelSymbols {
+    /// Loaded once per process: /proc/kallsyms has ~200k lines, which costs
+    /// seconds per read under QEMU TCG; kernel text does not move in a run.
+    pub fn shared() -> &'static KernelSymbols {
+        static CELL: std::sync::OnceLock<KernelSymbols> = std::sync::OnceLock::new();
+        CELL.get_or_init(KernelSymbols::load)
+    }
+
     pub fn load() -> KernelSymbols {
         let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
         let mut syms: Vec<(u64, String)> = text

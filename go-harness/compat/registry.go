@@ -149,11 +149,47 @@ var Registry = []Entry{
 			"it is told, so the runner can still load the wrong build on purpose.",
 	},
 	{
-		ID:         BridgeUSDT,
-		Library:    library,
-		Versions:   "all",
-		Feature:    "USDT probes (usdt/ sections, bpf_usdt_cookie, .note.stapsdt)",
-		Status:     Missing,
-		Workaround: "cilium/ebpf has no USDT support and the protocol has no usdt kind; USDT cases run with libbpf only.",
+		ID:       BridgeUSDT,
+		Library:  library,
+		Versions: "<= v0.22.0 (checked v0.17.3, v0.20.0, v0.21.0, v0.22.0 on Linux 6.18); mirrors libbpf 1.7's usdt.c and usdt.bpf.h",
+		Feature: "USDT probes (kind usdt: a program built with libbpf's usdt.bpf.h, section usdt; targets provider:name " +
+			"from .note.stapsdt; bpf_usdt_arg/bpf_usdt_arg_cnt/bpf_usdt_cookie)",
+		Status: Compat,
+		Workaround: "cilium/ebpf has no USDT support, and cannot even load the object libbpf attaches. The bridge loads that same object " +
+			"and does what libbpf's usdt manager does. Load: (1) usdt.bpf.h's maps are __weak and cilium refuses weak map references " +
+			"(\"unsupported binding: STB_WEAK\"): they are rebound STB_GLOBAL in a private copy of the ELF (one object: weak is the definition); " +
+			"cilium before v0.21.0 also refuses calls to weak functions, so if the object still does not parse, its weak subprograms are rebound too; " +
+			"(2) bpf_usdt_arg, bpf_usdt_arg_cnt and bpf_usdt_cookie are __weak __hidden subprograms, which libbpf marks static in BTF " +
+			"(mark_btf_static) and cilium leaves global, so the verifier rejects bpf_usdt_arg on its own (\"R3 invalid mem access " +
+			"'mem_or_null'\"): their BTF FUNC linkage is set static; (3) LINUX_HAS_BPF_COOKIE (extern __kconfig): cilium v0.22.0 resolves " +
+			"only LINUX_KERNEL_VERSION and LINUX_HAS_SYSCALL_WRAPPER and takes any other .kconfig extern for a CONFIG_ option, failing the " +
+			"load (`resolve .kconfig: config option \"LINUX_HAS_BPF_COOKIE\" does not exist on this kernel`); the bridge rewrites each " +
+			"ldimm64 cilium tagged as a .kconfig load (its private tag read by reflection) into a load from a BPF_F_RDONLY_PROG array map " +
+			"\".kconfig\" (frozen by cilium) holding libbpf's value: whether bpf_get_attach_cookie() loads in a tracepoint program " +
+			"(features.HaveProgramHelper, libbpf's FEAT_BPF_COOKIE; true on 6.18); (4) the usdt section is typed as libbpf types it: kprobe " +
+			"with expected attach type UPROBE_MULTI when the kernel has uprobe_multi (cilium gives none, and UprobeMulti then gets EINVAL). " +
+			"Sites: .note.stapsdt notes (owner stapsdt, type 3; a malformed note fails the whole section, as in libbpf), the pc adjusted " +
+			"by .stapsdt.base's actual address minus the note's base (not the semaphore: libbpf does not), pc and semaphore turned into " +
+			"file offsets through their PT_LOAD segments (executable for the pc, not for the semaphore; for probe-target this equals " +
+			"the offset through the .probes section); for a shared object without BPF cookies, runtime addresses from /proc/PID/maps " +
+			"(a pid is then required). nop;nop5: on x86_64, when the kernel has the uprobe syscall (syscall 336 answers ENXIO outside the " +
+			"trampoline) and the 6 bytes at the site are 90 0f 1f 44 00 00, the probe moves to the nop5 (file offset and address + 1), as " +
+			"libbpf 1.7 does, so both loaders attach at the same address (probeconf:nop5+0x1 on 6.18); nop;nop10 is not moved. " +
+			"Argument specs: libbpf's x86_64 parse_usdt_arg, its sscanf patterns reproduced with glibc's semantics (constants, registers " +
+			"incl. 8/16/32-bit names read from the 64-bit pt_regs slot and narrowed by arg_bitshift = 64 - 8*size, memory (reg) and " +
+			"off(reg), SIB), with libbpf's errnos: EINVAL for what it does not recognise (e.g. -8@sym(%rip): attach/invalid naming the " +
+			"argument), ENOENT for an unknown register, E2BIG over 12 arguments; checked byte for byte against libbpf's own parser " +
+			"compiled from the vendored usdt.c. Specs are written in libbpf 1.7's layout (struct __bpf_usdt_spec: 304 bytes, 12 arg " +
+			"specs of 24 bytes: val_off @0, arg_type bits 64-71, idx_reg_off bits 80-91, scale_bitshift bits 92-95, reg_off @14, " +
+			"arg_signed @16, arg_bitshift @17; usdt_cookie @288, arg_cnt @296), after checking the object's BTF has exactly that layout " +
+			"(refused otherwise, e.g. a pre-1.7 usdt.bpf.h with 16-byte arg specs); usdt_cookie is the user's cookie. Spec ids: one per " +
+			"distinct argument string within one attachment, in order from 0 per object (= per probe: each probe loads its own " +
+			"instance), written to __bpf_usdt_specs; without BPF cookies each site's address also goes to __bpf_usdt_ip_to_spec_id " +
+			"(BPF_NOEXIST). Attach: one attachment per target (as the libbpf loader calls bpf_program__attach_usdt per target): one " +
+			"Executable.UprobeMulti link (Addresses = file offsets, Cookies = spec ids, RefCtrOffsets = semaphore offsets, PID), or, " +
+			"when the kernel lacks uprobe_multi with the process-wide pid filter (libbpf's FEAT_UPROBE_MULTI_LINK probe) or cilium " +
+			"answers ErrNotSupported, one Executable.Uprobe per site (Cookie = spec id when cookies exist, RefCtrOffset). A semaphore " +
+			"needs the uprobe PMU's ref_ctr_offset (else unsupported, as libbpf). Reported via compat, bridge cilium-usdt. Not " +
+			"mirrored: architectures other than x86_64 (unsupported), libbpf's reuse of freed spec ids (links live as long as the object).",
 	},
 }

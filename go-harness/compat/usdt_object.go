@@ -25,13 +25,18 @@ import (
 type ObjectFixes struct {
 	// ReboundMaps are map symbols bound STB_WEAK, read as STB_GLOBAL.
 	ReboundMaps []string
+	// ReboundFuncs are subprograms bound STB_WEAK, read as STB_GLOBAL
+	// (cilium before v0.21.0 refuses calls to them).
+	ReboundFuncs []string
 	// StaticFuncs are hidden global subprograms whose BTF FUNC linkage was
 	// made static.
 	StaticFuncs []string
 }
 
 // Any reports whether anything was changed.
-func (f ObjectFixes) Any() bool { return len(f.ReboundMaps)+len(f.StaticFuncs) > 0 }
+func (f ObjectFixes) Any() bool {
+	return len(f.ReboundMaps)+len(f.ReboundFuncs)+len(f.StaticFuncs) > 0
+}
 
 // LoadCollectionSpec is ebpf.LoadCollectionSpec with two of libbpf's
 // behaviours that cilium (<= v0.22.0) lacks and libbpf's usdt.bpf.h relies on.
@@ -44,7 +49,12 @@ func (f ObjectFixes) Any() bool { return len(f.ReboundMaps)+len(f.StaticFuncs) >
 // STB_WEAK`. In one object a weak definition is the definition (libbpf loads
 // it as any other map; weak matters only when static linking merges
 // objects), so the symbols are rebound STB_GLOBAL in a private copy of the
-// file before cilium parses it.
+// file before cilium parses it. The same goes for the weak subprograms
+// (bpf_usdt_arg and friends): cilium v0.21.0 and later accept calls to them,
+// earlier versions refuse them as they refuse weak maps (`call:
+// bpf_usdt_arg_cnt: unsupported binding: STB_WEAK`); a call to a defined
+// weak function calls that function either way, so when cilium fails to
+// parse the object, it is tried again with those rebound as well.
 //
 // Hidden subprograms: usdt.bpf.h's bpf_usdt_arg, bpf_usdt_arg_cnt and
 // bpf_usdt_cookie are `__weak __hidden` functions. libbpf marks a global
@@ -65,11 +75,21 @@ func LoadCollectionSpec(path string) (*ebpf.CollectionSpec, ObjectFixes, error) 
 	if err != nil {
 		return nil, fixes, fmt.Errorf("file %s: %w", path, err)
 	}
+	orig := bytes.Clone(buf)
 	var hidden map[string]bool
-	fixes.ReboundMaps, hidden = inspectSymbols(buf)
+	fixes.ReboundMaps, _, hidden = inspectSymbols(buf, false)
 	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(buf))
 	if err != nil {
-		return nil, ObjectFixes{}, fmt.Errorf("file %s: %w", path, err)
+		// cilium < v0.21.0 also refuses calls to weak functions.
+		maps, funcs, _ := inspectSymbols(orig, true)
+		if len(funcs) == 0 {
+			return nil, ObjectFixes{}, fmt.Errorf("file %s: %w", path, err)
+		}
+		spec2, err2 := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(orig))
+		if err2 != nil {
+			return nil, ObjectFixes{}, fmt.Errorf("file %s: %w", path, err)
+		}
+		spec, fixes.ReboundMaps, fixes.ReboundFuncs = spec2, maps, funcs
 	}
 	fixes.StaticFuncs = markHiddenFuncsStatic(spec, hidden)
 	return spec, fixes, nil
@@ -113,48 +133,62 @@ func readAll(f *os.File) ([]byte, error) {
 
 // inspectSymbols reads the symbol table of a 64-bit little-endian ELF file
 // in buf: it rewrites the binding of every STB_WEAK symbol defined in a map
-// section (".maps", or legacy "maps*") to STB_GLOBAL, in buf, and returns
-// their names, and the global or weak FUNC symbols of .text (subprograms)
-// with hidden or internal visibility. A file it cannot parse is left alone
-// for cilium to report.
-func inspectSymbols(buf []byte) (rebound []string, hidden map[string]bool) {
+// section (".maps", or legacy "maps*"), and with funcs of every STB_WEAK
+// FUNC symbol of .text, to STB_GLOBAL, in buf, and returns their names; and
+// it returns the global or weak FUNC symbols of .text (subprograms) with
+// hidden or internal visibility. A file it cannot parse is left alone for
+// cilium to report.
+func inspectSymbols(buf []byte, funcs bool) (maps, weakFuncs []string, hidden map[string]bool) {
 	ef, err := elf.NewFile(bytes.NewReader(buf))
 	if err != nil || ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB {
-		return nil, nil
+		return nil, nil, nil
 	}
 	defer ef.Close()
 	symtab := ef.SectionByType(elf.SHT_SYMTAB)
 	if symtab == nil || symtab.Entsize != 24 || symtab.Offset+symtab.Size > uint64(len(buf)) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	syms, err := ef.Symbols() // entry i+1 of the table (Go drops the null symbol)
 	if err != nil {
-		return nil, nil
+		return nil, nil, nil
 	}
+	type rebind struct {
+		at   uint64
+		info byte
+	}
+	var todo []rebind
 	for i, s := range syms {
 		bind := elf.ST_BIND(s.Info)
 		if s.Section == elf.SHN_UNDEF || int(s.Section) >= len(ef.Sections) || (bind != elf.STB_GLOBAL && bind != elf.STB_WEAK) {
 			continue
 		}
 		sec := ef.Sections[s.Section].Name
-		if vis := elf.ST_VISIBILITY(s.Other); elf.ST_TYPE(s.Info) == elf.STT_FUNC && sec == ".text" &&
-			(vis == elf.STV_HIDDEN || vis == elf.STV_INTERNAL) {
+		isFunc := elf.ST_TYPE(s.Info) == elf.STT_FUNC && sec == ".text"
+		if vis := elf.ST_VISIBILITY(s.Other); isFunc && (vis == elf.STV_HIDDEN || vis == elf.STV_INTERNAL) {
 			if hidden == nil {
 				hidden = map[string]bool{}
 			}
 			hidden[s.Name] = true
 		}
-		if bind != elf.STB_WEAK || (sec != ".maps" && !strings.HasPrefix(sec, "maps")) {
+		isMap := sec == ".maps" || strings.HasPrefix(sec, "maps")
+		if bind != elf.STB_WEAK || !(isMap || funcs && isFunc) {
 			continue
 		}
-		info := symtab.Offset + uint64(i+1)*24 + 4 // st_info of Elf64_Sym
-		if buf[info] != s.Info {
-			return nil, nil // not the table debug/elf read: leave the file alone
+		at := symtab.Offset + uint64(i+1)*24 + 4 // st_info of Elf64_Sym
+		if buf[at] != s.Info {
+			return nil, nil, hidden // not the table debug/elf read: leave the file alone
 		}
-		buf[info] = byte(elf.STB_GLOBAL)<<4 | s.Info&0xf
-		rebound = append(rebound, s.Name)
+		todo = append(todo, rebind{at, byte(elf.STB_GLOBAL)<<4 | s.Info&0xf})
+		if isMap {
+			maps = append(maps, s.Name)
+		} else {
+			weakFuncs = append(weakFuncs, s.Name)
+		}
 	}
-	return rebound, hidden
+	for _, r := range todo {
+		buf[r.at] = r.info
+	}
+	return maps, weakFuncs, hidden
 }
 
 // KconfigBPFCookie is libbpf's virtual kconfig extern for BPF cookie support,

@@ -236,8 +236,11 @@ func TestUSDTAttachArgsAndSemaphore(t *testing.T) {
 	}
 	in := loadUSDT(t, object, feat, 0, nil)
 	man := in.manager(t, feat)
-	args := in.attach(t, man, path, 0, "probeconf:args", 0x77)
-	sema := in.attach(t, man, path, 0, "probeconf:sema", 0x5e)
+	// pid-scoped: other tests may run probe-target meanwhile.
+	target := testutil.StartProbeTarget(t, path, "call usdt_args 3 4; sema; call usdt_sema 5")
+	pid := uint32(target.Pid)
+	args := in.attach(t, man, path, pid, "probeconf:args", 0x77)
+	sema := in.attach(t, man, path, pid, "probeconf:sema", 0x5e)
 	if !args.Multi || len(args.Links) != 1 || !sema.Multi {
 		t.Fatalf("attachments %+v %+v: want one uprobe_multi link each", args, sema)
 	}
@@ -255,7 +258,7 @@ func TestUSDTAttachArgsAndSemaphore(t *testing.T) {
 		t.Errorf("spec #0 in the map: %x\nwant %x", stored, want)
 	}
 
-	out := testutil.RunProbeTarget(t, path, "call usdt_args 3 4; sema; call usdt_sema 5")
+	out := target.Go(t)
 	if strings.Join(out, "|") != "observe sema=1" {
 		t.Errorf("probe-target said %q, want the semaphore set (observe sema=1)", out)
 	}
@@ -347,8 +350,8 @@ func TestUSDTNop5SiteAddress(t *testing.T) {
 	in := loadUSDT(t, object, feat, 0, nil)
 	man := in.manager(t, feat)
 	target := testutil.StartProbeTarget(t, path, "call usdt_nop5 9; call usdt_nop10 8")
-	nop5 := in.attach(t, man, path, 0, "probeconf:nop5", 1)
-	nop10 := in.attach(t, man, path, 0, "probeconf:nop10", 2)
+	nop5 := in.attach(t, man, path, uint32(target.Pid), "probeconf:nop5", 1)
+	nop10 := in.attach(t, man, path, uint32(target.Pid), "probeconf:nop10", 2)
 	base := loadBase(t, target.Pid, path)
 	target.Go(t)
 	events := in.drain(t)

@@ -18,6 +18,8 @@ pub const PROTOCOL: u32 = 1;
 pub struct CiliumLoader {
     harness: PathBuf,
     version: String,
+    /// Built for an explicitly requested version: always labelled with it.
+    explicit: bool,
 }
 
 #[derive(Deserialize)]
@@ -40,12 +42,14 @@ impl CiliumLoader {
         if v.protocol != PROTOCOL {
             return Err(format!("harness speaks protocol {}, this probeconf speaks {PROTOCOL}: rebuild it", v.protocol));
         }
-        Ok(CiliumLoader { harness, version: v.version })
+        Ok(CiliumLoader { harness, version: v.version, explicit: false })
     }
 
     /// Builds (if needed) and opens the harness for a cilium/ebpf version.
     pub fn build(version: Option<&str>) -> Result<Self, String> {
-        Self::new(crate::harness_build::ensure_harness(version)?)
+        let mut l = Self::new(crate::harness_build::ensure_harness(version)?)?;
+        l.explicit = version.is_some();
+        Ok(l)
     }
 
     pub fn version(&self) -> &str {
@@ -186,7 +190,7 @@ impl Loader for CiliumLoader {
     }
 
     fn label(&self) -> String {
-        if self.version == crate::harness_build::PINNED_CILIUM {
+        if self.version == crate::harness_build::PINNED_CILIUM && !self.explicit {
             "cilium".into()
         } else {
             format!("cilium@{}", self.version)

@@ -179,6 +179,10 @@ func loadSpec(object string, log io.Writer) (*ebpf.CollectionSpec, error) {
 		fmt.Fprintf(log, "object %s: weak map symbols %v read as global (cilium refuses STB_WEAK map references) [%s]\n",
 			object, fixes.ReboundMaps, compat.BridgeUSDT)
 	}
+	if len(fixes.ReboundFuncs) > 0 {
+		fmt.Fprintf(log, "object %s: weak subprograms %v read as global (this cilium refuses calls to STB_WEAK functions) [%s]\n",
+			object, fixes.ReboundFuncs, compat.BridgeUSDT)
+	}
 	if len(fixes.StaticFuncs) > 0 {
 		fmt.Fprintf(log, "object %s: hidden subprograms %v marked static in BTF, as libbpf does [%s]\n",
 			object, fixes.StaticFuncs, compat.BridgeUSDT)
