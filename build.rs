@@ -110,23 +110,13 @@ fn main() {
     let abi = Path::new("bpf/probeconf_abi.h");
     fs::write(out_dir.join("abi_consts.rs"), abi_consts(abi)).unwrap();
 
-    // One source, two objects: the session kfunc prototypes changed in 7.0.
     compile_bpf(&clang, &include, Path::new("bpf/recorders.bpf.c"), &out_dir.join("recorders.bpf.o"), &[]);
-    compile_bpf(
-        &clang,
-        &include,
-        Path::new("bpf/recorders.bpf.c"),
-        &out_dir.join("recorders.ctx.bpf.o"),
-        &["PC_SESSION_KFUNC_CTX"],
-    );
     compile_bpf(&clang, &include, Path::new("bpf/feature_probes.bpf.c"), &out_dir.join("feature_probes.bpf.o"), &[]);
-    compile_bpf(
-        &clang,
-        &include,
-        Path::new("bpf/feature_probes.bpf.c"),
-        &out_dir.join("feature_probes.ctx.bpf.o"),
-        &["PC_SESSION_KFUNC_CTX"],
-    );
+    // One source, two objects: the session kfunc prototypes changed in 7.0.
+    for (src, stem) in [("bpf/sessions.bpf.c", "sessions"), ("bpf/feature_probes_session.bpf.c", "feature_probes_session")] {
+        compile_bpf(&clang, &include, Path::new(src), &out_dir.join(format!("{stem}.bpf.o")), &[]);
+        compile_bpf(&clang, &include, Path::new(src), &out_dir.join(format!("{stem}.ctx.bpf.o")), &["PC_SESSION_KFUNC_CTX"]);
+    }
     compile_bpf(&clang, &include, Path::new("bpf/usdt_recorder.bpf.c"), &out_dir.join("usdt_recorder.bpf.o"), &[]);
     compile_bpf(&clang, &include, Path::new("bpf/bench.bpf.c"), &out_dir.join("bench.bpf.o"), &[]);
     compile_bpf(&clang, &include, Path::new("bpf/bench.bpf.c"), &out_dir.join("bench.ctx.bpf.o"), &["PC_SESSION_KFUNC_CTX"]);

@@ -12,7 +12,6 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-#include "session_kfuncs.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -60,48 +59,6 @@ int fp_uprobe_multi(struct pt_regs *ctx) { return fp_count(ctx); }
 /* The link type alone: no kfuncs, so it loads whatever their prototype. */
 SEC("uprobe.session")
 int fp_uprobe_session_link(struct pt_regs *ctx) { return fp_count(ctx); }
-
-/* The kfuncs too: entry writes the cookie, return reads it back. */
-SEC("uprobe.session")
-int fp_uprobe_session_kfuncs(struct pt_regs *ctx)
-{
-	__u64 *cookie;
-
-	if (!fp_mine())
-		return 0;
-	__sync_fetch_and_add(&fp.hits, 1);
-	cookie = PC_SESSION_COOKIE(ctx);
-	if (!cookie)
-		return 0;
-	if (PC_SESSION_IS_RETURN(ctx)) {
-		__sync_fetch_and_add(&fp.returns, 1);
-		fp.session_cookie = *cookie;
-	} else {
-		*cookie = 0x5e551011;
-	}
-	return 0;
-}
-
-/* The kfuncs in a kprobe session (6.10+; uprobe sessions came in 6.13). */
-SEC("kprobe.session")
-int fp_kprobe_session_kfuncs(struct pt_regs *ctx)
-{
-	__u64 *cookie;
-
-	if (!fp_mine())
-		return 0;
-	__sync_fetch_and_add(&fp.hits, 1);
-	cookie = PC_SESSION_COOKIE(ctx);
-	if (!cookie)
-		return 0;
-	if (PC_SESSION_IS_RETURN(ctx)) {
-		__sync_fetch_and_add(&fp.returns, 1);
-		fp.session_cookie = *cookie;
-	} else {
-		*cookie = 0x5e551011;
-	}
-	return 0;
-}
 
 SEC("kprobe")
 int fp_kprobe(struct pt_regs *ctx) { return fp_count(ctx); }

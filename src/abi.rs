@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn layout_matches_object_btf() {
-        for obj in [crate::artifacts::RECORDERS, crate::artifacts::RECORDERS_CTX] {
+        for obj in [crate::artifacts::RECORDERS, crate::artifacts::SESSIONS, crate::artifacts::SESSIONS_CTX, crate::artifacts::USDT_RECORDER] {
             let (size, fields) = struct_layout(obj, "pc_event");
             assert_eq!(size, EVENT_SIZE, "sizeof(struct pc_event)");
             let ours: Vec<(String, usize)> = EVENT_FIELDS.iter().map(|(n, o, _)| (n.to_string(), *o)).collect();

@@ -8,12 +8,16 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Recorders with the 6.10–6.19 session kfunc prototypes (no arguments).
+/// The recorders of every kind but the sessions: no kfuncs, so loading them
+/// never needs the kernel's BTF.
 pub static RECORDERS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/recorders.bpf.o"));
-/// Recorders with the 7.0 session kfunc prototypes (`void *ctx`).
-pub static RECORDERS_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/recorders.ctx.bpf.o"));
+/// Session recorders with the 6.10–6.19 session kfunc prototypes (no arguments).
+pub static SESSIONS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessions.bpf.o"));
+/// Session recorders with the 7.0 session kfunc prototypes (`void *ctx`).
+pub static SESSIONS_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessions.ctx.bpf.o"));
 pub static FEATURE_PROBES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes.bpf.o"));
-pub static FEATURE_PROBES_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes.ctx.bpf.o"));
+pub static FEATURE_PROBES_SESSION: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes_session.bpf.o"));
+pub static FEATURE_PROBES_SESSION_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/feature_probes_session.ctx.bpf.o"));
 /// The USDT recorder (libbpf's usdt.bpf.h), one build: no session kfuncs.
 pub static USDT_RECORDER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/usdt_recorder.bpf.o"));
 /// Counting-only programs for `probeconf bench`, per session-kfunc prototype.
@@ -36,34 +40,38 @@ pub enum KfuncVariant {
 }
 
 impl KfuncVariant {
-    pub fn recorders(self) -> &'static [u8] {
+    pub fn sessions(self) -> &'static [u8] {
         match self {
-            KfuncVariant::NoArg => RECORDERS,
-            KfuncVariant::Ctx => RECORDERS_CTX,
+            KfuncVariant::NoArg => SESSIONS,
+            KfuncVariant::Ctx => SESSIONS_CTX,
         }
     }
-    pub fn feature_probes(self) -> &'static [u8] {
+    pub fn feature_probes_session(self) -> &'static [u8] {
         match self {
-            KfuncVariant::NoArg => FEATURE_PROBES,
-            KfuncVariant::Ctx => FEATURE_PROBES_CTX,
+            KfuncVariant::NoArg => FEATURE_PROBES_SESSION,
+            KfuncVariant::Ctx => FEATURE_PROBES_SESSION_CTX,
         }
     }
     pub fn object_file_name(self) -> &'static str {
         match self {
-            KfuncVariant::NoArg => "recorders.bpf.o",
-            KfuncVariant::Ctx => "recorders.ctx.bpf.o",
+            KfuncVariant::NoArg => "sessions.bpf.o",
+            KfuncVariant::Ctx => "sessions.ctx.bpf.o",
         }
     }
 }
+
+pub const RECORDERS_OBJECT: &str = "recorders.bpf.o";
 
 /// Writes every embedded artefact into `dir` (for the Go tests and VM images).
 pub fn write_all(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     for (name, bytes, mode) in [
         ("recorders.bpf.o", RECORDERS, 0o644),
-        ("recorders.ctx.bpf.o", RECORDERS_CTX, 0o644),
+        ("sessions.bpf.o", SESSIONS, 0o644),
+        ("sessions.ctx.bpf.o", SESSIONS_CTX, 0o644),
         ("feature_probes.bpf.o", FEATURE_PROBES, 0o644),
-        ("feature_probes.ctx.bpf.o", FEATURE_PROBES_CTX, 0o644),
+        ("feature_probes_session.bpf.o", FEATURE_PROBES_SESSION, 0o644),
+        ("feature_probes_session.ctx.bpf.o", FEATURE_PROBES_SESSION_CTX, 0o644),
         ("usdt_recorder.bpf.o", USDT_RECORDER, 0o644),
         ("bench.bpf.o", BENCH, 0o644),
         ("bench.ctx.bpf.o", BENCH_CTX, 0o644),
@@ -92,8 +100,9 @@ impl RunDir {
         let me = RunDir { dir };
         me.write("probe-target", PROBE_TARGET, 0o755)?;
         me.write("libprobetarget.so", LIB_PROBE_TARGET, 0o755)?;
-        me.write(KfuncVariant::NoArg.object_file_name(), RECORDERS, 0o644)?;
-        me.write(KfuncVariant::Ctx.object_file_name(), RECORDERS_CTX, 0o644)?;
+        me.write(RECORDERS_OBJECT, RECORDERS, 0o644)?;
+        me.write(KfuncVariant::NoArg.object_file_name(), SESSIONS, 0o644)?;
+        me.write(KfuncVariant::Ctx.object_file_name(), SESSIONS_CTX, 0o644)?;
         me.write(USDT_OBJECT, USDT_RECORDER, 0o644)?;
         Ok(me)
     }
@@ -114,6 +123,10 @@ impl RunDir {
 
     pub fn object(&self, v: KfuncVariant) -> PathBuf {
         self.path().join(v.object_file_name())
+    }
+
+    pub fn recorders_object(&self) -> PathBuf {
+        self.path().join(RECORDERS_OBJECT)
     }
 
     pub fn usdt_object(&self) -> PathBuf {

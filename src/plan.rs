@@ -122,7 +122,13 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
                 index: i as u32,
                 kind: p.kind,
                 program: p.kind.program(),
-                object: if p.kind == crate::case::ProbeKind::Usdt { dir.usdt_object() } else { dir.object(variant) },
+                object: if p.kind == crate::case::ProbeKind::Usdt {
+                    dir.usdt_object()
+                } else if p.kind.is_session() {
+                    dir.object(variant)
+                } else {
+                    dir.recorders_object()
+                },
                 binary: (!p.kind.is_kernel()).then(|| dir.resolve_binary(&p.binary, &case_dir)),
                 targets: p.targets.clone(),
                 pid: p.pid,
@@ -142,7 +148,9 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
         case_id: case.id.clone(),
         variant,
         object: dir.object(variant),
-        selectable: (case.object == crate::case::ObjectChoice::Matching)
+        // Only session probes depend on the build; a loader that selects it
+        // itself (the harness) is given both, else the runner's choice.
+        selectable: (case.object == crate::case::ObjectChoice::Matching && case.probes.iter().any(|p| p.kind.is_session()))
             .then(|| (dir.object(KfuncVariant::NoArg), dir.object(KfuncVariant::Ctx))),
         probes,
         run: case.run.clone(),

@@ -83,9 +83,12 @@ struct ProbeObject {
 }
 
 impl ProbeObject {
+    /// `variant` picks the build of the kfunc-calling probes; the others are
+    /// in the kfunc-free object (no kernel BTF parse per load).
     fn load(variant: KfuncVariant, prog: &'static str) -> Result<Self, String> {
+        let bytes = if prog.ends_with("_kfuncs") { variant.feature_probes_session() } else { crate::artifacts::FEATURE_PROBES };
         let mut builder = ObjectBuilder::default();
-        let mut open = builder.open_memory(variant.feature_probes()).map_err(|e| format!("open: {e:#}"))?;
+        let mut open = builder.open_memory(bytes).map_err(|e| format!("open: {e:#}"))?;
         for mut p in open.progs_mut() {
             let keep = p.name() == prog;
             p.set_autoload(keep);

@@ -163,8 +163,9 @@ fn request(req: &AttachRequest<'_>) -> serde_json::Value {
             if let Some(b) = &p.binary {
                 o["binary"] = json!(b);
             }
-            // Probes whose program lives in another object (USDT) name it.
-            if p.object != req.plan.object {
+            // Probes whose program lives in another object than the session
+            // build (plain recorders, USDT) name it.
+            if p.object != req.plan.object && !p.kind.is_session() {
                 o["object"] = json!(p.object);
             }
             if p.retprobe != p.kind.is_return_only() {
