@@ -42,8 +42,10 @@ features! {
     KprobeMulti = "kprobe-multi": "BPF_TRACE_KPROBE_MULTI links (needs CONFIG_FPROBE)",
     KprobeSession = "kprobe-session": "BPF_TRACE_KPROBE_SESSION links (attach type 56)",
     UretprobeSyscall = "uretprobe-syscall": "the uretprobe syscall (x86_64 nr 335) exists",
-    UprobeSyscall = "uprobe-syscall": "the uprobe syscall (x86_64 nr 336) exists: ENXIO outside the trampoline",
+    UprobeSyscall = "uprobe-syscall": "the uprobe syscall (x86_64 nr 336) exists (anything but ENOSYS outside the trampoline)",
+    UprobeSyscallEnxio = "uprobe-syscall-enxio": "the uprobe syscall answers ENXIO outside the trampoline: the signal libbpf 1.7 takes to move nop;nop5 USDT probes onto the nop5 (6.18; 7.x answers otherwise)",
     UprobeNop5Optimize = "uprobe-nop5-optimize": "a uprobe on a 5-byte nop becomes a call into [uprobes-trampoline] after its first hit",
+    UprobeNop10Optimize = "uprobe-nop10-optimize": "a uprobe on a 10-byte nop is rewritten (no longer a 10-byte nop or an int3) after its first hit",
     UretprobeSeccompPassthrough = "uretprobe-seccomp-passthrough": "a process under a strict seccomp allow-list survives a uretprobe hit (the uretprobe syscall, if used, bypasses seccomp)",
     UprobeSeccompPassthrough = "uprobe-seccomp-passthrough": "a process under a strict seccomp allow-list survives hits of an optimised nop5 uprobe (the uprobe syscall, if used, bypasses seccomp)",
 }

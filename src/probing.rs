@@ -42,8 +42,28 @@ std::arch::global_asm!(
     ".size probeconf_probe_nop5, . - probeconf_probe_nop5",
 );
 
+// The same with a 10-byte nop first, without a segment prefix (which the
+// uprobe decoder refuses): data16 nopw 0x0(%rax,%rax,1).
+std::arch::global_asm!(
+    ".text",
+    ".globl probeconf_probe_nop10",
+    ".type probeconf_probe_nop10, @function",
+    ".balign 16",
+    "probeconf_probe_nop10:",
+    ".byte 0x66, 0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00",
+    "lea rax, [rdi + 1]",
+    "ret",
+    ".size probeconf_probe_nop10, . - probeconf_probe_nop10",
+);
+
 extern "C" {
     fn probeconf_probe_nop5(x: u64) -> u64;
+    fn probeconf_probe_nop10(x: u64) -> u64;
+}
+
+fn call_nop10(x: u64) -> u64 {
+    // SAFETY: as call_nop5: the asm function above follows the C ABI.
+    unsafe { probeconf_probe_nop10(std::hint::black_box(x)) }
 }
 
 fn call_nop5(x: u64) -> u64 {
@@ -399,14 +419,22 @@ fn probe_uretprobe_syscall() -> ProbeResult {
     }
 }
 
-fn probe_uprobe_syscall() -> ProbeResult {
-    match syscall_in_child(NR_UPROBE) {
-        Ok(ChildEnd::Errno(libc::ENXIO)) => yes("syscall 336 outside the trampoline: ENXIO (the syscall exists)"),
-        Ok(ChildEnd::Errno(libc::ENOSYS)) => no("syscall 336: ENOSYS"),
-        Ok(ChildEnd::Signal(s)) => no(format!("syscall 336: child killed by signal {s}")),
-        Ok(ChildEnd::Errno(e)) => no(format!("syscall 336: errno {e}")),
-        Ok(ChildEnd::Returned) => no("syscall 336 returned success outside the trampoline"),
-        Err(e) => no(e),
+/// Whether the uprobe syscall exists (`enxio` false) or answers ENXIO, the
+/// answer libbpf 1.7 looks for (`enxio` true). 6.18 answers ENXIO; later
+/// kernels exist but answer otherwise (7.3: EPROTO).
+fn probe_uprobe_syscall(enxio: bool) -> ProbeResult {
+    let end = syscall_in_child(NR_UPROBE);
+    let text = match &end {
+        Ok(ChildEnd::Errno(e)) => format!("syscall 336 outside the trampoline: {}", std::io::Error::from_raw_os_error(*e)),
+        Ok(ChildEnd::Signal(s)) => format!("syscall 336: child killed by signal {s}"),
+        Ok(ChildEnd::Returned) => "syscall 336 returned success outside the trampoline".into(),
+        Err(e) => e.clone(),
+    };
+    match end {
+        Ok(ChildEnd::Errno(libc::ENOSYS)) => no(text),
+        Ok(ChildEnd::Errno(libc::ENXIO)) => yes(text),
+        Ok(_) if !enxio => yes(format!("{text} (the syscall exists)")),
+        _ => no(text),
     }
 }
 
@@ -432,6 +460,35 @@ fn probe_nop5_optimize() -> ProbeResult {
     match (before, after) {
         (Ok(b), Ok(a)) if a[0] == 0xe8 && trampoline && hits == 3 => {
             yes(format!("first bytes {b:02x?} → {a:02x?} (call) after the first hit, [uprobes-trampoline] mapped, 3 hits counted"))
+        }
+        (Ok(b), Ok(a)) => no(format!("first bytes {b:02x?} → {a:02x?}, trampoline mapped: {trampoline}, {hits} of 3 hits")),
+        (Err(e), _) | (_, Err(e)) => no(format!("reading /proc/self/mem: {e}")),
+    }
+}
+
+fn probe_nop10_optimize() -> ProbeResult {
+    let p = match ProbeObject::load(KfuncVariant::NoArg, "fp_uprobe") {
+        Ok(p) => p,
+        Err(e) => return no(e),
+    };
+    let opts = UprobeOpts { func_name: Some("probeconf_probe_nop10".into()), ..Default::default() };
+    let link = match p.prog().attach_uprobe_with_opts(0, self_exe(), 0, opts) {
+        Ok(l) => l,
+        Err(e) => return no(format!("attach: {e:#}")),
+    };
+    let addr = probeconf_probe_nop10 as *const () as usize;
+    let before = code_bytes(addr);
+    for i in 0..3 {
+        call_nop10(i);
+    }
+    let after = code_bytes(addr);
+    let trampoline = trampoline_mapped("self");
+    drop(link);
+    let hits = p.seen().hits;
+    let nop10 = [0x66, 0x66, 0x0f, 0x1f, 0x84];
+    match (before, after) {
+        (Ok(b), Ok(a)) if a != nop10 && a[0] != 0xcc && hits == 3 => {
+            yes(format!("first bytes {b:02x?} → {a:02x?} after the first hit, [uprobes-trampoline] mapped: {trampoline}, 3 hits counted"))
         }
         (Ok(b), Ok(a)) => no(format!("first bytes {b:02x?} → {a:02x?}, trampoline mapped: {trampoline}, {hits} of 3 hits")),
         (Err(e), _) | (_, Err(e)) => no(format!("reading /proc/self/mem: {e}")),
@@ -561,7 +618,9 @@ pub fn probe_all() -> FeatureSet {
             Feature::SessionKfuncCtx => ProbeResult { supported: proto == Some(KfuncVariant::Ctx), detail: how.clone() },
             Feature::Kprobe | Feature::KprobeMulti | Feature::KprobeSession => probe_kprobe(f),
             Feature::UretprobeSyscall => probe_uretprobe_syscall(),
-            Feature::UprobeSyscall => probe_uprobe_syscall(),
+            Feature::UprobeSyscall => probe_uprobe_syscall(false),
+            Feature::UprobeSyscallEnxio => probe_uprobe_syscall(true),
+            Feature::UprobeNop10Optimize => probe_nop10_optimize(),
             Feature::UprobeNop5Optimize => probe_nop5_optimize(),
             Feature::UretprobeSeccompPassthrough => probe_seccomp(true),
             Feature::UprobeSeccompPassthrough => probe_seccomp(false),

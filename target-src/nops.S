@@ -15,6 +15,26 @@ pc_nop5:
 	ret
 	.size pc_nop5, .-pc_nop5
 
+	.globl pc_nop10
+	.type pc_nop10, @function
+	.balign 16
+pc_nop10:
+	.byte 0x66, 0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00	/* data16 nopw 0x0(%rax,%rax,1): a 10-byte nop */
+	lea (%rdi,%rsi), %rax
+	ret
+	.size pc_nop10, .-pc_nop10
+
+/* The common 10-byte nop, with a CS segment-override prefix (0x2e): x86's
+ * uprobe instruction decoder refuses segment prefixes. */
+	.globl pc_nop10cs
+	.type pc_nop10cs, @function
+	.balign 16
+pc_nop10cs:
+	.byte 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00	/* nopw %cs:0x0(%rax,%rax,1) */
+	lea (%rdi,%rsi), %rax
+	ret
+	.size pc_nop10cs, .-pc_nop10cs
+
 	.globl pc_nop1
 	.type pc_nop1, @function
 	.balign 16

@@ -60,6 +60,8 @@ TRACED long pc_recurse(long n, long b)
 long pc_nop5(long a, long b);
 long pc_nop1(long a, long b);
 long pc_nop5_pagecross(long a, long b);
+long pc_nop10(long a, long b);
+long pc_nop10cs(long a, long b);
 
 struct traced_fn {
 	const char *name;
@@ -72,6 +74,8 @@ static const struct traced_fn traced_fns[] = {
 	{ "nop5", pc_nop5 },
 	{ "nop1", pc_nop1 },
 	{ "nop5_pagecross", pc_nop5_pagecross },
+	{ "nop10", pc_nop10 },
+	{ "nop10cs", pc_nop10cs },
 	{ "lib_add", pc_lib_add },
 	{ "usdt_args", pc_usdt_args },
 	{ "usdt_sema", pc_usdt_sema },
@@ -105,7 +109,7 @@ static void usage(void)
 		"  bench N FN A            time N calls of FN(A, 0): print\n"
 		"                            `observe bench FN calls=N ns=T` (CLOCK_MONOTONIC)\n"
 		"  pin CPU                 pin this thread to CPU (sched_setaffinity)\n"
-		"functions: leaf recurse nop5 nop1 nop5_pagecross lib_add\n"
+		"functions: leaf recurse nop5 nop10 nop10cs nop1 nop5_pagecross lib_add\n"
 		"           usdt_args usdt_sema usdt_rip usdt_nop5 usdt_nop10 (USDT sites)\n");
 }
 
@@ -210,6 +214,8 @@ static const char *first_insn(const void *fn)
 	close(fd);
 	if (b[0] == 0x0f && b[1] == 0x1f && b[2] == 0x44 && b[3] == 0 && b[4] == 0)
 		return "nop5";
+	if (b[0] == 0x66 && (b[1] == 0x2e || b[1] == 0x66) && b[2] == 0x0f && b[3] == 0x1f && b[4] == 0x84)
+		return "nop10";
 	if (b[0] == 0x90)
 		return "nop1";
 	if (b[0] == 0xcc)
