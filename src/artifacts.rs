@@ -24,6 +24,8 @@ pub static USDT_RECORDER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/usdt
 pub static BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bpf.o"));
 pub static BENCH_CTX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.ctx.bpf.o"));
 pub static BENCH_USDT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench_usdt.bpf.o"));
+/// A program with 1000 functions `pc_bf_0000`… for the attach-time bench.
+pub static BENCH_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench-target"));
 pub static PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe-target"));
 pub static LIB_PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libprobetarget.so"));
 

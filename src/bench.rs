@@ -371,6 +371,127 @@ impl BenchReport {
     }
 }
 
+/// One attach-time measurement: `functions` probed in one multi link or in
+/// as many single links, through one loader. Load + attach, wall time.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachTiming {
+    pub loader: String,
+    pub mode: String,
+    pub functions: usize,
+    pub ms: f64,
+    pub error: Option<String>,
+}
+
+/// Attach-time scaling: uprobe.multi on 1, 10, 100, 1000 functions of a
+/// generated target, against as many single uprobe links; median of
+/// `repeats`. Reported as ratios: each loader's time relative to its own
+/// one-function multi attach (the cilium figures include starting the
+/// harness, a constant that the ratio to its own baseline cancels).
+pub fn attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats: usize) -> Vec<AttachTiming> {
+    let mut out = Vec::new();
+    let Ok(dir) = RunDir::new() else { return out };
+    let target = dir.path().join("bench-target");
+    if std::fs::write(&target, crate::artifacts::BENCH_TARGET).is_err() {
+        return out;
+    }
+    let mut perms = std::fs::metadata(&target).map(|m| m.permissions()).ok();
+    if let Some(p) = perms.as_mut() {
+        use std::os::unix::fs::PermissionsExt;
+        p.set_mode(0o755);
+        let _ = std::fs::set_permissions(&target, p.clone());
+    }
+    let bench_obj = dir.path().join("bench.bpf.o");
+    let _ = std::fs::write(&bench_obj, crate::artifacts::BENCH);
+    for &n in counts {
+        for (mode, kind, program) in [("multi", ProbeKind::UprobeMulti, "bench_uprobe_multi"), ("single", ProbeKind::Uprobe, "bench_uprobe")] {
+            for l in loaders {
+                let targets: Vec<Target> =
+                    (0..n).map(|i| Target { symbol: Some(format!("pc_bf_{i:04}")), offset: 0, cookie: i as u64 }).collect();
+                let plan = Plan {
+                    case_id: format!("attach-{mode}-{n}"),
+                    variant: KfuncVariant::NoArg,
+                    object: bench_obj.clone(),
+                    selectable: None,
+                    probes: vec![ProbePlan {
+                        name: "b".into(),
+                        index: 0,
+                        kind,
+                        program,
+                        object: bench_obj.clone(),
+                        binary: Some(target.clone()),
+                        targets,
+                        pid: PidScope::All,
+                        retprobe: false,
+                        session: false,
+                        cookie_mode: 0,
+                        cookie_value: 0,
+                        return_filter: 0,
+                        filter_arg: 0,
+                        filter_tgid: false,
+                        args: 0,
+                        ret_width: 64,
+                    }],
+                    run: String::new(),
+                    run_other: None,
+                };
+                let mut times = Vec::new();
+                let mut error = None;
+                for _ in 0..repeats {
+                    let t = Instant::now();
+                    match l.attach(&AttachRequest { plan: &plan, pids: Pids { target: std::process::id(), other: None } }) {
+                        Ok(a) => {
+                            times.push(t.elapsed().as_secs_f64() * 1000.0);
+                            let _ = a.drain();
+                        }
+                        Err(e) => {
+                            error = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                let ms = if times.is_empty() { 0.0 } else { median(&mut times) };
+                out.push(AttachTiming { loader: l.label(), mode: mode.into(), functions: n, ms, error });
+            }
+        }
+    }
+    out
+}
+
+/// The scaling table: ratios to each loader's own one-function multi attach,
+/// and single/multi at each size.
+pub fn attach_table(t: &[AttachTiming]) -> String {
+    let mut s = String::from("attach-time scaling (load + attach, median; ratios to the same loader's 1-function multi link):\n");
+    writeln!(s, "{:<8} {:>9} {:>12} {:>12} {:>14}", "loader", "functions", "multi", "single", "single/multi").unwrap();
+    let mut loaders: Vec<&str> = t.iter().map(|x| x.loader.as_str()).collect();
+    loaders.dedup();
+    let mut seen = Vec::new();
+    for l in loaders {
+        if seen.contains(&l) {
+            continue;
+        }
+        seen.push(l);
+        let base = t.iter().find(|x| x.loader == l && x.mode == "multi" && x.functions == 1).map(|x| x.ms).unwrap_or(1.0);
+        let mut ns: Vec<usize> = t.iter().filter(|x| x.loader == l).map(|x| x.functions).collect();
+        ns.dedup();
+        ns.sort();
+        ns.dedup();
+        for n in ns {
+            let get = |m: &str| t.iter().find(|x| x.loader == l && x.mode == m && x.functions == n);
+            let cell = |x: Option<&AttachTiming>| match x {
+                Some(x) if x.error.is_none() => format!("{:.2}×", x.ms / base),
+                Some(x) => format!("error: {}", x.error.clone().unwrap_or_default().chars().take(40).collect::<String>()),
+                None => "-".into(),
+            };
+            let ratio = match (get("multi"), get("single")) {
+                (Some(m), Some(si)) if m.error.is_none() && si.error.is_none() && m.ms > 0.0 => format!("{:.1}", si.ms / m.ms),
+                _ => "-".into(),
+            };
+            writeln!(s, "{l:<8} {n:>9} {:>12} {:>12} {:>14}", cell(get("multi")), cell(get("single")), ratio).unwrap();
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,8 @@ features! {
     UprobeSyscall = "uprobe-syscall": "the uprobe syscall (x86_64 nr 336) exists (anything but ENOSYS outside the trampoline)",
     UprobeSyscallEnxio = "uprobe-syscall-enxio": "the uprobe syscall answers ENXIO outside the trampoline: the signal libbpf 1.7 takes to move nop;nop5 USDT probes onto the nop5 (6.18; 7.x answers otherwise)",
     UprobeNop5Optimize = "uprobe-nop5-optimize": "a uprobe on a 5-byte nop becomes a call into [uprobes-trampoline] after its first hit",
-    UprobeNop10Optimize = "uprobe-nop10-optimize": "a uprobe on a 10-byte nop is rewritten (no longer a 10-byte nop or an int3) after its first hit",
+    UprobeNop10Attach = "uprobe-nop10-attach": "the kernel accepts a uprobe on the CS-prefixed 10-byte nop 66 2e 0f 1f 84 00.. (older decoders refuse segment prefixes: ENOTSUPP)",
+    UprobeNop10Optimize = "uprobe-nop10-optimize": "a uprobe on the CS-prefixed 10-byte nop is rewritten (no longer that nop or an int3) after its first hit",
     UretprobeSeccompPassthrough = "uretprobe-seccomp-passthrough": "a process under a strict seccomp allow-list survives a uretprobe hit (the uretprobe syscall, if used, bypasses seccomp)",
     UprobeSeccompPassthrough = "uprobe-seccomp-passthrough": "a process under a strict seccomp allow-list survives hits of an optimised nop5 uprobe (the uprobe syscall, if used, bypasses seccomp)",
 }

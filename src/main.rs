@@ -123,6 +123,9 @@ enum Cmd {
         /// Also write an SVG bar chart here.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// Also measure attach time for 1, 10, 100, 1000 functions (multi vs single links).
+        #[arg(long)]
+        attach: bool,
     },
     /// Write the embedded artefacts (BPF objects, probe-target) into a directory.
     Artifacts { out: PathBuf },
@@ -278,7 +281,7 @@ fn cmd_show(name: &str, loader: LoaderArg) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_bench(quick: bool, loader: LoaderArg, format: Format, svg: Option<PathBuf>) -> Result<ExitCode, String> {
+fn cmd_bench(quick: bool, loader: LoaderArg, format: Format, svg: Option<PathBuf>, attach: bool) -> Result<ExitCode, String> {
     need_root()?;
     probeconf::interrupt::install();
     let loaders = loaders(loader, &[])?;
@@ -290,9 +293,20 @@ fn cmd_bench(quick: bool, loader: LoaderArg, format: Format, svg: Option<PathBuf
     if let Some(p) = svg {
         std::fs::write(&p, report.svg()).map_err(|e| format!("{}: {e}", p.display()))?;
     }
+    let scaling = if attach {
+        let counts: &[usize] = if quick { &[1, 10, 100] } else { &[1, 10, 100, 1000] };
+        probeconf::bench::attach_scaling(&refs, counts, if quick { 1 } else { 3 })
+    } else {
+        Vec::new()
+    };
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap()),
-        _ => print!("{}", report.table()),
+        Format::Json => println!("{}", serde_json::json!({"hits": report, "attach": scaling})),
+        _ => {
+            print!("{}", report.table());
+            if attach {
+                print!("\n{}", probeconf::bench::attach_table(&scaling));
+            }
+        }
     }
     Ok(if report.measurements.iter().any(|m| m.error.is_some()) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
@@ -437,7 +451,7 @@ fn main() -> ExitCode {
         Cmd::Show { case, loader } => cmd_show(&case, loader),
         Cmd::Features { format } => cmd_features(format),
         Cmd::Gaps { format, update_readme } => cmd_gaps(format, update_readme),
-        Cmd::Bench { quick, loader, format, svg } => cmd_bench(quick, loader, format, svg),
+        Cmd::Bench { quick, loader, format, svg, attach } => cmd_bench(quick, loader, format, svg, attach),
         Cmd::Matrix { paths, kernels, all, loader, out, timeout, jobs, format } => {
             cmd_matrix(paths, kernels, all, loader, out, timeout, jobs, format)
         }

@@ -42,15 +42,15 @@ std::arch::global_asm!(
     ".size probeconf_probe_nop5, . - probeconf_probe_nop5",
 );
 
-// The same with a 10-byte nop first, without a segment prefix (which the
-// uprobe decoder refuses): data16 nopw 0x0(%rax,%rax,1).
+// The same with the 10-byte nop assemblers emit, nopw %cs:0x0(%rax,%rax,1):
+// older uprobe decoders refuse its segment prefix, later ones accept it.
 std::arch::global_asm!(
     ".text",
     ".globl probeconf_probe_nop10",
     ".type probeconf_probe_nop10, @function",
     ".balign 16",
     "probeconf_probe_nop10:",
-    ".byte 0x66, 0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00",
+    ".byte 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00",
     "lea rax, [rdi + 1]",
     "ret",
     ".size probeconf_probe_nop10, . - probeconf_probe_nop10",
@@ -466,7 +466,8 @@ fn probe_nop5_optimize() -> ProbeResult {
     }
 }
 
-fn probe_nop10_optimize() -> ProbeResult {
+/// `optimize` false: only whether the kernel accepts the uprobe at all.
+fn probe_nop10(optimize: bool) -> ProbeResult {
     let p = match ProbeObject::load(KfuncVariant::NoArg, "fp_uprobe") {
         Ok(p) => p,
         Err(e) => return no(e),
@@ -474,8 +475,14 @@ fn probe_nop10_optimize() -> ProbeResult {
     let opts = UprobeOpts { func_name: Some("probeconf_probe_nop10".into()), ..Default::default() };
     let link = match p.prog().attach_uprobe_with_opts(0, self_exe(), 0, opts) {
         Ok(l) => l,
-        Err(e) => return no(format!("attach: {e:#}")),
+        Err(e) => return no(format!("attach to nopw %cs:..: {e:#}")),
     };
+    if !optimize {
+        call_nop10(1);
+        drop(link);
+        let hits = p.seen().hits;
+        return if hits == 1 { yes("a uprobe on nopw %cs:.. attached and fired once") } else { no(format!("attached, {hits} hits for one call")) };
+    }
     let addr = probeconf_probe_nop10 as *const () as usize;
     let before = code_bytes(addr);
     for i in 0..3 {
@@ -485,7 +492,7 @@ fn probe_nop10_optimize() -> ProbeResult {
     let trampoline = trampoline_mapped("self");
     drop(link);
     let hits = p.seen().hits;
-    let nop10 = [0x66, 0x66, 0x0f, 0x1f, 0x84];
+    let nop10 = [0x66, 0x2e, 0x0f, 0x1f, 0x84];
     match (before, after) {
         (Ok(b), Ok(a)) if a != nop10 && a[0] != 0xcc && hits == 3 => {
             yes(format!("first bytes {b:02x?} → {a:02x?} after the first hit, [uprobes-trampoline] mapped: {trampoline}, 3 hits counted"))
@@ -620,7 +627,8 @@ pub fn probe_all() -> FeatureSet {
             Feature::UretprobeSyscall => probe_uretprobe_syscall(),
             Feature::UprobeSyscall => probe_uprobe_syscall(false),
             Feature::UprobeSyscallEnxio => probe_uprobe_syscall(true),
-            Feature::UprobeNop10Optimize => probe_nop10_optimize(),
+            Feature::UprobeNop10Attach => probe_nop10(false),
+            Feature::UprobeNop10Optimize => probe_nop10(true),
             Feature::UprobeNop5Optimize => probe_nop5_optimize(),
             Feature::UretprobeSeccompPassthrough => probe_seccomp(true),
             Feature::UprobeSeccompPassthrough => probe_seccomp(false),
