@@ -279,7 +279,7 @@ mod tests {
     fn case() -> Case {
         Case::parse(
             "id: fake\ndescription: d\nprobes: [{name: up, kind: uprobe, targets: [{symbol: pc_leaf, cookie: 0x11}]}]\nrun: call leaf 1\n\
-             expect:\n  trace: |\n    P0/T0 up entry 0(1, 0) cookie=0x11\n    P0/T0 up entry 0(2, 0) cookie=0x11\n",
+             expect:\n  trace: |\n    P0/T0 up entry pc_leaf(1, 0) cookie=0x11\n    P0/T0 up entry pc_leaf(2, 0) cookie=0x11\n",
             std::path::Path::new("fake.yaml"),
         )
         .unwrap()
@@ -318,6 +318,6 @@ mod tests {
         assert_eq!(r[0].verdict, Verdict::Fail, "{}", r[0].detail);
         let sbs = r[0].diff.as_deref().unwrap();
         assert!(sbs.contains("libbpf") && sbs.contains("cilium"), "{sbs}");
-        assert!(sbs.contains("! P0/T0 up entry 0(2, 0) cookie=0x11 | P0/T0 up entry 0(2, 0) cookie=0x0"), "{sbs}");
+        assert!(sbs.contains("! P0/T0 up entry pc_leaf(2, 0) cookie=0x11 | P0/T0 up entry pc_leaf(2, 0) cookie=0x0"), "{sbs}");
     }
 }

@@ -156,6 +156,7 @@ mod tests {
             loaders: vec![LoaderId::Cilium],
             results: "/dev/ttyS2".into(),
             target_timeout_s: 5,
+            skip: 3,
         };
         let line = format!("console=ttyS0 panic=-1 {} quiet\n", o.to_kernel_args());
         assert_eq!(GuestOptions::parse(&line).unwrap(), o);
