@@ -116,9 +116,8 @@ fn column_from(img: &KernelImage, out: &BootOutcome) -> KernelColumn {
     col
 }
 
-/// How many boots a column may take: the first, plus one resume per kernel
-/// crash (each crash costs one case).
-const MAX_BOOTS: usize = 4;
+/// How many boots a column may take: the first, plus a resume per kernel crash.
+const MAX_BOOTS: usize = 5;
 
 fn column_counts(col: &KernelColumn) -> String {
     let n = |v: crate::check::Verdict| col.results.iter().filter(|r| r.verdict == v).count();
@@ -128,8 +127,9 @@ fn column_counts(col: &KernelColumn) -> String {
 
 /// One kernel's column. The guest runs cases in order and streams each
 /// result, so when the kernel crashes (panic, a guest that stops talking) the
-/// host knows the case that was running: it records that case as `error` with
-/// the console tail, and boots the kernel again for the cases after it.
+/// host knows the case that was running. It logs the crash with the console
+/// tail and boots the kernel again from that case; a case that crashes the
+/// kernel a second time gets `error` and the column goes on after it.
 fn run_column(
     img: &KernelImage,
     initramfs: &std::path::Path,
@@ -170,13 +170,21 @@ fn run_column(
             break;
         };
         let culprit = case_ids[at].clone();
+        let crashed_before = col.crashes.iter().any(|c| c.case == culprit);
         col.crashes.push(crate::matrix::Crash { case: culprit.clone(), reason: reason.clone(), console_tail: console_tail.clone() });
-        for l in loaders {
-            if !col.results.iter().any(|r| r.case == culprit && r.loader == *l) {
+        // Runs of the culprit that finished before the crash are kept; the
+        // retry reruns the whole case, so drop them to avoid duplicates.
+        col.results.retain(|r| r.case != culprit);
+        if crashed_before {
+            // The same case crashed the kernel twice: its runs are errors.
+            for l in loaders {
                 col.results.push(crash_result(&culprit, l, &col.release, reason));
             }
+            skip = at + 1;
+        } else {
+            // One crash: boot again from this case (the crash stays in the log).
+            skip = at;
         }
-        skip = at + 1;
         col.status = ColumnStatus::Completed;
         if skip >= case_ids.len() {
             break;
