@@ -1,6 +1,7 @@
 package compat
 
-// Tests that load the recorder object and attach: root and PROBECONF_BPF_OBJECT.
+// Tests that load the recorder objects and attach: root and PROBECONF_BPF_OBJECT
+// (recorders.bpf.o; the session programs come from sessions.bpf.o beside it).
 
 import (
 	"bytes"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"testing"
 	"unsafe"
 
@@ -33,6 +35,14 @@ func loadOne(t *testing.T, object, name string, edit func(*ebpf.CollectionSpec))
 	spec, err := ebpf.LoadCollectionSpec(object)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, ok := spec.Programs[name]; !ok {
+		names := make([]string, 0, len(spec.Programs))
+		for n := range spec.Programs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		t.Fatalf("program %s not in %s (programs: %v)", name, object, names)
 	}
 	for n := range spec.Programs {
 		if n != name {
@@ -150,10 +160,11 @@ func offsetsOf(t *testing.T, l link.Link, count int) uprobeMultiInfo {
 // kernel's link info, that it resolved the same file offsets as cilium's own
 // UprobeMulti and kept the cookies.
 func TestUprobeSessionBridge(t *testing.T) {
-	object := testutil.RequireObject(t)
+	objs := testutil.RequireObjects(t)
+	object := objs.Recorders
 	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
 
-	session := loadOne(t, object, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
+	session := loadOne(t, objs.Sessions, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
 	targets := []UprobeTarget{{Symbol: "pc_leaf", Cookie: 7}, {Symbol: "pc_other", Offset: 0, Cookie: 8}}
 	l, err := AttachUprobeSession(session, target, targets, UprobeSessionOptions{})
 	if err != nil {
@@ -200,9 +211,9 @@ func TestUprobeSessionBridge(t *testing.T) {
 // exists for. If this starts to pass, cilium can attach sessions itself and
 // the cilium-uprobe-session entry needs revisiting.
 func TestCiliumUprobeMultiRejectsSessionProgram(t *testing.T) {
-	object := testutil.RequireObject(t)
+	sessions := testutil.RequireSessionsObject(t)
 	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
-	session := loadOne(t, object, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
+	session := loadOne(t, sessions, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
 	ex, err := link.OpenExecutable(target)
 	if err != nil {
 		t.Fatal(err)
@@ -218,9 +229,10 @@ func TestCiliumUprobeMultiRejectsSessionProgram(t *testing.T) {
 }
 
 func TestUprobeSessionBridgeErrors(t *testing.T) {
-	object := testutil.RequireObject(t)
+	objs := testutil.RequireObjects(t)
+	object := objs.Recorders
 	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
-	session := loadOne(t, object, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
+	session := loadOne(t, objs.Sessions, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
 
 	if _, err := AttachUprobeSession(session, target, []UprobeTarget{{Symbol: "nope"}}, UprobeSessionOptions{}); !errors.Is(err, link.ErrNoSymbol) {
 		t.Errorf("missing symbol: %v", err)

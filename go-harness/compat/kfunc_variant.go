@@ -13,9 +13,9 @@ type KfuncVariant string
 
 const (
 	// KfuncNoArg: bool bpf_session_is_return(void), __u64 *bpf_session_cookie(void)
-	// (kernels 6.10 to 6.19; recorders.bpf.o).
+	// (kernels 6.10 to 6.19; sessions.bpf.o).
 	KfuncNoArg KfuncVariant = "noarg"
-	// KfuncCtx: both take void *ctx (kernels 7.0 on; recorders.ctx.bpf.o).
+	// KfuncCtx: both take void *ctx (kernels 7.0 on; sessions.ctx.bpf.o).
 	KfuncCtx KfuncVariant = "ctx"
 	// KfuncNone: the kernel has no session kfuncs (or no BTF to tell).
 	KfuncNone KfuncVariant = "none"

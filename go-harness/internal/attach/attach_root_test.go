@@ -1,7 +1,9 @@
 package attach
 
-// Root tests: load the recorder object and attach for real, then ask the
-// kernel which link each retprobe/session combination produced.
+// Root tests: load the recorder objects and attach for real, then ask the
+// kernel which link each retprobe/session combination produced. Requests are
+// built as the Rust runner builds them: the sessions build as the top-level
+// object, and recorders.bpf.o as the per-probe object of non-session probes.
 
 import (
 	"fmt"
@@ -21,7 +23,7 @@ int main(void) { return (int)pc_leaf(1) - 3; }
 // TestRetprobeSessionLinks checks, from the kernel's link info, that the
 // retprobe and session fields pick the link the protocol promises.
 func TestRetprobeSessionLinks(t *testing.T) {
-	object := testutil.RequireObject(t)
+	objs := testutil.RequireObjects(t)
 	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
 	yes, no := true, false
 	type want struct {
@@ -57,15 +59,15 @@ func TestRetprobeSessionLinks(t *testing.T) {
 	} {
 		name := fmt.Sprintf("%s retprobe=%v session=%v", tc.kind, deref(tc.retprobe), deref(tc.session))
 		t.Run(name, func(t *testing.T) {
-			req := &protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{{
-				Name: "p", Program: tc.program, Kind: tc.kind, Binary: target,
+			req := &protocol.Request{Protocol: 1, Object: objs.Sessions, Probes: []protocol.Probe{{
+				Name: "p", Program: tc.program, Kind: tc.kind, Object: objs.ProbeObject(tc.kind.Session()), Binary: target,
 				Retprobe: tc.retprobe, Session: tc.session,
 				Targets: []protocol.Target{{Symbol: "pc_leaf", Cookie: 1}},
 			}}}
 			if err := req.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			set, err := loader.Load(object, req, testLog{t})
+			set, err := loader.Load(req.Object, req, testLog{t})
 			if err != nil {
 				t.Fatal(err)
 			}

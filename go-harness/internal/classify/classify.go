@@ -212,7 +212,7 @@ func NotFoundf(format string, args ...any) error {
 }
 
 const kfuncPrototypeHint = "a kfunc prototype does not match the kernel's; the session kfuncs take no argument on 6.10-6.19 " +
-	"and take ctx from 7.0 on (recorders.bpf.o vs recorders.ctx.bpf.o; send \"objects\" to let the harness pick)"
+	"and take ctx from 7.0 on (sessions.bpf.o vs sessions.ctx.bpf.o; send \"objects\" to let the harness pick)"
 
 // cilium phrases an UnsupportedFeatureError as "X not supported (requires >= vN)".
 var requiresVersion = regexp.MustCompile(`requires >= v?[0-9.]+`)

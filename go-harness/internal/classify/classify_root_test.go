@@ -13,7 +13,8 @@ import (
 
 // TestIncompatibleKfuncRealLoad loads the session program of the build made
 // for the other session-kfunc prototype than the running kernel's (on the
-// 6.18 host: recorders.ctx.bpf.o, whose kfuncs take ctx). cilium fails while
+// 6.18 host: sessions.ctx.bpf.o, whose kfuncs take ctx; both builds come
+// from beside PROBECONF_BPF_OBJECT). cilium fails while
 // fixing up the kfuncs ("function param mismatch: incompatible types"), with
 // its unexported *ebpf.incompatibleKfuncError and no errno: class invalid,
 // with the prototype hint. If cilium renames or exports that type, this test

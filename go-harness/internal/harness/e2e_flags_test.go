@@ -1,7 +1,8 @@
 package harness
 
 // End-to-end sessions for the binary checks at attach and for the probe's
-// retprobe/session fields, as root with PROBECONF_BPF_OBJECT.
+// retprobe/session fields, as root with PROBECONF_BPF_OBJECT (requests built
+// as the Rust runner builds them: runnerRequest).
 
 import (
 	"context"
@@ -34,7 +35,7 @@ func requestError(t *testing.T, req protocol.Request) protocol.ErrorLine {
 // ELF is the library's to find (link.OpenExecutable, or the session bridge's
 // ELF open), at attach; the request's validation only checks the path's shape.
 func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
-	object := testutil.RequireObject(t)
+	objs := testutil.RequireObjects(t)
 	dir := t.TempDir()
 	text := filepath.Join(dir, "not-elf.txt")
 	if err := os.WriteFile(text, []byte("this is not an ELF file\n"), 0o755); err != nil {
@@ -69,10 +70,10 @@ func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
 		{"directory, uprobe", "pc_uprobe", protocol.KindUprobe, dir, "invalid", syscall.EISDIR, "is a directory", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := requestError(t, protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{{
+			e := requestError(t, runnerRequest(objs, protocol.Probe{
 				Name: "up", Program: tc.program, Kind: tc.kind, Binary: tc.binary,
 				Targets: []protocol.Target{{Symbol: "pc_leaf"}},
-			}}})
+			}))
 			if e.Phase != protocol.PhaseAttach || e.Class != tc.class || e.Probe != "up" || e.Errno != int(tc.errno) ||
 				!strings.Contains(e.Detail, tc.detail) || tc.path != strings.Contains(e.Detail, tc.binary) {
 				t.Errorf("error line %+v: want phase attach, class %s, probe up, errno %d, detail with %q (path named: %v)",
@@ -81,14 +82,27 @@ func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
 		})
 	}
 
-	// The object file itself is still checked up front.
+	// The object files themselves are still checked up front: the top-level
+	// one, and a probe's own.
 	t.Run("missing object", func(t *testing.T) {
-		e := requestError(t, protocol.Request{Protocol: 1, Object: filepath.Join(dir, "no-such.bpf.o"), Probes: []protocol.Probe{{
+		req := runnerRequest(objs, protocol.Probe{
 			Name: "up", Program: "pc_uprobe", Kind: protocol.KindUprobe, Binary: missing,
 			Targets: []protocol.Target{{Symbol: "pc_leaf"}},
-		}}})
+		})
+		req.Object = filepath.Join(dir, "no-such.bpf.o")
+		e := requestError(t, req)
 		if e.Phase != protocol.PhaseProtocol || e.Class != "not-found" || e.Probe != "" || e.Errno != int(syscall.ENOENT) {
 			t.Errorf("error line %+v: want phase protocol, class not-found, no probe", e)
+		}
+	})
+	t.Run("missing probe object", func(t *testing.T) {
+		e := requestError(t, runnerRequest(objs, protocol.Probe{
+			Name: "up", Program: "pc_uprobe", Kind: protocol.KindUprobe, Object: filepath.Join(dir, "no-such.bpf.o"), Binary: missing,
+			Targets: []protocol.Target{{Symbol: "pc_leaf"}},
+		}))
+		if e.Phase != protocol.PhaseProtocol || e.Class != "not-found" || e.Errno != int(syscall.ENOENT) ||
+			!strings.Contains(e.Detail, "no-such.bpf.o") {
+			t.Errorf("error line %+v: want phase protocol, class not-found, naming the probe's object", e)
 		}
 	})
 
@@ -110,21 +124,21 @@ func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
 // session program keeps its return handler.) If this fails on another kernel,
 // the kernel's answer changed: record the new behaviour, do not "fix" the harness.
 func TestEndToEndUprobeSessionReturnFlag(t *testing.T) {
-	object := testutil.RequireObject(t)
+	objs := testutil.RequireObjects(t)
 	target := startTarget(t)
 	pid := uint32(target.cmd.Process.Pid)
 	yes := true
 
 	c := startSession(t, context.Background())
 	c.recv("hello", nil)
-	c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{{
+	c.sendJSON(runnerRequest(objs, protocol.Probe{
 		Name: "s", Program: "pc_uprobe_session", Kind: protocol.KindUprobeSession, Binary: target.path,
 		Retprobe: &yes,
 		Targets:  []protocol.Target{{Symbol: "pc_leaf", Cookie: 17}},
 		PID:      &protocol.PID{Scope: protocol.ScopePID, PID: u32p(pid)},
 		// The entry would write 0x1001 into the session cookie, if it ran.
 		Rodata: map[string][]byte{".rodata.pc_cfg": pcConfig(0, 0, 0, cmConst, 0, 0x1001)},
-	}}})
+	}))
 	var attached protocol.Attached
 	c.recv("attached", &attached)
 	if want := (protocol.AttachedProbe{Name: "s", Via: protocol.ViaCompat, Bridge: compat.BridgeUprobeSession}); len(attached.Probes) != 1 || attached.Probes[0] != want {
@@ -163,7 +177,7 @@ func TestEndToEndUprobeSessionReturnFlag(t *testing.T) {
 // The harness does not second-guess it; on Linux 6.18 the kernel answers
 // EINVAL for each (bpf_prog_attach_check_attach_type).
 func TestEndToEndSessionFlagAttachTypeMismatch(t *testing.T) {
-	object := testutil.RequireObject(t)
+	objs := testutil.RequireObjects(t)
 	target := startTarget(t)
 	yes, no := true, false
 	for _, tc := range []struct {
@@ -179,10 +193,10 @@ func TestEndToEndSessionFlagAttachTypeMismatch(t *testing.T) {
 		{"uprobe.session without session", "pc_uprobe_session", protocol.KindUprobeSession, &no, "AttachTraceUprobeMulti"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := requestError(t, protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{{
+			e := requestError(t, runnerRequest(objs, protocol.Probe{
 				Name: "m", Program: tc.program, Kind: tc.kind, Binary: target.path, Session: tc.session,
 				Targets: []protocol.Target{{Symbol: "pc_leaf"}},
-			}}})
+			}))
 			if e.Phase != protocol.PhaseAttach || e.Class != "invalid" || e.Probe != "m" || e.Errno != int(syscall.EINVAL) ||
 				!strings.Contains(e.Detail, tc.detail) || !strings.Contains(e.Detail, "session field") {
 				t.Errorf("error line %+v: want attach/invalid EINVAL with %q and the session-field hint", e, tc.detail)

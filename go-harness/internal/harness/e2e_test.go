@@ -1,7 +1,8 @@
 package harness
 
 // End-to-end: a whole `run` session against a real target, as root, with the
-// object from PROBECONF_BPF_OBJECT. The raw events are decoded here, in the
+// objects from beside PROBECONF_BPF_OBJECT, sent as the Rust runner sends them
+// (see runnerRequest). The raw events are decoded here, in the
 // test only (the runner owns the real decoder).
 
 import (
@@ -139,13 +140,28 @@ func (tg *e2eTarget) run(t *testing.T, n int) {
 
 func u32p(v uint32) *uint32 { return &v }
 
+// runnerRequest builds a request as the Rust runner does: the sessions build
+// (sessions.bpf.o) as the top-level object, and recorders.bpf.o as the own
+// object of every non-session probe that names none (usdt probes name
+// usdt_recorder.bpf.o themselves).
+func runnerRequest(objs testutil.Objects, probes ...protocol.Probe) protocol.Request {
+	own := make([]protocol.Probe, len(probes))
+	for i, p := range probes {
+		if p.Object == "" {
+			p.Object = objs.ProbeObject(p.Kind.Session())
+		}
+		own[i] = p
+	}
+	return protocol.Request{Protocol: 1, Object: objs.Sessions, Probes: own}
+}
+
 func TestEndToEndSessionAndUprobe(t *testing.T) {
-	object := testutil.RequireObject(t)
+	objs := testutil.RequireObjects(t)
 	target := startTarget(t)
 	pid := uint32(target.cmd.Process.Pid)
 	before := testutil.BPFFDs(t)
 
-	req := protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{
+	req := runnerRequest(objs, []protocol.Probe{
 		{
 			Name: "s1", Program: "pc_uprobe_session", Kind: protocol.KindUprobeSession, Binary: target.path,
 			Targets: []protocol.Target{{Symbol: "pc_leaf", Cookie: 17}},
@@ -164,7 +180,10 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 			PID:     &protocol.PID{Scope: protocol.ScopePID, PID: u32p(pid)},
 			Rodata:  map[string][]byte{".rodata.pc_cfg": pcConfig(2, 0, 0, 0, 0, 0)},
 		},
-	}}
+	}...)
+	if req.Probes[0].Object != "" || req.Probes[1].Object != objs.Recorders || req.Probes[2].Object != objs.Recorders {
+		t.Fatalf("request %+v: want the session probe in the top-level %s, the others in %s", req, objs.Sessions, objs.Recorders)
+	}
 
 	c := startSession(t, context.Background())
 	c.recv("hello", nil)
@@ -196,7 +215,12 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 		t.Errorf("dropped %d", events.Dropped)
 	}
 
-	size := eventSizeOf(t, object)
+	// The ring buffer's record size comes from the top-level object; every
+	// probe's own object must agree.
+	size := eventSizeOf(t, objs.Sessions)
+	if rs := eventSizeOf(t, objs.Recorders); rs != size {
+		t.Fatalf("struct pc_event is %d bytes in %s, %d in %s", size, objs.Sessions, rs, objs.Recorders)
+	}
 	byProbe := map[uint32][]event{}
 	for _, raw := range events.Events {
 		if len(raw) != size {
@@ -260,7 +284,7 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 // TestEndToEndReleaseOnFailureAndEOF: an attach failure after a successful
 // attach, and EOF after `attached`, both leave nothing attached.
 func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
-	object := testutil.RequireObject(t)
+	objs := testutil.RequireObjects(t)
 	target := startTarget(t)
 	before := testutil.BPFFDs(t)
 	cfg := func(i uint32) map[string][]byte {
@@ -274,7 +298,7 @@ func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
 		bad.Name, bad.Targets, bad.Rodata = "u2", []protocol.Target{{Symbol: "no_such_function"}}, cfg(1)
 		c := startSession(t, context.Background())
 		c.recv("hello", nil)
-		c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{good, bad}})
+		c.sendJSON(runnerRequest(objs, good, bad))
 		var e protocol.ErrorLine
 		c.recv("error", &e)
 		if e.Phase != protocol.PhaseAttach || e.Probe != "u2" || e.Class != "not-found" || !strings.Contains(e.Detail, "no_such_function") {
@@ -285,16 +309,35 @@ func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
 		}
 	})
 
+	// A session probe's program is looked up in the top-level sessions
+	// build, any other probe's in its own object: each error lists the
+	// programs of the object looked in.
 	t.Run("missing program", func(t *testing.T) {
+		bad := good
+		bad.Program, bad.Kind = "pc_nope", protocol.KindUprobeSession
+		c := startSession(t, context.Background())
+		c.recv("hello", nil)
+		c.sendJSON(runnerRequest(objs, bad))
+		var e protocol.ErrorLine
+		c.recv("error", &e)
+		if e.Phase != protocol.PhaseLoad || e.Class != "not-found" || !strings.Contains(e.Detail, "pc_uprobe_session (uprobe.session)") ||
+			!strings.Contains(e.Detail, objs.Sessions) {
+			t.Errorf("error line %+v: want the available programs of %s listed", e, objs.Sessions)
+		}
+		c.wait()
+	})
+
+	t.Run("missing program, probe's own object", func(t *testing.T) {
 		bad := good
 		bad.Program = "pc_nope"
 		c := startSession(t, context.Background())
 		c.recv("hello", nil)
-		c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{bad}})
+		c.sendJSON(runnerRequest(objs, bad))
 		var e protocol.ErrorLine
 		c.recv("error", &e)
-		if e.Phase != protocol.PhaseLoad || e.Class != "not-found" || !strings.Contains(e.Detail, "pc_uprobe_session (uprobe.session)") {
-			t.Errorf("error line %+v: want the available programs listed", e)
+		if e.Phase != protocol.PhaseLoad || e.Class != "not-found" || !strings.Contains(e.Detail, "pc_uprobe (uprobe)") ||
+			!strings.Contains(e.Detail, objs.Recorders) || strings.Contains(e.Detail, "pc_uprobe_session") {
+			t.Errorf("error line %+v: want the available programs of %s listed (no session programs)", e, objs.Recorders)
 		}
 		c.wait()
 	})
@@ -304,7 +347,7 @@ func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
 		bad.Rodata = map[string][]byte{".rodata.pc_cfg": make([]byte, 24)}
 		c := startSession(t, context.Background())
 		c.recv("hello", nil)
-		c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{bad}})
+		c.sendJSON(runnerRequest(objs, bad))
 		var e protocol.ErrorLine
 		c.recv("error", &e)
 		if e.Phase != protocol.PhaseLoad || e.Class != "invalid" || !strings.Contains(e.Detail, "32 bytes but the request has 24") {
@@ -316,7 +359,7 @@ func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
 	t.Run("stdin EOF after attached", func(t *testing.T) {
 		c := startSession(t, context.Background())
 		c.recv("hello", nil)
-		c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{good}})
+		c.sendJSON(runnerRequest(objs, good))
 		c.recv("attached", nil)
 		if now := testutil.BPFFDs(t); now["link"] <= before["link"] {
 			t.Errorf("no link held while attached: %v", now)
@@ -336,7 +379,7 @@ func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		c := startSession(t, ctx)
 		c.recv("hello", nil)
-		c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{good}})
+		c.sendJSON(runnerRequest(objs, good))
 		c.recv("attached", nil)
 		cancel(errSignalForTest)
 		var e protocol.ErrorLine

@@ -45,7 +45,7 @@ func sessionError(t *testing.T, cfg Config, req protocol.Request) protocol.Error
 // picked one, before any bpf syscall.
 func TestObjectsPickWithoutKernel(t *testing.T) {
 	dir := t.TempDir()
-	noarg, ctx := filepath.Join(dir, "recorders.bpf.o"), filepath.Join(dir, "recorders.ctx.bpf.o")
+	noarg, ctx := filepath.Join(dir, "sessions.bpf.o"), filepath.Join(dir, "sessions.ctx.bpf.o")
 	for _, f := range []string{noarg, ctx} {
 		if err := os.WriteFile(f, []byte("not an ELF object, just long enough to have a header's worth of bytes\n"), 0o644); err != nil {
 			t.Fatal(err)
@@ -91,7 +91,8 @@ func TestObjectsPickWithoutKernel(t *testing.T) {
 }
 
 // TestObjectsOnThisKernel: on the real kernel (6.18 host: no-argument session
-// kfuncs) the harness picks the noarg build, says so in the attached line, and
+// kfuncs) the harness picks the noarg build (sessions.bpf.o; the ctx build is
+// sessions.ctx.bpf.o), says so in the attached line, and
 // the session probe works. Pretending a 7.0 kernel makes it pick the ctx
 // build, which this kernel refuses at load (invalid, object_variant ctx).
 func TestObjectsOnThisKernel(t *testing.T) {

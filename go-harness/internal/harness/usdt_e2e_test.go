@@ -1,9 +1,10 @@
 package harness
 
 // End-to-end USDT sessions (root): a usdt probe whose program lives in
-// usdt_recorder.bpf.o (the probe's own object) next to a uprobe from the
-// request's recorders.bpf.o, sharing one ring buffer; the project's
-// probe-target as the traced program.
+// usdt_recorder.bpf.o (the probe's own object) next to a uprobe from
+// recorders.bpf.o (its own object too; the request's top-level object is the
+// sessions build, as the Rust runner sends it), sharing one ring buffer; the
+// project's probe-target as the traced program.
 
 import (
 	"context"
@@ -42,14 +43,14 @@ func decodeUSDT(t *testing.T, raw []byte) usdtFields {
 // usdtSession runs one session with the given probes against a probe-target
 // running steps (pid-scoped probes), and returns the attached line, the
 // target's output and the events by probe index.
-func usdtSession(t *testing.T, cfg Config, object, steps string, probes func(pid uint32) []protocol.Probe) (protocol.Attached, []string, map[uint32][]usdtFields) {
+func usdtSession(t *testing.T, cfg Config, objs testutil.Objects, steps string, probes func(pid uint32) []protocol.Probe) (protocol.Attached, []string, map[uint32][]usdtFields) {
 	t.Helper()
 	path := testutil.ProbeTargetFile(t)
 	target := testutil.StartProbeTarget(t, path, steps)
 	pid := uint32(target.Pid)
 	c := startSessionWith(t, context.Background(), cfg)
 	c.recv("hello", nil)
-	c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: probes(pid)})
+	c.sendJSON(runnerRequest(objs, probes(pid)...))
 	var attached protocol.Attached
 	c.recv("attached", &attached)
 	out := target.Go(t)
@@ -87,8 +88,8 @@ func usdtProbe(name, object, binary, symbol string, cookie uint64, index, pid ui
 // probeconf:sema through the cilium-usdt bridge, and a plain uprobe from the
 // other object, all into one ring buffer; libbpf's expected values.
 func TestEndToEndUSDT(t *testing.T) {
-	object := testutil.RequireObject(t)
-	usdtObject := testutil.RequireUSDTObject(t)
+	objs := testutil.RequireObjects(t)
+	usdtObject := objs.USDT
 	path := testutil.ProbeTargetFile(t)
 	before := testutil.BPFFDs(t)
 	for _, tc := range []struct {
@@ -104,7 +105,7 @@ func TestEndToEndUSDT(t *testing.T) {
 		}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			attached, out, byProbe := usdtSession(t, tc.cfg, object, "call usdt_args 3 4; sema; call usdt_sema 5; call leaf 2 5",
+			attached, out, byProbe := usdtSession(t, tc.cfg, objs, "call usdt_args 3 4; sema; call usdt_sema 5; call leaf 2 5",
 				func(pid uint32) []protocol.Probe {
 					return []protocol.Probe{
 						usdtProbe("u", usdtObject, path, "probeconf:args", 0x77, 0, pid),
@@ -151,14 +152,12 @@ func TestEndToEndUSDT(t *testing.T) {
 // TestEndToEndUSDTRIPRelative: probeconf:rip (`-8@pc_usdt_global(%rip)`) is
 // refused at attach as invalid, naming the argument, like libbpf.
 func TestEndToEndUSDTRIPRelative(t *testing.T) {
-	object := testutil.RequireObject(t)
-	usdtObject := testutil.RequireUSDTObject(t)
+	objs := testutil.RequireObjects(t)
+	usdtObject := objs.USDT
 	path := testutil.ProbeTargetFile(t)
 	c := startSession(t, context.Background())
 	c.recv("hello", nil)
-	c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{
-		usdtProbe("u", usdtObject, path, "probeconf:rip", 0, 0, 1),
-	}})
+	c.sendJSON(runnerRequest(objs, usdtProbe("u", usdtObject, path, "probeconf:rip", 0, 0, 1)))
 	var e protocol.ErrorLine
 	c.recv("error", &e)
 	if e.Phase != protocol.PhaseAttach || e.Class != "invalid" || e.Probe != "u" || e.Errno != 22 ||
@@ -170,8 +169,8 @@ func TestEndToEndUSDTRIPRelative(t *testing.T) {
 
 // TestEndToEndUSDTErrors: what else fails, and how it is classified.
 func TestEndToEndUSDTErrors(t *testing.T) {
-	object := testutil.RequireObject(t)
-	usdtObject := testutil.RequireUSDTObject(t)
+	objs := testutil.RequireObjects(t)
+	usdtObject := objs.USDT
 	path := testutil.ProbeTargetFile(t)
 	for _, tc := range []struct {
 		name  string
@@ -195,7 +194,7 @@ func TestEndToEndUSDTErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := startSession(t, context.Background())
 			c.recv("hello", nil)
-			c.sendJSON(protocol.Request{Protocol: 1, Object: object, Probes: []protocol.Probe{tc.probe}})
+			c.sendJSON(runnerRequest(objs, tc.probe))
 			var e protocol.ErrorLine
 			c.recv("error", &e)
 			if e.Phase != tc.phase || e.Class != tc.class || !strings.Contains(e.Detail, tc.text) {

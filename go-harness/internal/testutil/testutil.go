@@ -21,7 +21,8 @@ import (
 // ObjectEnv names the environment variable that points at recorders.bpf.o.
 const ObjectEnv = "PROBECONF_BPF_OBJECT"
 
-// RequireObject returns the BPF object for tests that load programs. It skips
+// RequireObject returns recorders.bpf.o (the non-session recorders) for tests
+// that load programs. It skips
 // the test, saying why, when the object is not given or the test is not root;
 // once both hold, anything else missing is a failure, not a skip.
 func RequireObject(t testing.TB) string {
@@ -40,29 +41,84 @@ func RequireObject(t testing.TB) string {
 	return path
 }
 
-// CtxObjectEnv names the environment variable that points at the build of the
-// recorders for the 7.0 session-kfunc prototype (void *ctx). Unset, it is the
-// sibling of PROBECONF_BPF_OBJECT: recorders.bpf.o → recorders.ctx.bpf.o
-// (`cargo run -- artifacts DIR` writes both).
-const CtxObjectEnv = "PROBECONF_BPF_CTX_OBJECT"
+// The objects `probeconf artifacts DIR` writes beside recorders.bpf.o (the
+// file PROBECONF_BPF_OBJECT names): the session programs live in their own
+// objects, one build per session-kfunc prototype.
+const (
+	// SessionsObjectName: pc_uprobe_session and pc_kprobe_session for the
+	// no-argument kfunc prototypes (kernels 6.10 to 6.19).
+	SessionsObjectName = "sessions.bpf.o"
+	// SessionsCtxObjectName: the same programs for the 7.0 prototypes (void *ctx).
+	SessionsCtxObjectName = "sessions.ctx.bpf.o"
+	// USDTObjectName: libbpf's usdt.bpf.h recorder.
+	USDTObjectName = "usdt_recorder.bpf.o"
+)
+
+// Objects are the project's BPF objects, as the Rust runner uses them: the
+// request's top-level object is a sessions build, and every non-session probe
+// names its own object (Recorders, or USDT for usdt probes).
+type Objects struct {
+	Recorders   string // recorders.bpf.o: the non-session recorders (PROBECONF_BPF_OBJECT)
+	Sessions    string // sessions.bpf.o: session programs, no-argument kfuncs (6.10–6.19)
+	SessionsCtx string // sessions.ctx.bpf.o: session programs, void *ctx kfuncs (7.0 on)
+	USDT        string // usdt_recorder.bpf.o
+}
+
+// ProbeObject is the per-probe "object" the Rust runner sends for a probe of
+// a session kind (session true: none, the program is in the top-level
+// sessions build) or of any other kind (recorders.bpf.o). USDT probes name
+// o.USDT themselves.
+func (o Objects) ProbeObject(session bool) string {
+	if session {
+		return ""
+	}
+	return o.Recorders
+}
+
+// sibling returns the file called name beside PROBECONF_BPF_OBJECT, failing
+// the test when it is missing: callers have already decided to run (the
+// variable is set, and they are root or only parse files).
+func sibling(t testing.TB, object, name string) string {
+	t.Helper()
+	path := filepath.Join(filepath.Dir(object), name)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s is set (%s), but %s is not beside it: %v (write all the objects with `probeconf artifacts DIR` and point %s at DIR/recorders.bpf.o)",
+			ObjectEnv, object, name, err, ObjectEnv)
+	}
+	return path
+}
+
+// RequireObjects is RequireObject for tests that need the whole set: it
+// skips like RequireObject, then fails (not skips) when a sibling of
+// PROBECONF_BPF_OBJECT is missing. USDT honours PROBECONF_USDT_OBJECT.
+func RequireObjects(t testing.TB) Objects {
+	t.Helper()
+	recorders := RequireObject(t)
+	return Objects{
+		Recorders:   recorders,
+		Sessions:    sibling(t, recorders, SessionsObjectName),
+		SessionsCtx: sibling(t, recorders, SessionsCtxObjectName),
+		USDT:        USDTObjectFile(t),
+	}
+}
+
+// RequireSessionsObject returns sessions.bpf.o (the no-argument build of the
+// session programs) for root tests that load pc_uprobe_session or
+// pc_kprobe_session; it skips like RequireObject and fails when the file is
+// missing.
+func RequireSessionsObject(t testing.TB) string {
+	t.Helper()
+	return sibling(t, RequireObject(t), SessionsObjectName)
+}
 
 // RequireObjectPair is RequireObject for tests that need both builds of the
-// recorders: it returns the no-argument build (PROBECONF_BPF_OBJECT) and the
-// ctx build (PROBECONF_BPF_CTX_OBJECT, or the sibling .ctx.bpf.o).
+// session programs: sessions.bpf.o (no-argument kfuncs) and
+// sessions.ctx.bpf.o (void *ctx), beside PROBECONF_BPF_OBJECT. A missing one
+// fails the test.
 func RequireObjectPair(t testing.TB) (noarg, ctx string) {
 	t.Helper()
-	noarg = RequireObject(t)
-	ctx = os.Getenv(CtxObjectEnv)
-	if ctx == "" {
-		if !strings.HasSuffix(noarg, ".bpf.o") || strings.HasSuffix(noarg, ".ctx.bpf.o") {
-			t.Fatalf("%s=%s: cannot derive the ctx build's path; set %s", ObjectEnv, noarg, CtxObjectEnv)
-		}
-		ctx = strings.TrimSuffix(noarg, ".bpf.o") + ".ctx.bpf.o"
-	}
-	if _, err := os.Stat(ctx); err != nil {
-		t.Fatalf("ctx build of the recorders: %v (build both with `cargo run -- artifacts DIR`, or set %s)", err, CtxObjectEnv)
-	}
-	return noarg, ctx
+	object := RequireObject(t)
+	return sibling(t, object, SessionsObjectName), sibling(t, object, SessionsCtxObjectName)
 }
 
 // USDTObjectEnv names the environment variable that points at
@@ -99,7 +155,7 @@ func artifact(t testing.TB, env, name string) string {
 // root needed), or skips.
 func USDTObjectFile(t testing.TB) string {
 	t.Helper()
-	return artifact(t, USDTObjectEnv, "usdt_recorder.bpf.o")
+	return artifact(t, USDTObjectEnv, USDTObjectName)
 }
 
 // RequireUSDTObject is RequireObject for tests that load and attach the USDT
