@@ -95,7 +95,7 @@ pub fn rust_registry() -> Vec<Gap> {
             Compat,
             "Every object with session programs is built twice from one source (bpf/session_kfuncs.h). The runner \
              reads the running kernel's BTF (bpf_session_cookie's FUNC_PROTO) and hands both loaders the matching \
-             object: recorders.bpf.o or recorders.ctx.bpf.o (src/probing.rs kfunc_variant).",
+             object: sessions.bpf.o or sessions.ctx.bpf.o (src/probing.rs kfunc_variant); the other recorders have no kfuncs and are built once.",
         ),
     ]
 }

@@ -123,13 +123,13 @@ var Registry = []Entry{
 	{
 		ID:       BridgeWeakKfunc,
 		Library:  library,
-		Versions: "all (measured with v0.22.0 on kernel 7.3, per docs/domain.md; not re-measured here)",
+		Versions: "all (measured here with v0.22.0 and v0.20.0: case session-wrong-kfunc-prototype, every kernel with sessions)",
 		Feature:  "__weak kfuncs whose prototype differs from the kernel's; ___flavor suffixes on kfuncs",
 		Status:   Missing,
 		Workaround: "libbpf treats an incompatible __weak kfunc as missing and strips ___flavor suffixes; " +
 			"cilium does neither and fails the load (\"function param mismatch\" for the session kfuncs on " +
 			">= 7.0; the classifier marks it invalid). The harness does not bridge this: the runner loads the object " +
-			"built for the running kernel's session kfunc prototypes (recorders.ctx.bpf.o on >= 7.0), or sends " +
+			"built for the running kernel's session kfunc prototypes (sessions.ctx.bpf.o on >= 7.0), or sends " +
 			"both builds and lets the harness pick (cilium-session-kfunc-variant).",
 	},
 	{

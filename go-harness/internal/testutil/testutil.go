@@ -29,8 +29,9 @@ func RequireObject(t testing.TB) string {
 	t.Helper()
 	path := os.Getenv(ObjectEnv)
 	if path == "" {
-		t.Skipf("%s is not set: build bpf/recorders.bpf.c (see go-harness/README.md) and point %s at it to run BPF tests",
-			ObjectEnv, ObjectEnv)
+		t.Skipf("%s is not set: to run BPF tests, write the objects with `probeconf artifacts DIR` (see go-harness/README.md) "+
+			"and point %s at DIR/recorders.bpf.o (%s, %s and %s are taken from beside it)",
+			ObjectEnv, ObjectEnv, SessionsObjectName, SessionsCtxObjectName, USDTObjectName)
 	}
 	if os.Geteuid() != 0 {
 		t.Skipf("not root (euid %d): loading and attaching BPF programs needs root", os.Geteuid())
