@@ -150,3 +150,32 @@ fn a_malformed_case_is_located_and_the_run_goes_on() {
     assert_eq!(results[0]["verdict"], "pass");
     assert_eq!(out.status.code(), Some(1), "a bad case file fails the run");
 }
+
+/// A harness that breaks the protocol (here: garbage after hello) gives that
+/// case `error` with the harness's words, and the run goes on to the next case.
+#[test]
+fn a_broken_harness_is_an_error_and_the_run_goes_on() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("broken-harness");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n\
+         case \"$1\" in\n\
+         version) echo '{\"protocol\":1,\"library\":\"github.com/cilium/ebpf\",\"version\":\"v0.0.0-broken\"}' ;;\n\
+         run) echo '{\"type\":\"hello\",\"protocol\":1}'; read line; echo 'this is not JSON'; echo 'panic: something' >&2; exit 2 ;;\n\
+         esac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let broken = probeconf::loader::cilium::CiliumLoader::new(fake).unwrap();
+    let cases = [case(SESSION_AND_PLAIN), case(&SESSION_AND_PLAIN.replace("cleanup-mix", "cleanup-mix-2"))];
+    let results = probeconf::runner::run_all(&cases, &[&broken as &dyn Loader], host_features(), &RunOptions::default(), |_| {});
+    assert_eq!(results.len(), 2, "the run went on to the second case");
+    for r in &results {
+        assert_eq!(r.verdict, Verdict::Error, "{}", r.detail);
+        assert!(r.detail.contains("protocol violation") && r.detail.contains("this is not JSON"), "{}", r.detail);
+    }
+}
