@@ -127,6 +127,7 @@ fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan,
             filter_tgid: false,
             args: 0,
             ret_width: 64,
+            recursion_misses: false,
         })
         .collect();
     Ok(Plan { case_id: format!("bench-{}", s.id), variant, object: bench_obj, selectable: None, probes, run: String::new(), run_other: None })
@@ -434,6 +435,7 @@ pub fn attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats: usize)
                         filter_tgid: false,
                         args: 0,
                         ret_width: 64,
+                        recursion_misses: false,
                     }],
                     run: String::new(),
                     run_other: None,

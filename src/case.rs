@@ -245,6 +245,11 @@ pub struct Record {
     /// undefined (7.x's do_sys_openat2 returns int, 6.x's returned long).
     #[serde(default)]
     pub ret_width: Option<u8>,
+    /// Add the program's recursion-miss count to the trace
+    /// (`NAME recursion_misses=N`): runs the kernel skipped because another
+    /// BPF program was running on the CPU.
+    #[serde(default)]
+    pub recursion_misses: bool,
 }
 
 /// One place to probe, with its attach cookie.

@@ -26,6 +26,7 @@ pub mod matrix_run;
 pub mod normalise;
 pub mod plan;
 pub mod probing;
+pub mod prog_stats;
 pub mod report;
 pub mod runner;
 pub mod symbolize;

@@ -113,6 +113,8 @@ impl Trace {
 /// Extra facts about a run that belong in its trace.
 #[derive(Default)]
 pub struct RunFacts {
+    /// Per-probe counters read from the kernel, e.g. ("ks", "recursion_misses=2").
+    pub counters: Vec<(String, String)>,
     /// `inspect` observations of known processes, e.g. ("P0", "nop5 first=call trampoline=yes").
     pub observations: Vec<(String, String)>,
     /// Abnormal ends of known processes, e.g. ("P0", "killed by SIGSYS").
@@ -159,6 +161,9 @@ pub fn normalise(events: &[RawEvent], names: &Names<'_>, facts: &RunFacts) -> Tr
                 lines.push(format!("{plabel}/T{t} {l}"));
             }
         }
+    }
+    for (probe, what) in &facts.counters {
+        lines.push(format!("{probe} {what}"));
     }
     for (p, what) in &facts.observations {
         lines.push(format!("{p} observe {what}"));
@@ -265,6 +270,7 @@ pub(crate) mod tests {
             &evs,
             &names(&probes, &sym),
             &RunFacts {
+                counters: vec![],
                 observations: vec![("P0".into(), "nop5 first=call trampoline=yes".into())],
                 abnormal_exits: vec![("P0".into(), "killed by SIGSYS".into())],
                 dropped: 2,

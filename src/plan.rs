@@ -31,6 +31,8 @@ pub struct ProbePlan {
     pub args: u8,
     /// Bits of the return value that are defined (64 or 32).
     pub ret_width: u8,
+    /// Report the program's recursion misses in the trace.
+    pub recursion_misses: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -141,6 +143,7 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
                 filter_tgid: p.record.filter_tgid.unwrap_or(p.kind.is_kernel()),
                 args: p.record.args.unwrap_or(if p.kind.is_kernel() { 0 } else { 2 }),
                 ret_width: p.record.ret_width.unwrap_or(64),
+                recursion_misses: p.record.recursion_misses,
             }
         })
         .collect();

@@ -169,6 +169,12 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
             facts.abnormal_exits.push(("P1".into(), exit.describe()));
         }
     }
+    // Counters of the programs, read while they are still loaded.
+    for p in plan.probes.iter().filter(|p| p.recursion_misses) {
+        let misses = vias.iter().find(|v| v.probe == p.name).and_then(|v| v.prog_id).and_then(crate::prog_stats::recursion_misses);
+        let text = misses.map(|m| m.to_string()).unwrap_or_else(|| "?".into());
+        facts.counters.push((p.name.clone(), format!("recursion_misses={text}")));
+    }
     let drained = match attached.drain() {
         Ok(d) => d,
         Err(e) => return Ok(Execution { observed: Observed::Error(e), vias, plan }),

@@ -83,6 +83,8 @@ struct AttachedProbe {
     via: ViaKind,
     #[serde(default)]
     bridge: String,
+    #[serde(default)]
+    prog_id: Option<u32>,
 }
 
 /// A running harness session.
@@ -234,7 +236,7 @@ impl Loader for CiliumLoader {
                 }
                 let vias = probes
                     .into_iter()
-                    .map(|p| Via { probe: p.name, via: p.via, bridge: (!p.bridge.is_empty()).then_some(p.bridge) })
+                    .map(|p| Via { probe: p.name, via: p.via, bridge: (!p.bridge.is_empty()).then_some(p.bridge), prog_id: p.prog_id })
                     .collect();
                 Ok(Box::new(CiliumAttached { session: s, vias }))
             }

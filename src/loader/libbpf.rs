@@ -116,7 +116,8 @@ fn load_instance(bytes: &[u8], probe: &ProbePlan, pids: &Pids, shared: Option<&[
 
 fn attach_probe(prog: &ProgramMut<'_>, p: &ProbePlan, pids: &Pids) -> Result<(Vec<Link>, Via), Classified> {
     let pid = libbpf_pid(p.pid_filter(pids));
-    let native = Via { probe: p.name.clone(), via: ViaKind::Native, bridge: None };
+    let prog_id = crate::prog_stats::prog_id(std::os::fd::AsFd::as_fd(prog));
+    let native = Via { probe: p.name.clone(), via: ViaKind::Native, bridge: None, prog_id };
     let libbpf = |e: libbpf_rs::Error| classify_libbpf(&e);
     let symbols = || p.targets.iter().map(|t| t.symbol.clone().unwrap_or_default()).collect::<Vec<_>>();
     let cookies = || p.targets.iter().map(|t| t.cookie).collect::<Vec<_>>();
@@ -193,7 +194,7 @@ fn attach_probe(prog: &ProgramMut<'_>, p: &ProbePlan, pids: &Pids) -> Result<(Ve
         ProbeKind::KprobeMulti | ProbeKind::KretprobeMulti | ProbeKind::KprobeSession => {
             // libbpf-rs 0.27.2 has no `session` in KprobeMultiOpts: bridge to libbpf.
             let link = libbpf_compat::attach_kprobe_multi(prog, &symbols(), &cookies(), p.retprobe, p.session)?;
-            Ok((vec![link], Via { probe: p.name.clone(), via: ViaKind::Compat, bridge: Some(KPROBE_SESSION_BRIDGE.into()) }))
+            Ok((vec![link], Via { probe: p.name.clone(), via: ViaKind::Compat, bridge: Some(KPROBE_SESSION_BRIDGE.into()), prog_id }))
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct Via {
     /// The compatibility registry entry used (src/compat.rs), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
+    /// The kernel's id of the probe's program (per-program counters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prog_id: Option<u32>,
 }
 
 /// The raw records of one run.

@@ -21,11 +21,14 @@ type Attachment struct {
 	Via    string // protocol.ViaNative or protocol.ViaCompat
 	Bridge string // compat registry id when Via is compat
 	Links  []link.Link
+	// ProgID is the kernel's id of the probe's program: the runner reads
+	// per-program counters (recursion misses) by it, for either loader.
+	ProgID uint32
 }
 
 // Report is the protocol's view of the attachment.
 func (a *Attachment) Report() protocol.AttachedProbe {
-	return protocol.AttachedProbe{Name: a.Name, Via: a.Via, Bridge: a.Bridge}
+	return protocol.AttachedProbe{Name: a.Name, Via: a.Via, Bridge: a.Bridge, ProgID: a.ProgID}
 }
 
 // Close detaches every link of a.
@@ -152,6 +155,11 @@ func PlanFor(p *protocol.Probe) Plan {
 
 func attach(p *protocol.Probe, prog *ebpf.Program, opts Options) (*Attachment, error) {
 	a := &Attachment{Name: p.Name, Via: protocol.ViaNative}
+	if info, err := prog.Info(); err == nil {
+		if id, ok := info.ID(); ok {
+			a.ProgID = uint32(id)
+		}
+	}
 	plan := PlanFor(p)
 	switch {
 	case p.Kind.User():

@@ -236,6 +236,9 @@ type AttachedProbe struct {
 	Name   string `json:"name"`
 	Via    string `json:"via"`    // ViaNative or ViaCompat
 	Bridge string `json:"bridge"` // compat registry id, "" when native
+	// ProgID is the kernel's program id (0 when unknown): the runner reads
+	// per-program counters such as recursion misses by it.
+	ProgID uint32 `json:"prog_id,omitempty"`
 }
 
 // Events carries every record read from the ring buffer.
