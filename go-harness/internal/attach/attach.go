@@ -26,6 +26,16 @@ type Attachment struct {
 	ProgID uint32
 }
 
+// progID is the kernel's id of prog, 0 when the kernel does not say.
+func progID(prog *ebpf.Program) uint32 {
+	if info, err := prog.Info(); err == nil {
+		if id, ok := info.ID(); ok {
+			return uint32(id)
+		}
+	}
+	return 0
+}
+
 // Report is the protocol's view of the attachment.
 func (a *Attachment) Report() protocol.AttachedProbe {
 	return protocol.AttachedProbe{Name: a.Name, Via: a.Via, Bridge: a.Bridge, ProgID: a.ProgID}
@@ -154,12 +164,7 @@ func PlanFor(p *protocol.Probe) Plan {
 }
 
 func attach(p *protocol.Probe, prog *ebpf.Program, opts Options) (*Attachment, error) {
-	a := &Attachment{Name: p.Name, Via: protocol.ViaNative}
-	if info, err := prog.Info(); err == nil {
-		if id, ok := info.ID(); ok {
-			a.ProgID = uint32(id)
-		}
-	}
+	a := &Attachment{Name: p.Name, Via: protocol.ViaNative, ProgID: progID(prog)}
 	plan := PlanFor(p)
 	switch {
 	case p.Kind.User():
@@ -355,7 +360,7 @@ func attachUSDT(inst *loader.Instance, opts Options) (_ *Attachment, err error) 
 	if err != nil {
 		return nil, err
 	}
-	a := &Attachment{Name: p.Name, Via: protocol.ViaCompat, Bridge: compat.BridgeUSDT}
+	a := &Attachment{Name: p.Name, Via: protocol.ViaCompat, Bridge: compat.BridgeUSDT, ProgID: progID(inst.Program)}
 	defer func() {
 		if err != nil {
 			a.Close()

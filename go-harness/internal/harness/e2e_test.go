@@ -195,7 +195,7 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 		{Name: "u1", Via: protocol.ViaNative},
 		{Name: "r1", Via: protocol.ViaNative},
 	}
-	if !reflect.DeepEqual(attached.Probes, wantAttached) {
+	if !reflect.DeepEqual(withoutProgIDs(t, attached.Probes), wantAttached) {
 		t.Errorf("attached %+v, want %+v", attached.Probes, wantAttached)
 	}
 	if attached.ObjectChoice != (protocol.ObjectChoice{}) {
