@@ -48,6 +48,12 @@ int bench_uretprobe(struct pt_regs *ctx) { return bench_count(); }
 SEC("uprobe.multi")
 int bench_uprobe_multi(struct pt_regs *ctx) { return bench_count(); }
 
+SEC("kprobe")
+int bench_kprobe(struct pt_regs *ctx) { return bench_count(); }
+
+SEC("kprobe.multi")
+int bench_kprobe_multi(struct pt_regs *ctx) { return bench_count(); }
+
 /* Entry returns 1 (skip the return) when pc_cfg.return_filter is ALWAYS. */
 SEC("uprobe.session")
 int bench_uprobe_session(struct pt_regs *ctx)

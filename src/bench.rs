@@ -374,7 +374,7 @@ impl BenchReport {
 
 /// One attach-time measurement: `functions` probed in one multi link or in
 /// as many single links, through one loader. Load + attach, wall time.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct AttachTiming {
     pub loader: String,
     pub mode: String,
@@ -474,6 +474,112 @@ pub fn attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats: usize)
         }
     }
     out
+}
+
+/// Kernel functions that are safe to probe in bulk and that nothing calls in
+/// the guest: PCI and ACPI helpers, from tracefs's list of traceable functions.
+pub fn idle_kernel_functions(n: usize) -> Vec<String> {
+    let text = ["/sys/kernel/tracing/available_filter_functions", "/sys/kernel/debug/tracing/available_filter_functions"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let blacklist = std::fs::read_to_string("/sys/kernel/debug/kprobes/blacklist").unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|f| (f.starts_with("pci_") || f.starts_with("acpi_")) && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|f| !blacklist.contains(f))
+        .filter(|f| seen.insert(f.to_string()))
+        .take(n)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Attach-time scaling for kernel functions: one kprobe.multi link against as
+/// many single kprobes (run in a VM: the host has no kprobes).
+pub fn kernel_attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats: usize) -> Vec<AttachTiming> {
+    let mut out = Vec::new();
+    let Ok(dir) = RunDir::new() else { return out };
+    let bench_obj = dir.path().join("bench.bpf.o");
+    let _ = std::fs::write(&bench_obj, crate::artifacts::BENCH);
+    let all = idle_kernel_functions(*counts.iter().max().unwrap_or(&1));
+    // One untimed round per loader first (harness start-up, kallsyms, BTF).
+    if let Some(first) = all.first() {
+        for l in loaders {
+            let t = vec![Target { symbol: Some(first.clone()), offset: 0, cookie: 0 }];
+            let _ = time_attach(*l, "warm-up", 1, kernel_probe(ProbeKind::KprobeMulti, "bench_kprobe_multi", &bench_obj, t), &bench_obj, 1);
+        }
+    }
+    for &n in counts {
+        if all.len() < n {
+            break;
+        }
+        for (mode, kind, program) in [("multi", ProbeKind::KprobeMulti, "bench_kprobe_multi"), ("single", ProbeKind::Kprobe, "bench_kprobe")] {
+            for l in loaders {
+                let targets: Vec<Target> =
+                    all[..n].iter().enumerate().map(|(i, f)| Target { symbol: Some(f.clone()), offset: 0, cookie: i as u64 }).collect();
+                let probe = kernel_probe(kind, program, &bench_obj, targets);
+                out.push(time_attach(*l, mode, n, probe, &bench_obj, repeats));
+            }
+        }
+    }
+    out
+}
+
+fn kernel_probe(kind: ProbeKind, program: &'static str, object: &std::path::Path, targets: Vec<Target>) -> ProbePlan {
+    ProbePlan {
+        name: "b".into(),
+        index: 0,
+        kind,
+        program,
+        object: object.to_path_buf(),
+        binary: None,
+        targets,
+        pid: PidScope::All,
+        retprobe: false,
+        session: false,
+        cookie_mode: 0,
+        cookie_value: 0,
+        return_filter: 0,
+        filter_arg: 0,
+        filter_tgid: false,
+        args: 0,
+        ret_width: 64,
+        recursion_misses: false,
+    }
+}
+
+/// Times `repeats` attach + detach rounds of one probe through one loader.
+fn time_attach(l: &dyn Loader, mode: &str, n: usize, probe: ProbePlan, object: &std::path::Path, repeats: usize) -> AttachTiming {
+    let plan = Plan {
+        case_id: format!("attach-{mode}-{n}"),
+        variant: KfuncVariant::NoArg,
+        object: object.to_path_buf(),
+        selectable: None,
+        probes: vec![probe],
+        run: String::new(),
+        run_other: None,
+    };
+    let req = AttachRequest { plan: &plan, pids: Pids { target: std::process::id(), other: None } };
+    let (mut times, mut detach, mut error) = (Vec::new(), Vec::new(), None);
+    for _ in 0..repeats {
+        let t = Instant::now();
+        match l.attach(&req) {
+            Ok(a) => {
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                let t = Instant::now();
+                let _ = a.drain();
+                detach.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let ms = if times.is_empty() { 0.0 } else { median(&mut times) };
+    let detach_ms = if detach.is_empty() { 0.0 } else { median(&mut detach) };
+    AttachTiming { loader: l.label(), mode: mode.into(), functions: n, ms, detach_ms, error }
 }
 
 /// The scaling table: ratios to each loader's own one-function multi attach,

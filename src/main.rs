@@ -126,6 +126,10 @@ enum Cmd {
         /// Also measure attach time for 1, 10, 100, 1000 functions (multi vs single links).
         #[arg(long)]
         attach: bool,
+        /// With --attach: measure kprobe.multi vs single kprobes on kernel
+        /// functions in this Debian kernel, booted under QEMU.
+        #[arg(long)]
+        kernel: Option<String>,
     },
     /// Write the embedded artefacts (BPF objects, probe-target) into a directory.
     Artifacts { out: PathBuf },
@@ -398,6 +402,33 @@ fn cmd_matrix(
     Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// kprobe.multi attach-time scaling inside a VM (the host has no kprobes).
+fn cmd_bench_kernel_attach(request: &str) -> Result<ExitCode, String> {
+    need_root()?;
+    let img = probeconf::kernels::fetch(&[request.to_string()]).into_iter().next().expect("one result").map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let initramfs = dir.path().join("initramfs.cpio");
+    probeconf::vm::image::write(&probeconf::vm::ImageSpec { init: None, harness: None, cases: vec![] }, &initramfs)?;
+    let guest = probeconf::vm::GuestOptions { mode: probeconf::vm::GuestMode::BenchAttach, ..Default::default() };
+    let mut b = probeconf::vm::BootOptions::new(&img.vmlinuz, &initramfs);
+    b.kernel_cmdline_extra = guest.to_kernel_args();
+    b.timeout = std::time::Duration::from_secs(900);
+    eprintln!("booting {} (TCG) for kprobe.multi attach-time scaling…", img.release);
+    let out = probeconf::vm::boot(&b);
+    let timings: Vec<probeconf::bench::AttachTiming> = out
+        .lines
+        .iter()
+        .filter(|l| l["type"] == "attach-timing")
+        .filter_map(|l| serde_json::from_value(l["timing"].clone()).ok())
+        .collect();
+    if timings.is_empty() {
+        return Err(format!("the guest reported no timings ({:?}); console:\n{}", out.status, out.console_tail));
+    }
+    println!("kernel {} (QEMU TCG), kprobe.multi vs single kprobes on PCI/ACPI functions", img.release);
+    print!("{}", probeconf::bench::attach_table(&timings));
+    Ok(ExitCode::SUCCESS)
+}
+
 fn all_gaps() -> Result<Vec<probeconf::compat::Gap>, String> {
     let harness = probeconf::harness_build::ensure_harness(None)?;
     let mut gaps = probeconf::compat::rust_registry();
@@ -451,7 +482,8 @@ fn main() -> ExitCode {
         Cmd::Show { case, loader } => cmd_show(&case, loader),
         Cmd::Features { format } => cmd_features(format),
         Cmd::Gaps { format, update_readme } => cmd_gaps(format, update_readme),
-        Cmd::Bench { quick, loader, format, svg, attach } => cmd_bench(quick, loader, format, svg, attach),
+        Cmd::Bench { kernel: Some(k), .. } => cmd_bench_kernel_attach(&k),
+        Cmd::Bench { quick, loader, format, svg, attach, kernel: None } => cmd_bench(quick, loader, format, svg, attach),
         Cmd::Matrix { paths, kernels, all, loader, out, timeout, jobs, format } => {
             cmd_matrix(paths, kernels, all, loader, out, timeout, jobs, format)
         }

@@ -28,6 +28,8 @@ pub enum GuestMode {
     Run,
     /// Panics after hello: the self-test of the guest's fatal path.
     Panic,
+    /// Attach-time scaling of kprobe.multi vs single kprobes (probeconf bench --attach --kernel).
+    BenchAttach,
 }
 
 impl GuestMode {
@@ -37,6 +39,7 @@ impl GuestMode {
             GuestMode::Features => "features",
             GuestMode::Run => "run",
             GuestMode::Panic => "panic",
+            GuestMode::BenchAttach => "bench-attach",
         }
     }
 }
@@ -85,7 +88,8 @@ impl GuestOptions {
                         "features" => GuestMode::Features,
                         "run" => GuestMode::Run,
                         "panic" => GuestMode::Panic,
-                        _ => return Err(format!("probeconf.mode=`{value}`: expected hello, features, run or panic")),
+                        "bench-attach" => GuestMode::BenchAttach,
+                        _ => return Err(format!("probeconf.mode=`{value}`: expected hello, features, run, bench-attach or panic")),
                     }
                 }
                 "cases" => o.cases = list(value),

@@ -90,6 +90,9 @@ fn setup_system() -> Vec<String> {
     if let Err(e) = sys::unlimited_memlock() {
         errors.push(format!("RLIMIT_MEMLOCK: {e}"));
     }
+    if let Err(e) = sys::many_files() {
+        errors.push(format!("RLIMIT_NOFILE: {e}"));
+    }
     // Still single-threaded here, so changing the environment is sound.
     for (k, v) in [
         ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -209,6 +212,15 @@ fn run(o: &GuestOptions) -> Result<(), String> {
     }
     emit(&line);
     if o.mode == GuestMode::Features {
+        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        return Ok(());
+    }
+    if o.mode == GuestMode::BenchAttach {
+        let loaders = start_loaders(&o.loaders);
+        let refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
+        for t in crate::bench::kernel_attach_scaling(&refs, &[1, 10, 100, 1000], 1) {
+            emit(&json!({"type": "attach-timing", "timing": t}));
+        }
         emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
         return Ok(());
     }

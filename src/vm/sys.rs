@@ -32,6 +32,18 @@ pub fn unlimited_memlock() -> io::Result<()> {
     }
 }
 
+/// RLIMIT_NOFILE = 65536: each single kprobe/uprobe link is an fd, and the
+/// attach-time bench holds 1000 of them (the default soft limit is 1024).
+pub fn many_files() -> io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: 65536, rlim_max: 65536 };
+    // SAFETY: a valid rlimit struct, read by the kernel during the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Raw mode on a tty: no `\n` → `\r\n`, no echo, 8 bits through. Not a tty
 /// (a file, for tests) is fine.
 pub fn make_raw(f: &std::fs::File) {
