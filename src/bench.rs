@@ -630,6 +630,9 @@ pub fn attach_table(t: &[AttachTiming]) -> String {
             .unwrap();
         }
     }
+    for x in t.iter().filter(|x| x.error.is_some()) {
+        writeln!(s, "  {} {} {}: {}", x.loader, x.mode, x.functions, x.error.as_deref().unwrap_or("")).unwrap();
+    }
     s
 }
 

@@ -166,6 +166,9 @@ mod tests {
         assert_eq!(GuestOptions::parse(&line).unwrap(), o);
         assert_eq!(GuestOptions::parse("console=ttyS0").unwrap(), GuestOptions::default());
         assert_eq!(GuestOptions::default().to_kernel_args(), "");
+        let bench = GuestOptions { mode: GuestMode::BenchAttach, ..GuestOptions::default() };
+        assert_eq!(bench.to_kernel_args(), "probeconf.mode=bench-attach");
+        assert_eq!(GuestOptions::parse("probeconf.mode=bench-attach").unwrap(), bench);
     }
 
     #[test]
