@@ -414,7 +414,16 @@ fn cmd_bench_kernel_attach(request: &str) -> Result<ExitCode, String> {
     b.kernel_cmdline_extra = guest.to_kernel_args();
     b.timeout = std::time::Duration::from_secs(900);
     eprintln!("booting {} (TCG) for kprobe.multi attach-time scaling…", img.release);
-    let out = probeconf::vm::boot(&b);
+    // Kernels occasionally panic while booting under TCG, before the guest
+    // runs (seen on 6.18 and 7.3): boot again, as the matrix does.
+    let mut out = probeconf::vm::boot(&b);
+    for _ in 0..3 {
+        if !(matches!(out.status, probeconf::vm::BootStatus::Panicked) && out.hello().is_none()) {
+            break;
+        }
+        eprintln!("the kernel panicked while booting; booting again");
+        out = probeconf::vm::boot(&b);
+    }
     let timings: Vec<probeconf::bench::AttachTiming> = out
         .lines
         .iter()
