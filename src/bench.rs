@@ -109,25 +109,14 @@ fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan,
         .probes
         .iter()
         .enumerate()
-        .map(|(i, b)| ProbePlan {
-            name: format!("b{i}"),
-            index: i as u32,
-            kind: b.kind,
-            program: b.program,
-            object: if b.kind == ProbeKind::Usdt { usdt_obj.clone() } else { bench_obj.clone() },
-            binary: Some(dir.probe_target()),
-            targets: vec![Target { symbol: Some(b.symbol.into()), offset: 0, cookie: 0 }],
-            pid: PidScope::Target,
-            retprobe: b.kind.is_return_only(),
-            session: b.kind.is_session(),
-            cookie_mode: 0,
-            cookie_value: 0,
-            return_filter: if b.skip_return { crate::abi::consts::RF_ALWAYS as u32 } else { 0 },
-            filter_arg: 0,
-            filter_tgid: false,
-            args: 0,
-            ret_width: 64,
-            recursion_misses: false,
+        .map(|(i, b)| {
+            let object = if b.kind == ProbeKind::Usdt { &usdt_obj } else { &bench_obj };
+            let targets = vec![Target { symbol: Some(b.symbol.into()), offset: 0, cookie: 0 }];
+            let mut p = bench_probe(i as u32, b.kind, b.program, object, Some(dir.probe_target()), targets, PidScope::Target);
+            if b.skip_return {
+                p.return_filter = crate::abi::consts::RF_ALWAYS as u32;
+            }
+            p
         })
         .collect();
     Ok(Plan { case_id: format!("bench-{}", s.id), variant, object: bench_obj, selectable: None, probes, run: String::new(), run_other: None })
@@ -387,93 +376,56 @@ pub struct AttachTiming {
     pub error: Option<String>,
 }
 
+/// A counting probe of the bench objects: no cookie writes, no filters.
+fn bench_probe(
+    index: u32,
+    kind: ProbeKind,
+    program: &'static str,
+    object: &std::path::Path,
+    binary: Option<std::path::PathBuf>,
+    targets: Vec<Target>,
+    pid: PidScope,
+) -> ProbePlan {
+    ProbePlan {
+        name: format!("b{index}"),
+        index,
+        kind,
+        program,
+        object: object.to_path_buf(),
+        binary,
+        targets,
+        pid,
+        retprobe: kind.is_return_only(),
+        session: kind.is_session(),
+        cookie_mode: 0,
+        cookie_value: 0,
+        return_filter: 0,
+        filter_arg: 0,
+        filter_tgid: false,
+        args: 0,
+        ret_width: 64,
+        recursion_misses: false,
+    }
+}
+
 /// Attach-time scaling: uprobe.multi on 1, 10, 100, 1000 functions of a
-/// generated target, against as many single uprobe links; median of
-/// `repeats`. Reported as ratios: each loader's time relative to its own
-/// one-function multi attach (the cilium figures include starting the
-/// harness, a constant that the ratio to its own baseline cancels).
+/// generated target, against as many single uprobe links. Reported as
+/// ratios: each loader's time relative to its own one-function multi attach
+/// (the cilium figures include starting the harness, a constant that the
+/// ratio to its own baseline cancels).
 pub fn attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats: usize) -> Vec<AttachTiming> {
-    let mut out = Vec::new();
-    let Ok(dir) = RunDir::new() else { return out };
+    let Ok(dir) = RunDir::new() else { return Vec::new() };
     let target = dir.path().join("bench-target");
-    if std::fs::write(&target, crate::artifacts::BENCH_TARGET).is_err() {
-        return out;
-    }
-    let mut perms = std::fs::metadata(&target).map(|m| m.permissions()).ok();
-    if let Some(p) = perms.as_mut() {
+    let written = std::fs::write(&target, crate::artifacts::BENCH_TARGET).and_then(|_| {
         use std::os::unix::fs::PermissionsExt;
-        p.set_mode(0o755);
-        let _ = std::fs::set_permissions(&target, p.clone());
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+    });
+    if written.is_err() {
+        return Vec::new();
     }
-    let bench_obj = dir.path().join("bench.bpf.o");
-    let _ = std::fs::write(&bench_obj, crate::artifacts::BENCH);
-    for &n in counts {
-        for (mode, kind, program) in [("multi", ProbeKind::UprobeMulti, "bench_uprobe_multi"), ("single", ProbeKind::Uprobe, "bench_uprobe")] {
-            for l in loaders {
-                let targets: Vec<Target> =
-                    (0..n).map(|i| Target { symbol: Some(format!("pc_bf_{i:04}")), offset: 0, cookie: i as u64 }).collect();
-                let plan = Plan {
-                    case_id: format!("attach-{mode}-{n}"),
-                    variant: KfuncVariant::NoArg,
-                    object: bench_obj.clone(),
-                    selectable: None,
-                    probes: vec![ProbePlan {
-                        name: "b".into(),
-                        index: 0,
-                        kind,
-                        program,
-                        object: bench_obj.clone(),
-                        binary: Some(target.clone()),
-                        targets,
-                        pid: PidScope::All,
-                        retprobe: false,
-                        session: false,
-                        cookie_mode: 0,
-                        cookie_value: 0,
-                        return_filter: 0,
-                        filter_arg: 0,
-                        filter_tgid: false,
-                        args: 0,
-                        ret_width: 64,
-                        recursion_misses: false,
-                    }],
-                    run: String::new(),
-                    run_other: None,
-                };
-                let mut times = Vec::new();
-                let mut detach = Vec::new();
-                let mut error = None;
-                // Large single-link sets take minutes to detach (one grace
-                // period per link): one timed round, no warm-up, for those.
-                let heavy = mode == "single" && n >= 100;
-                if !heavy {
-                    // One untimed attach first: page cache, kernel BTF, harness start-up.
-                    if let Ok(a) = l.attach(&AttachRequest { plan: &plan, pids: Pids { target: std::process::id(), other: None } }) {
-                        let _ = a.drain();
-                    }
-                }
-                for _ in 0..if heavy { 1 } else { repeats } {
-                    let t = Instant::now();
-                    match l.attach(&AttachRequest { plan: &plan, pids: Pids { target: std::process::id(), other: None } }) {
-                        Ok(a) => {
-                            times.push(t.elapsed().as_secs_f64() * 1000.0);
-                            let t = Instant::now();
-                            let _ = a.drain();
-                            detach.push(t.elapsed().as_secs_f64() * 1000.0);
-                        }
-                        Err(e) => {
-                            error = Some(e.to_string());
-                            break;
-                        }
-                    }
-                }
-                let ms = if times.is_empty() { 0.0 } else { median(&mut times) };
-                let detach_ms = if detach.is_empty() { 0.0 } else { median(&mut detach) };
-                out.push(AttachTiming { loader: l.label(), mode: mode.into(), functions: n, ms, detach_ms, error });
-            }
-        }
-    }
-    out
+    let functions: Vec<String> = (0..counts.iter().copied().max().unwrap_or(1)).map(|i| format!("pc_bf_{i:04}")).collect();
+    let modes = [("multi", ProbeKind::UprobeMulti, "bench_uprobe_multi"), ("single", ProbeKind::Uprobe, "bench_uprobe")];
+    scaling(loaders, counts, repeats, &modes, Some(target), &functions, &dir)
 }
 
 /// Kernel functions that are safe to probe in bulk and that nothing calls in
@@ -498,55 +450,50 @@ pub fn idle_kernel_functions(n: usize) -> Vec<String> {
 /// Attach-time scaling for kernel functions: one kprobe.multi link against as
 /// many single kprobes (run in a VM: the host has no kprobes).
 pub fn kernel_attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats: usize) -> Vec<AttachTiming> {
-    let mut out = Vec::new();
-    let Ok(dir) = RunDir::new() else { return out };
-    let bench_obj = dir.path().join("bench.bpf.o");
-    let _ = std::fs::write(&bench_obj, crate::artifacts::BENCH);
-    let all = idle_kernel_functions(*counts.iter().max().unwrap_or(&1));
-    // One untimed round per loader first (harness start-up, kallsyms, BTF).
-    if let Some(first) = all.first() {
+    let Ok(dir) = RunDir::new() else { return Vec::new() };
+    let functions = idle_kernel_functions(counts.iter().copied().max().unwrap_or(1));
+    let modes = [("multi", ProbeKind::KprobeMulti, "bench_kprobe_multi"), ("single", ProbeKind::Kprobe, "bench_kprobe")];
+    scaling(loaders, counts, repeats, &modes, None, &functions, &dir)
+}
+
+/// The shared loop of both scalings: one untimed multi attach per loader
+/// first (page cache, kernel BTF, harness start-up), then per size and mode
+/// `repeats` timed rounds; single links of 100 or more get one round, since
+/// each link's detach waits for an RCU grace period.
+fn scaling(
+    loaders: &[&dyn Loader],
+    counts: &[usize],
+    repeats: usize,
+    modes: &[(&str, ProbeKind, &'static str); 2],
+    binary: Option<std::path::PathBuf>,
+    functions: &[String],
+    dir: &RunDir,
+) -> Vec<AttachTiming> {
+    let object = dir.path().join("bench.bpf.o");
+    if std::fs::write(&object, crate::artifacts::BENCH).is_err() {
+        return Vec::new();
+    }
+    let targets = |n: usize| -> Vec<Target> {
+        functions[..n].iter().enumerate().map(|(i, f)| Target { symbol: Some(f.clone()), offset: 0, cookie: i as u64 }).collect()
+    };
+    let (multi_kind, multi_program) = (modes[0].1, modes[0].2);
+    if !functions.is_empty() {
         for l in loaders {
-            let t = vec![Target { symbol: Some(first.clone()), offset: 0, cookie: 0 }];
-            let _ = time_attach(*l, "warm-up", 1, kernel_probe(ProbeKind::KprobeMulti, "bench_kprobe_multi", &bench_obj, t), &bench_obj, 1);
+            let warm = bench_probe(0, multi_kind, multi_program, &object, binary.clone(), targets(1), PidScope::All);
+            let _ = time_attach(*l, "warm-up", 1, warm, &object, 1);
         }
     }
-    for &n in counts {
-        if all.len() < n {
-            break;
-        }
-        for (mode, kind, program) in [("multi", ProbeKind::KprobeMulti, "bench_kprobe_multi"), ("single", ProbeKind::Kprobe, "bench_kprobe")] {
+    let mut out = Vec::new();
+    for &n in counts.iter().filter(|n| **n <= functions.len()) {
+        for &(mode, kind, program) in modes {
+            let rounds = if mode == "single" && n >= 100 { 1 } else { repeats };
             for l in loaders {
-                let targets: Vec<Target> =
-                    all[..n].iter().enumerate().map(|(i, f)| Target { symbol: Some(f.clone()), offset: 0, cookie: i as u64 }).collect();
-                let probe = kernel_probe(kind, program, &bench_obj, targets);
-                out.push(time_attach(*l, mode, n, probe, &bench_obj, repeats));
+                let probe = bench_probe(0, kind, program, &object, binary.clone(), targets(n), PidScope::All);
+                out.push(time_attach(*l, mode, n, probe, &object, rounds));
             }
         }
     }
     out
-}
-
-fn kernel_probe(kind: ProbeKind, program: &'static str, object: &std::path::Path, targets: Vec<Target>) -> ProbePlan {
-    ProbePlan {
-        name: "b".into(),
-        index: 0,
-        kind,
-        program,
-        object: object.to_path_buf(),
-        binary: None,
-        targets,
-        pid: PidScope::All,
-        retprobe: false,
-        session: false,
-        cookie_mode: 0,
-        cookie_value: 0,
-        return_filter: 0,
-        filter_arg: 0,
-        filter_tgid: false,
-        args: 0,
-        ret_width: 64,
-        recursion_misses: false,
-    }
 }
 
 /// Times `repeats` attach + detach rounds of one probe through one loader.

@@ -599,7 +599,7 @@ impl Case {
             CaseError { file: file.to_path_buf(), line, column, message: msg }
         })?;
         case.path = file.to_path_buf();
-        case.validate(text).map_err(|(key, message)| {
+        case.validate().map_err(|(key, message)| {
             let (line, column) = locate(text, &key);
             CaseError { file: file.to_path_buf(), line, column, message }
         })?;
@@ -617,7 +617,7 @@ impl Case {
     }
 
     /// Checks that serde cannot express. Returns the YAML key to point at.
-    fn validate(&self, _text: &str) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), (String, String)> {
         if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(("id".into(), format!("`id` must be non-empty [A-Za-z0-9_-], found `{}`", self.id)));
         }

@@ -2153,7 +2153,6 @@ mod tests {
     /// verification; the newest debian-archive-keyring is then taken from
     /// bookworm, and all suites verify.
     #[test]
-    #[ignore = "downloads package lists"]
     fn keyring_fallback_for_real() {
         let t = tempfile::tempdir().unwrap();
         let mut apt = Apt::new(t.path());
@@ -2184,7 +2183,6 @@ mod tests {
     /// Fetches into a private cache so the test does not depend on (or
     /// change) the user's; the apt lists are downloaded too.
     #[test]
-    #[ignore = "downloads a kernel package"]
     fn fetch_6_1_for_real() {
         let t = tempfile::tempdir().unwrap();
         let r = fetch_in(t.path(), &["6.1".to_string()], &mut |l| eprintln!("{l}"));

@@ -233,7 +233,7 @@ fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, cilium_versions
     let color = std::io::stdout().is_terminal();
     match format {
         Format::Table => print!("{}", report::table(&header, &results, color)),
-        Format::Json => println!("{}", report::json(&header, &results)),
+        Format::Json => println!("{}", report::json(&results)),
         Format::Junit => print!("{}", report::junit(&header, &results)),
     }
     if probeconf::interrupt::requested() {
@@ -414,15 +414,9 @@ fn cmd_bench_kernel_attach(request: &str) -> Result<ExitCode, String> {
     b.kernel_cmdline_extra = guest.to_kernel_args();
     b.timeout = std::time::Duration::from_secs(900);
     eprintln!("booting {} (TCG) for kprobe.multi attach-time scaling…", img.release);
-    // Kernels occasionally panic while booting under TCG, before the guest
-    // runs (seen on 6.18 and 7.3): boot again, as the matrix does.
-    let mut out = probeconf::vm::boot(&b);
-    for _ in 0..3 {
-        if !(matches!(out.status, probeconf::vm::BootStatus::Panicked) && out.hello().is_none()) {
-            break;
-        }
-        eprintln!("the kernel panicked while booting; booting again");
-        out = probeconf::vm::boot(&b);
+    let (out, boot_crashes) = probeconf::vm::boot_retrying(&b, 3);
+    if !boot_crashes.is_empty() {
+        eprintln!("the kernel panicked while booting {} time(s); booted again", boot_crashes.len());
     }
     let timings: Vec<probeconf::bench::AttachTiming> = out
         .lines
@@ -499,7 +493,6 @@ fn main() -> ExitCode {
         Cmd::Kernels { cmd } => cmd_kernels(cmd),
         Cmd::Artifacts { out } => probeconf::artifacts::write_all(&out).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
     };
-    let _ = LoaderId::Libbpf;
     r.unwrap_or_else(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)

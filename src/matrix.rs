@@ -97,7 +97,6 @@ pub struct Cell<'a> {
 
 impl Matrix {
     pub fn cell<'k>(&self, case: &str, kernel: &'k KernelColumn, loader: &str) -> Cell<'k> {
-        let _ = self;
         match &kernel.status {
             ColumnStatus::Error { .. } => Cell { verdict: Verdict::Error, compat: false, result: None },
             ColumnStatus::Completed => match kernel.results.iter().find(|r| r.case == case && r.loader == loader) {

@@ -147,11 +147,19 @@ fn run_column(
         b.kernel_cmdline_extra = g.to_kernel_args();
         b.timeout = opts.timeout;
         b.work_dir = Some(opts.work_dir.join(format!("vm-{}-{}", if img.release.is_empty() { &img.request } else { &img.release }, boot_no)));
-        let out = crate::vm::boot(&b);
+        let (out, boot_crashes) = crate::vm::boot_retrying(&b, 3);
         let part = column_from(img, &out);
         let crashed = !matches!(out.status, BootStatus::Completed { .. });
         let progressed = !part.results.is_empty() || part.features.is_some();
         let col = column.get_or_insert_with(|| KernelColumn { results: Vec::new(), crashes: Vec::new(), wall_secs: 0.0, ..part.clone() });
+        for c in &boot_crashes {
+            col.wall_secs += c.wall.as_secs_f64();
+            col.crashes.push(crate::matrix::Crash {
+                case: "(boot, before any case)".into(),
+                reason: "kernel panic".into(),
+                console_tail: c.console_tail.clone(),
+            });
+        }
         col.wall_secs += part.wall_secs;
         if col.features.is_none() {
             col.features = part.features.clone();
@@ -164,17 +172,6 @@ fn run_column(
         // Which case was running: the first whose runs are not all in.
         let finished = |id: &str| loaders.iter().all(|l| col.results.iter().any(|r| r.case == id && r.loader == *l));
         let running = case_ids.iter().skip(skip).position(|id| !finished(id)).map(|p| p + skip);
-        // A kernel that panics while booting, before the guest said a word,
-        // crashed on its own (7.3 under TCG does, in text patching, with no
-        // BPF loaded): log it and boot again.
-        if !progressed && matches!(out.status, BootStatus::Panicked) && boot_no + 1 < MAX_BOOTS {
-            col.crashes.push(crate::matrix::Crash {
-                case: "(boot, before any case)".into(),
-                reason: "kernel panic".into(),
-                console_tail: out.console_tail.clone(),
-            });
-            continue;
-        }
         let (ColumnStatus::Error { reason, console_tail }, Some(at), true) = (&part.status, running, progressed) else {
             // Crashed before any case ran, or after the last: the column is an error.
             col.status = part.status.clone();

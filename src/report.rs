@@ -117,10 +117,9 @@ pub fn version_differences(results: &[CaseResult]) -> Vec<String> {
     out
 }
 
-pub fn json(header: &RunHeader, results: &[CaseResult]) -> String {
-    // The contract: a JSON array of result objects. The header's facts
-    // are repeated per object (`kernel`, `library`) so each stands alone.
-    let _ = header;
+/// One JSON array of result objects. The header's facts are in every object
+/// (`kernel`, `library`, `loader`), so each result stands alone.
+pub fn json(results: &[CaseResult]) -> String {
     serde_json::to_string_pretty(results).expect("results serialise")
 }
 

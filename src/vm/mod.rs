@@ -23,8 +23,5 @@ pub mod vmlinux;
 pub use cmdline::{GuestMode, GuestOptions};
 pub use image::ImageSpec;
 pub use initramfs::Initramfs;
-pub use qemu::{boot, Accel, BootOptions, BootOutcome, BootStatus};
+pub use qemu::{boot, boot_retrying, Accel, BootOptions, BootOutcome, BootStatus};
 pub use schedule::{boot_many, default_parallelism};
-
-#[cfg(test)]
-mod boot_tests;

@@ -298,6 +298,22 @@ pub fn resolve_accel(opts: &BootOptions) -> Accel {
 
 /// Boots once and collects the results. Never panics on VM trouble: every
 /// failure is a status.
+/// Boots, and boots again (up to `max_boots` in all) while the kernel
+/// panics before the guest says hello: kernels occasionally crash while
+/// booting under TCG, with nothing of ours running yet (seen on 6.18 and 7.3).
+/// Returns the last outcome and those of the boots that crashed, for the log.
+pub fn boot_retrying(opts: &BootOptions, max_boots: usize) -> (BootOutcome, Vec<BootOutcome>) {
+    let mut crashed = Vec::new();
+    loop {
+        let out = boot(opts);
+        let boot_crash = matches!(out.status, BootStatus::Panicked) && out.hello().is_none();
+        if !boot_crash || crashed.len() + 1 >= max_boots.max(1) {
+            return (out, crashed);
+        }
+        crashed.push(out);
+    }
+}
+
 pub fn boot(opts: &BootOptions) -> BootOutcome {
     let accel = resolve_accel(opts);
     let start = Instant::now();

@@ -208,20 +208,10 @@ mod tests {
 
     #[test]
     fn a_gzip_payload_round_trips_but_is_no_pvh_kernel() {
-        let Ok(gzip) = which::which("gzip") else { return };
+        let gzip = which::which("gzip").expect("gzip (Debian's base system has it)");
         let gz = duct::cmd(gzip, ["-c"]).stdin_bytes(&b"not an elf"[..]).stdout_capture().run().unwrap().stdout;
         let err = extract(&fake_bzimage(&gz)).unwrap_err();
         assert!(err.contains("PVH"), "{err}");
     }
 
-    /// With PROBECONF_TEST_VMLINUZ set, the real kernel extracts to a PVH ELF.
-    #[test]
-    #[ignore = "needs PROBECONF_TEST_VMLINUZ"]
-    fn a_debian_kernel_extracts_to_a_pvh_vmlinux() {
-        let k = PathBuf::from(std::env::var_os("PROBECONF_TEST_VMLINUZ").unwrap());
-        let t = std::time::Instant::now();
-        let elf = extract(&std::fs::read(&k).unwrap()).unwrap();
-        eprintln!("{} MB vmlinux in {:.1?}", elf.len() / 1_000_000, t.elapsed());
-        assert!(has_pvh_note(&elf));
-    }
 }

@@ -1,0 +1,144 @@
+//! Real boots under QEMU (TCG; no root needed), of the paths the matrix test
+//! does not take: a hung boot, a kernel panic, a broken or missing kernel,
+//! bad guest options, the guest's own fatal path, hello mode, the KVM probe,
+//! and PVH extraction. The kernel is Debian 6.18 from the kernel cache
+//! (downloaded once when missing), or `PROBECONF_TEST_VMLINUZ`.
+//!
+//! The image's /init is the real probeconf binary (a test binary has no
+//! guest hook in its main). No case runs, so a placeholder stands in for the
+//! Go harness.
+
+use probeconf::vm::vmlinux::{extract, has_pvh_note};
+use probeconf::vm::{boot, boot_retrying, Accel, BootOptions, BootOutcome, BootStatus, GuestMode, GuestOptions, ImageSpec, Initramfs};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn vmlinuz() -> PathBuf {
+    static K: OnceLock<PathBuf> = OnceLock::new();
+    K.get_or_init(|| match std::env::var_os("PROBECONF_TEST_VMLINUZ") {
+        Some(p) => PathBuf::from(p),
+        None => probeconf::kernels::fetch(&["6.18".to_string()]).remove(0).unwrap_or_else(|e| panic!("kernel 6.18: {e}")).vmlinuz,
+    })
+    .clone()
+}
+
+/// An image with no cases: /init is probeconf, the harness a placeholder.
+fn image(dir: &Path) -> PathBuf {
+    let harness = dir.join("no-harness");
+    std::fs::write(&harness, "#!/bin/false\n").unwrap();
+    let spec = ImageSpec { init: Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf"))), harness: Some(harness), cases: vec![] };
+    let out = dir.join("initramfs.cpio");
+    probeconf::vm::image::write(&spec, &out).unwrap();
+    out
+}
+
+fn options(dir: &Path, mode: Option<GuestMode>) -> BootOptions {
+    let mut o = BootOptions::new(vmlinuz(), image(dir));
+    o.timeout = Duration::from_secs(120);
+    if let Some(mode) = mode {
+        o.kernel_cmdline_extra = GuestOptions { mode, ..Default::default() }.to_kernel_args();
+    }
+    o
+}
+
+fn show(o: &BootOutcome) -> String {
+    format!(
+        "status {:?}, wall {:.1?}, {:?} booting {}\n--- lines\n{}\n--- console tail\n{}",
+        o.status,
+        o.wall,
+        o.accel,
+        o.kernel.display(),
+        o.lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"),
+        o.console_tail
+    )
+}
+
+/// Boots, booting again only after a panic before the guest ran.
+fn boot_guest(o: &BootOptions) -> BootOutcome {
+    let (out, crashes) = boot_retrying(o, 3);
+    if !crashes.is_empty() {
+        eprintln!("{} boot-time kernel panic(s) before the guest ran; booted again", crashes.len());
+    }
+    out
+}
+
+#[test]
+fn hello_mode_boots_to_userspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = boot_guest(&options(dir.path(), Some(GuestMode::Hello)));
+    assert_eq!(o.status, BootStatus::Completed { exit_code: 0 }, "{}", show(&o));
+    assert!(o.hello().is_some() && o.results().is_empty(), "{}", show(&o));
+}
+
+#[test]
+fn a_hung_boot_times_out_with_a_console_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), None);
+    opts.timeout = Duration::from_secs(1);
+    let t = Instant::now();
+    let o = boot(&opts);
+    assert_eq!(o.status, BootStatus::TimedOut, "{}", show(&o));
+    assert!(t.elapsed() < Duration::from_secs(5), "kill took {:?}", t.elapsed());
+    assert!(!o.console_tail.is_empty(), "no console output within 1 s");
+}
+
+#[test]
+fn an_image_without_init_is_a_kernel_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = dir.path().join("empty.cpio");
+    Initramfs::new().char_device("/dev/console", 0o600, 5, 1).write_file(&initrd).unwrap();
+    let mut opts = BootOptions::new(vmlinuz(), &initrd);
+    opts.timeout = Duration::from_secs(120);
+    let o = boot(&opts);
+    assert_eq!(o.status, BootStatus::Panicked, "{}", show(&o));
+    assert!(o.console_tail.contains("Kernel panic"), "{}", o.console_tail);
+}
+
+#[test]
+fn bad_guest_options_are_fatal_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), None);
+    opts.kernel_cmdline_extra = "probeconf.loader=libbpf".into();
+    let o = boot_guest(&opts);
+    assert!(matches!(&o.status, BootStatus::Incomplete(m) if m.contains("probeconf.loader")), "{}", show(&o));
+}
+
+#[test]
+fn a_panic_in_the_guest_ends_the_vm_with_a_fatal_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = boot_guest(&options(dir.path(), Some(GuestMode::Panic)));
+    assert!(matches!(&o.status, BootStatus::Incomplete(m) if m.contains("deliberate panic")), "{}", show(&o));
+    assert!(o.lines.iter().any(|l| l["type"] == "fatal"), "{}", show(&o));
+}
+
+#[test]
+fn a_corrupt_vmlinuz_fails_quickly_with_qemus_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, initrd) = (dir.path().join("vmlinuz"), dir.path().join("initrd"));
+    std::fs::write(&kernel, vec![0u8; 4096]).unwrap();
+    Initramfs::new().dir("/tmp", 0o1777).write_file(&initrd).unwrap();
+    let mut opts = BootOptions::new(&kernel, &initrd);
+    opts.timeout = Duration::from_secs(30);
+    let o = boot(&opts);
+    assert!(o.wall < Duration::from_secs(10), "took {:?}", o.wall);
+    // QEMU 7.2: "linux kernel too old to load a ram disk" (no bzImage header).
+    assert!(matches!(&o.status, BootStatus::QemuFailed(m) if m.contains("qemu")), "{}", show(&o));
+}
+
+/// Accel::Auto tries one short KVM boot and keeps TCG when it does not
+/// complete (nested KVM fails on this machine); either way the boot completes.
+#[test]
+fn auto_accel_picks_one_that_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), Some(GuestMode::Hello));
+    opts.accel = Accel::Auto;
+    let o = boot_guest(&opts);
+    assert_eq!(o.status, BootStatus::Completed { exit_code: 0 }, "{}", show(&o));
+}
+
+#[test]
+fn a_debian_kernel_extracts_to_a_pvh_vmlinux() {
+    let elf = extract(&std::fs::read(vmlinuz()).unwrap()).unwrap();
+    assert!(has_pvh_note(&elf), "the extracted vmlinux has no PVH entry note");
+}
