@@ -202,8 +202,6 @@ macro_rules! knob_deserialize {
                         if m.next_key::<String>()?.is_some() {
                             return Err(serde::de::Error::custom("expected a map with exactly one key"));
                         }
-                        #[allow(unused_variables)]
-                        let n = n;
                         match key.as_str() {
                             $($v => Ok($vv(n)),)*
                             _ => Err(serde::de::Error::custom(format!("unknown {} `{{{key}: N}}`, expected one of {}", $what, FORMS.trim_end_matches(", ")))),

@@ -175,6 +175,61 @@ pub fn judge(expected: &Outcome, observed: &Observed, missing: &[(Feature, Strin
     }
 }
 
+/// Colours a diff made by [`diff`] (red `-`, green `+`).
+pub fn diff_colorize(d: &str) -> String {
+    use owo_colors::OwoColorize;
+    d.lines()
+        .map(|l| {
+            if l.starts_with("- ") {
+                l.red().to_string()
+            } else if l.starts_with("+ ") {
+                l.green().to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Check (c): the loaders of one case must agree on the normalised result.
+/// A disagreement fails every run of the case that has not failed already,
+/// with both sides side by side. Where the case documents a library
+/// difference (its resolved expectations differ per loader) and each loader
+/// met its own, the difference is reported in the detail instead.
+pub fn cross_check(runs: &mut [crate::runner::CaseResult]) {
+    let Some(first) = runs.first().cloned() else { return };
+    let Some(first_obs) = first.observed.clone() else { return };
+    let mut disagreements = Vec::new();
+    for r in runs.iter().skip(1) {
+        let Some(obs) = &r.observed else { continue };
+        if *obs != first_obs {
+            // Documented: the case expects each library to differ, and each met its own.
+            // Both unsupported: the probes found the kernel lacks the feature and both
+            // loaders failed; how each classes that failure is reported, not judged here.
+            let documented = (r.expected != first.expected && r.verdict == Verdict::Pass && first.verdict == Verdict::Pass)
+                || (r.verdict == Verdict::Unsupported && first.verdict == Verdict::Unsupported);
+            disagreements.push((r.loader.clone(), obs.clone(), documented));
+        }
+    }
+    for (other, obs, documented) in disagreements {
+        let sbs = side_by_side(&first.loader, &first_obs, &other, &obs);
+        for r in runs.iter_mut().filter(|r| r.loader == first.loader || r.loader == other) {
+            if documented {
+                let what = if r.verdict == Verdict::Unsupported { "loaders fail differently" } else { "documented difference" };
+                r.detail = format!("{} [{what}: {} `{}` vs {} `{}`]", r.detail, first.loader, first_obs.trim(), other, obs.trim());
+            } else if r.verdict != Verdict::Fail {
+                r.verdict = Verdict::Fail;
+                r.detail = format!("loaders disagree: {} vs {}", first.loader, other);
+                r.diff = Some(sbs.clone());
+            } else {
+                r.detail = format!("{}; loaders disagree too", r.detail);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,59 +281,4 @@ mod tests {
         let s = side_by_side("libbpf", "a\nb\n", "cilium", "a\nc\n");
         assert!(s.contains("  a") && s.contains("! b"), "{s}");
     }
-}
-
-/// Check (c): the loaders of one case must agree on the normalised result.
-/// A disagreement fails every run of the case that has not failed already,
-/// with both sides side by side. Where the case documents a library
-/// difference (its resolved expectations differ per loader) and each loader
-/// met its own, the difference is reported in the detail instead.
-pub fn cross_check(runs: &mut [crate::runner::CaseResult]) {
-    let Some(first) = runs.first().cloned() else { return };
-    let Some(first_obs) = first.observed.clone() else { return };
-    let mut disagreements = Vec::new();
-    for r in runs.iter().skip(1) {
-        let Some(obs) = &r.observed else { continue };
-        if *obs != first_obs {
-            // Documented: the case expects each library to differ, and each met its own.
-            // Both unsupported: the probes found the kernel lacks the feature and both
-            // loaders failed; how each classes that failure is reported, not judged here.
-            let documented = (r.expected != first.expected && r.verdict == Verdict::Pass && first.verdict == Verdict::Pass)
-                || (r.verdict == Verdict::Unsupported && first.verdict == Verdict::Unsupported);
-            disagreements.push((r.loader.clone(), obs.clone(), documented));
-        }
-    }
-    for (other, obs, documented) in disagreements {
-        let sbs = side_by_side(&first.loader, &first_obs, &other, &obs);
-        for r in runs.iter_mut().filter(|r| r.loader == first.loader || r.loader == other) {
-            if documented {
-                let what = if r.verdict == Verdict::Unsupported { "loaders fail differently" } else { "documented difference" };
-                r.detail = format!("{} [{what}: {} `{}` vs {} `{}`]", r.detail, first.loader, first_obs.trim(), other, obs.trim());
-            } else if r.verdict != Verdict::Fail {
-                r.verdict = Verdict::Fail;
-                r.detail = format!("loaders disagree: {} vs {}", first.loader, other);
-                r.diff = Some(sbs.clone());
-            } else {
-                r.detail = format!("{}; loaders disagree too", r.detail);
-            }
-        }
-    }
-}
-
-/// Colours a diff made by [`diff`] (red `-`, green `+`).
-pub fn diff_colorize(d: &str) -> String {
-    use owo_colors::OwoColorize;
-    d.lines()
-        .map(|l| {
-            if l.starts_with("- ") {
-                l.red().to_string()
-            } else if l.starts_with("+ ") {
-                l.green().to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
 }

@@ -67,7 +67,6 @@ impl Loader for LibbpfLoader {
             let prog = obj.progs_mut().find(|p| p.name() == probe.program).expect("kept program is loaded");
             let (links, via) = attach_probe(&prog, probe, &req.pids)
                 .map_err(|c| LoaderError { phase: FailPhase::Attach, probe: Some(probe.name.clone()), error: with_log(c) })?;
-            drop(prog);
             run.links.extend(links);
             run.vias.push(via);
             run.objects.push(obj);
