@@ -131,6 +131,31 @@ enum Cmd {
         #[arg(long)]
         kernel: Option<String>,
     },
+    /// Does this QEMU run the kernel's cross-modifying code correctly? Boots
+    /// kernels that flip a static key while both vCPUs context-switch, per
+    /// TCG threading mode, and counts the boots that crashed.
+    TcgStress {
+        #[arg(long, value_delimiter = ',', default_value = "6.18,7.3")]
+        kernels: Vec<String>,
+        /// TCG threading modes to compare (single, multi).
+        #[arg(long, value_delimiter = ',', default_value = "multi,single")]
+        tcg_thread: Vec<probeconf::vm::TcgThreads>,
+        /// Boots per kernel and mode.
+        #[arg(long, default_value_t = 10)]
+        boots: usize,
+        /// Seconds of static-key flipping per boot.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        /// VMs at once (default: number of cores).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        #[arg(long, default_value = "tcg-stress-out")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Write the embedded artefacts (BPF objects, probe-target) into a directory.
     Artifacts { out: PathBuf },
     /// The compatibility registry: library gaps and how they are bridged.
@@ -432,6 +457,42 @@ fn cmd_bench_kernel_attach(request: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[allow(clippy::too_many_arguments)]
+fn cmd_tcg_stress(
+    kernels: Vec<String>,
+    threads: Vec<probeconf::vm::TcgThreads>,
+    boots: usize,
+    secs: u64,
+    smp: u32,
+    jobs: usize,
+    out: PathBuf,
+    format: Format,
+) -> Result<ExitCode, String> {
+    let mut images = Vec::new();
+    for (req, r) in kernels.iter().zip(probeconf::kernels::fetch(&kernels)) {
+        images.push((req.clone(), r.map_err(|e| format!("{req}: {e}"))?.vmlinuz));
+    }
+    let opts = probeconf::vm::stress::StressOptions {
+        kernels: images,
+        threads,
+        boots,
+        secs,
+        smp,
+        parallel: jobs,
+        timeout: std::time::Duration::from_secs(300),
+        work_dir: out,
+    };
+    let boots = probeconf::vm::stress::run(&opts, |b| {
+        eprintln!("{} tcg={} {}: {:.0} s{}", b.kernel, b.threads.as_str(), b.outcome, b.wall_secs, b.crash.as_deref().map(|c| format!(" — {c}")).unwrap_or_default())
+    })?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&boots).unwrap()),
+        _ => print!("{}", probeconf::vm::stress::table(&boots)),
+    }
+    let broken = boots.iter().any(|b| b.outcome != "ok");
+    Ok(if broken { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 fn all_gaps() -> Result<Vec<probeconf::compat::Gap>, String> {
     let harness = probeconf::harness_build::ensure_harness(None)?;
     let mut gaps = probeconf::compat::rust_registry();
@@ -491,6 +552,9 @@ fn main() -> ExitCode {
             cmd_matrix(paths, kernels, all, loader, out, timeout, jobs, format)
         }
         Cmd::Kernels { cmd } => cmd_kernels(cmd),
+        Cmd::TcgStress { kernels, tcg_thread, boots, secs, smp, jobs, out, format } => {
+            cmd_tcg_stress(kernels, tcg_thread, boots, secs, smp, jobs, out, format)
+        }
         Cmd::Artifacts { out } => probeconf::artifacts::write_all(&out).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
     };
     r.unwrap_or_else(|e| {

@@ -89,7 +89,7 @@ fn column_from(img: &KernelImage, out: &BootOutcome) -> KernelColumn {
     let release = out.hello().and_then(|h| h["kernel"].as_str()).unwrap_or(&img.release).to_string();
     let status = match &out.status {
         BootStatus::Completed { .. } => ColumnStatus::Completed,
-        BootStatus::Panicked => ColumnStatus::Error { reason: "kernel panic".into(), console_tail: out.console_tail.clone() },
+        BootStatus::Crashed(line) => ColumnStatus::Error { reason: format!("kernel crash: {line}"), console_tail: out.console_tail.clone() },
         BootStatus::TimedOut => ColumnStatus::Error {
             reason: format!("timed out after {:.0} s", wall),
             console_tail: out.console_tail.clone(),

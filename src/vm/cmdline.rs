@@ -12,6 +12,7 @@
 //! | `probeconf.loaders=libbpf,cilium` | both | which loaders run, in this order |
 //! | `probeconf.results=DEV` | `/dev/ttyS1` | where the JSON Lines go (the second serial port) |
 //! | `probeconf.target_timeout=SECS` | `60` | how long one probe-target may run its steps (TCG is slow) |
+//! | `probeconf.stress_secs=N` | `30` | `stress-keys` mode: seconds of static-key flipping (src/vm/stress.rs) |
 //!
 //! Values cannot contain spaces. An unknown `probeconf.*` key is an error (a
 //! typo must not silently run everything).
@@ -20,6 +21,7 @@ use crate::case::LoaderId;
 
 pub const DEFAULT_RESULTS: &str = "/dev/ttyS1";
 pub const DEFAULT_TARGET_TIMEOUT_S: u64 = 60;
+pub const DEFAULT_STRESS_SECS: u64 = 30;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestMode {
@@ -30,6 +32,8 @@ pub enum GuestMode {
     Panic,
     /// Attach-time scaling of kprobe.multi vs single kprobes (probeconf bench --attach --kernel).
     BenchAttach,
+    /// Flips a static key while both vCPUs context-switch (probeconf tcg-stress).
+    StressKeys,
 }
 
 impl GuestMode {
@@ -40,6 +44,7 @@ impl GuestMode {
             GuestMode::Run => "run",
             GuestMode::Panic => "panic",
             GuestMode::BenchAttach => "bench-attach",
+            GuestMode::StressKeys => "stress-keys",
         }
     }
 }
@@ -54,6 +59,8 @@ pub struct GuestOptions {
     pub loaders: Vec<LoaderId>,
     pub results: String,
     pub target_timeout_s: u64,
+    /// `stress-keys` mode: seconds of static-key flipping.
+    pub stress_secs: u64,
 }
 
 impl Default for GuestOptions {
@@ -65,6 +72,7 @@ impl Default for GuestOptions {
             loaders: vec![LoaderId::Libbpf, LoaderId::Cilium],
             results: DEFAULT_RESULTS.into(),
             target_timeout_s: DEFAULT_TARGET_TIMEOUT_S,
+            stress_secs: DEFAULT_STRESS_SECS,
         }
     }
 }
@@ -89,7 +97,12 @@ impl GuestOptions {
                         "run" => GuestMode::Run,
                         "panic" => GuestMode::Panic,
                         "bench-attach" => GuestMode::BenchAttach,
-                        _ => return Err(format!("probeconf.mode=`{value}`: expected hello, features, run, bench-attach or panic")),
+                        "stress-keys" => GuestMode::StressKeys,
+                        _ => {
+                            return Err(format!(
+                                "probeconf.mode=`{value}`: expected hello, features, run, bench-attach, stress-keys or panic"
+                            ))
+                        }
                     }
                 }
                 "cases" => o.cases = list(value),
@@ -111,9 +124,10 @@ impl GuestOptions {
                 "target_timeout" => {
                     o.target_timeout_s = value.parse().map_err(|_| format!("probeconf.target_timeout=`{value}`: expected seconds"))?
                 }
+                "stress_secs" => o.stress_secs = value.parse().map_err(|_| format!("probeconf.stress_secs=`{value}`: expected seconds"))?,
                 _ => {
                     return Err(format!(
-                        "unknown kernel parameter `probeconf.{key}` (known: mode, cases, skip, loaders, results, target_timeout)"
+                        "unknown kernel parameter `probeconf.{key}` (known: mode, cases, skip, loaders, results, target_timeout, stress_secs)"
                     ))
                 }
             }
@@ -144,6 +158,9 @@ impl GuestOptions {
         if self.target_timeout_s != d.target_timeout_s {
             w.push(format!("probeconf.target_timeout={}", self.target_timeout_s));
         }
+        if self.stress_secs != d.stress_secs {
+            w.push(format!("probeconf.stress_secs={}", self.stress_secs));
+        }
         w.join(" ")
     }
 }
@@ -161,6 +178,7 @@ mod tests {
             results: "/dev/ttyS2".into(),
             target_timeout_s: 5,
             skip: 3,
+            stress_secs: 10,
         };
         let line = format!("console=ttyS0 panic=-1 {} quiet\n", o.to_kernel_args());
         assert_eq!(GuestOptions::parse(&line).unwrap(), o);

@@ -194,6 +194,13 @@ fn run(o: &GuestOptions) -> Result<(), String> {
         return Ok(());
     }
 
+    if o.mode == GuestMode::StressKeys {
+        let r = super::stress::guest_run(o.stress_secs)?;
+        emit(&json!({"type": "stress", "stress": r}));
+        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        return Ok(());
+    }
+
     let features = crate::probing::host_features();
     let (config, config_error) = match kconfig::running_kernel() {
         None => (Value::Null, None),
