@@ -135,12 +135,29 @@ impl Matrix {
 }
 
 fn short(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "✓",
-        Verdict::Fail => "✗",
-        Verdict::Unsupported => "–",
-        Verdict::Error => "E",
-    }
+    v.symbol()
+}
+
+/// The legend line of the text renderings.
+fn legend() -> String {
+    let mut parts: Vec<String> = Verdict::ALL
+        .iter()
+        .map(|v| {
+            let what = match v {
+                Verdict::Unsupported => "unsupported (probed)",
+                Verdict::Known => "known issue",
+                other => other.as_str(),
+            };
+            format!("{} {what}", v.symbol())
+        })
+        .collect();
+    parts.push("ᶜ via the compatibility layer".into());
+    parts.join(" · ")
+}
+
+fn count_line(m: &Matrix, sep: &str) -> String {
+    let counts = m.counts();
+    Verdict::ALL.iter().map(|v| format!("{} {}", counts.get(v).unwrap_or(&0), v)).collect::<Vec<_>>().join(sep)
 }
 
 fn kernel_title(k: &KernelColumn) -> String {
@@ -181,7 +198,8 @@ pub fn markdown(m: &Matrix) -> String {
     let mut s = String::new();
     writeln!(s, "# probeconf kernel matrix\n").unwrap();
     writeln!(s, "Generated {} · {}\n", m.generated_utc, m.libraries.iter().map(|l| format!("{} {} ({})", l.loader, l.library, l.version)).collect::<Vec<_>>().join(" · ")).unwrap();
-    writeln!(s, "✓ pass · ✗ fail · – unsupported (probed) · E error · ᶜ via the compatibility layer\n").unwrap();
+    writeln!(s, "{}\n", legend()).unwrap();
+    writeln!(s, "{}\n", count_line(m, " · ")).unwrap();
     writeln!(s, "## What works where\n").unwrap();
     write!(s, "| feature |").unwrap();
     for k in &m.kernels {
@@ -249,7 +267,8 @@ pub fn html(m: &Matrix) -> String {
          th{background:#f3f5f9;font-weight:600}td.case{text-align:left;font-family:ui-monospace,monospace;font-size:12px}\n\
          tr.group td{background:#e8ecf4;text-align:left;font-weight:600}\n\
          td.v a{display:block;color:inherit;text-decoration:none;font-weight:600}\n\
-         .pass{background:#c9efcf}.fail{background:#f6b5b5}.unsupported{background:#eee6c4}.error{background:#e3c2f0}\n\
+         .pass{background:#c9efcf}.fail{background:#f6b5b5}.flaky{background:#ffc98a}.known{background:#c9d7ef}\n\
+         .unsupported{background:#eee6c4}.error{background:#e3c2f0}\n\
          .yes{background:#c9efcf}.no{background:#f0e2e2}.compat{outline:2px dashed #3b6fd1;outline-offset:-3px}\n\
          .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border:1px solid #ccc}\n\
          details{margin:6px 0}pre{background:#f6f7fa;padding:8px;overflow:auto;font-size:12px}\n",
@@ -262,18 +281,17 @@ pub fn html(m: &Matrix) -> String {
         esc(&m.libraries.iter().map(|l| format!("{} {} ({})", l.loader, l.library, l.version)).collect::<Vec<_>>().join(" · "))
     )
     .unwrap();
-    s.push_str("<p class=\"legend\"><span class=\"pass\">✓ pass</span><span class=\"fail\">✗ fail</span><span class=\"unsupported\">– unsupported (probed)</span><span class=\"error\">E error</span><span class=\"compat\">ᶜ via compatibility layer</span></p>\n");
-    let counts = m.counts();
-    writeln!(
-        s,
-        "<p>{}</p>",
-        [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
-            .iter()
-            .map(|v| format!("{} {}", counts.get(v).unwrap_or(&0), v))
-            .collect::<Vec<_>>()
-            .join(" · ")
-    )
-    .unwrap();
+    s.push_str("<p class=\"legend\">");
+    for v in Verdict::ALL {
+        let what = match v {
+            Verdict::Unsupported => "unsupported (probed)",
+            Verdict::Known => "known issue",
+            other => other.as_str(),
+        };
+        write!(s, "<span class=\"{v}\">{} {what}</span>", v.symbol()).unwrap();
+    }
+    s.push_str("<span class=\"compat\">ᶜ via compatibility layer</span></p>\n");
+    writeln!(s, "<p>{}</p>", esc(&count_line(m, " · "))).unwrap();
 
     s.push_str("<h2>Cases</h2>\n<table><tr><th rowspan=\"2\">case</th>");
     for k in &m.kernels {
@@ -351,6 +369,16 @@ pub fn html(m: &Matrix) -> String {
                 esc(&r.loader),
                 esc(&r.detail),
                 r.diff.as_deref().map(|d| format!("<pre>{}</pre>", esc(d))).unwrap_or_default()
+                    + &r.attempts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| format!(
+                            "<p>attempt {} ({})</p><pre>{}</pre>",
+                            i + 1,
+                            a.verdict,
+                            esc(a.observed.as_deref().unwrap_or(&a.detail))
+                        ))
+                        .collect::<String>()
             )
             .unwrap();
         }
@@ -391,18 +419,7 @@ pub fn terminal(m: &Matrix) -> String {
             writeln!(s).unwrap();
         }
     }
-    let counts = m.counts();
-    writeln!(
-        s,
-        "\n(each kernel: {}) {}",
-        m.loaders.join(" "),
-        [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
-            .iter()
-            .map(|v| format!("{} {}", counts.get(v).unwrap_or(&0), v))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-    .unwrap();
+    writeln!(s, "\n(each kernel: {}) {}", m.loaders.join(" "), count_line(m, ", ")).unwrap();
     s
 }
 
@@ -460,6 +477,9 @@ mod tests {
             expected: None,
             diff: Some("- a\n+ b".into()),
             duration_ms: 1,
+            preempt: None,
+            attempts: vec![],
+            known: None,
         }
     }
 

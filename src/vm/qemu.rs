@@ -81,6 +81,9 @@ pub struct BootOptions {
     /// Appended to the kernel command line (e.g. `GuestOptions::to_kernel_args`).
     pub kernel_cmdline_extra: String,
     pub timeout: Duration,
+    /// Kill the VM when the guest's results channel has not grown for this
+    /// long (a hung kernel or case), instead of waiting for `timeout`.
+    pub stall_timeout: Option<Duration>,
     /// QEMU's `-m`, e.g. `1G`.
     pub memory: String,
     pub smp: u32,
@@ -105,6 +108,7 @@ impl BootOptions {
             initramfs: initramfs.into(),
             kernel_cmdline_extra: String::new(),
             timeout: Duration::from_secs(600),
+            stall_timeout: None,
             memory: "1G".into(),
             smp: 2,
             accel: Accel::Tcg,
@@ -437,6 +441,8 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
 
     let results_path = dir.join("results.jsonl");
     let mut to_userspace = None;
+    // The results channel's size and when it last changed (stall detection).
+    let (mut seen_len, mut last_growth) = (0u64, Instant::now());
     let ended = loop {
         match child.try_wait() {
             Ok(Some(st)) => {
@@ -450,10 +456,15 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
             Ok(None) => {}
             Err(_) => break Ended::Code(-1),
         }
-        if to_userspace.is_none() && std::fs::metadata(&results_path).is_ok_and(|m| m.len() > 0) {
+        let len = std::fs::metadata(&results_path).map(|m| m.len()).unwrap_or(0);
+        if len != seen_len {
+            (seen_len, last_growth) = (len, Instant::now());
+        }
+        if to_userspace.is_none() && len > 0 {
             to_userspace = Some(start.elapsed());
         }
-        if start.elapsed() > opts.timeout {
+        let stalled = opts.stall_timeout.is_some_and(|t| last_growth.elapsed() > t);
+        if start.elapsed() > opts.timeout || stalled {
             let _ = child.kill();
             let _ = child.wait();
             break Ended::TimedOut;

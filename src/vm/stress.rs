@@ -212,6 +212,8 @@ pub struct StressOptions {
     pub parallel: usize,
     pub timeout: Duration,
     pub work_dir: std::path::PathBuf,
+    /// The QEMU binary (another version than the system's, say).
+    pub qemu: std::path::PathBuf,
 }
 
 fn describe(o: &BootOutcome) -> (String, Option<String>) {
@@ -239,6 +241,7 @@ pub fn run(opts: &StressOptions, mut progress: impl FnMut(&StressBoot)) -> Resul
                 let mut b = BootOptions::new(vmlinuz, &initramfs);
                 b.kernel_cmdline_extra = guest.to_kernel_args();
                 b.tcg_threads = *t;
+                b.qemu = opts.qemu.clone();
                 b.smp = opts.smp;
                 b.timeout = opts.timeout;
                 b.work_dir = Some(opts.work_dir.join(format!("{request}-{}-{round}", t.as_str())));
