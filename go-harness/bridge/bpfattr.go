@@ -1,14 +1,24 @@
-package compat
+package bridge
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+)
+
+// AttachTraceUprobeSession is the expected attach type of a uprobe.session
+// program (enum bpf_attach_type BPF_TRACE_UPROBE_SESSION, Linux 6.13). cilium
+// names it ebpf.AttachTraceUprobeSession from v0.21.0 on; v0.17.3 and v0.20.0
+// have no name for it.
+const AttachTraceUprobeSession = ebpf.AttachType(attachTraceUprobeSession)
 
 // Kernel uapi constants the bridges need. cilium keeps its own copies in an
 // internal package, so they are restated here from include/uapi/linux/bpf.h.
 const (
 	bpfLinkCreate            = 28 // enum bpf_cmd: BPF_LINK_CREATE
-	AttachTraceUprobeMulti   = 48 // enum bpf_attach_type: BPF_TRACE_UPROBE_MULTI
-	AttachTraceUprobeSession = 57 // enum bpf_attach_type: BPF_TRACE_UPROBE_SESSION
-	BPFFUprobeMultiReturn    = 1  // link_create.uprobe_multi.flags: BPF_F_UPROBE_MULTI_RETURN
+	attachTraceUprobeMulti   = 48 // enum bpf_attach_type: BPF_TRACE_UPROBE_MULTI
+	attachTraceUprobeSession = 57 // enum bpf_attach_type: BPF_TRACE_UPROBE_SESSION
+	bpfFUprobeMultiReturn    = 1  // link_create.uprobe_multi.flags: BPF_F_UPROBE_MULTI_RETURN
 )
 
 // bpfPointer is an __aligned_u64 that carries a Go pointer. It is typed as

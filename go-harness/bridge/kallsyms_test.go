@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"errors"
@@ -33,7 +33,7 @@ func TestPrefixSyscallSymbols(t *testing.T) {
 			[]string{"do_nanosleep", "__x64_sys_getpid", "sys_nonexistent"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, changed, err := PrefixSyscallSymbols(tc.in, strings.NewReader(fakeKallsyms), "__x64_")
+			got, changed, err := prefixSyscallSymbols(tc.in, strings.NewReader(fakeKallsyms), "__x64_")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,17 +44,17 @@ func TestPrefixSyscallSymbols(t *testing.T) {
 	}
 
 	// Another arch's prefix picks that arch's entry.
-	got, _, _ := PrefixSyscallSymbols([]string{"sys_getpid"}, strings.NewReader(fakeKallsyms), "__ia32_")
+	got, _, _ := prefixSyscallSymbols([]string{"sys_getpid"}, strings.NewReader(fakeKallsyms), "__ia32_")
 	if got[0] != "__ia32_sys_getpid" {
 		t.Errorf("ia32: %v", got)
 	}
 	// No prefix on this arch: nothing to do, kallsyms not even read.
-	got, changed, err := PrefixSyscallSymbols([]string{"sys_getpid"}, iotest.ErrReader(errors.New("unread")), "")
+	got, changed, err := prefixSyscallSymbols([]string{"sys_getpid"}, iotest.ErrReader(errors.New("unread")), "")
 	if err != nil || changed || got[0] != "sys_getpid" {
 		t.Errorf("empty prefix: %v %v %v", got, changed, err)
 	}
 	// A read error is reported, not swallowed.
-	if _, _, err := PrefixSyscallSymbols([]string{"sys_getpid"}, iotest.ErrReader(errors.New("boom")), "__x64_"); err == nil {
+	if _, _, err := prefixSyscallSymbols([]string{"sys_getpid"}, iotest.ErrReader(errors.New("boom")), "__x64_"); err == nil {
 		t.Error("read error not reported")
 	}
 }

@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge/bridgetest"
 )
 
 // syntheticSpec marshals types into raw BTF and parses it back, so the
@@ -87,10 +87,10 @@ func TestSessionKfuncPrototypeOf(t *testing.T) {
 // kfuncs on 6.10 to 6.19 (the 6.18 test host), ctx from 7.0. The object of
 // the chosen variant must then load its session program, the other must not.
 func TestSessionKfuncPrototypeKernel(t *testing.T) {
-	noarg, ctx := testutil.RequireObjectPair(t)
+	noarg, ctx := bridgetest.RequireObjectPair(t)
 	got, reason := SessionKfuncPrototype()
 	t.Logf("kernel session kfuncs: %s (%s)", got, reason)
-	major, minor := testutil.KernelVersion(t)
+	major, minor := bridgetest.KernelVersion(t)
 	var want KfuncVariant
 	switch {
 	case major > 6:

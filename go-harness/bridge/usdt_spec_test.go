@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"bytes"
@@ -12,15 +12,15 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge/bridgetest"
 )
 
 // sampleSpec has a distinct value in every field of every argument, so a
 // field written at the wrong place shows.
-func sampleSpec() USDTSpec {
-	s := USDTSpec{Cookie: 0x1122334455667788, ArgCnt: USDTMaxArgs}
+func sampleSpec() usdtSpec {
+	s := usdtSpec{Cookie: 0x1122334455667788, ArgCnt: usdtMaxArgs}
 	for i := range s.Args {
-		s.Args[i] = USDTArgSpec{
+		s.Args[i] = usdtArgSpec{
 			ValOff:        0xa0b0c0d0e0f00000 + uint64(i),
 			ArgType:       uint8(i % 4),
 			IdxRegOff:     uint16(0x800 + i*8), // 12 bits
@@ -35,7 +35,7 @@ func sampleSpec() USDTSpec {
 
 // fieldValues are the values of sampleSpec's fields by BTF member name, as
 // unsigned bit patterns of the member's width.
-func fieldValues(a USDTArgSpec) map[string]uint64 {
+func fieldValues(a usdtArgSpec) map[string]uint64 {
 	signed := uint64(0)
 	if a.ArgSigned {
 		signed = 1
@@ -75,7 +75,7 @@ func TestUSDTLayoutConstants(t *testing.T) {
 		t.Errorf("scale_bitshift must follow the 12 bits of idx_reg_off in the __u16 at %d", usdtOffIdxScale)
 	}
 	if usdtLayout.argSize != usdtArgSpecSize || usdtLayout.specSize != usdtSpecSize ||
-		usdtSpecSize != USDTMaxArgs*usdtArgSpecSize+16 {
+		usdtSpecSize != usdtMaxArgs*usdtArgSpecSize+16 {
 		t.Errorf("sizes: arg %d/%d, spec %d/%d", usdtLayout.argSize, usdtArgSpecSize, usdtLayout.specSize, usdtSpecSize)
 	}
 }
@@ -84,12 +84,9 @@ func TestUSDTLayoutConstants(t *testing.T) {
 // program reads: the object's BTF has libbpf 1.7's layout, and every field of
 // an encoded spec reads back, at the BTF's bit offset and width, as written.
 func TestUSDTSpecEncodingMatchesObjectBTF(t *testing.T) {
-	object := testutil.USDTObjectFile(t)
-	spec, _, err := LoadCollectionSpec(object)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := CheckUSDTSpecLayout(spec.Types); err != nil {
+	object := bridgetest.USDTObjectFile(t)
+	spec := parseOnly(t, object)
+	if err := checkUSDTSpecLayout(spec.Types); err != nil {
 		t.Fatal(err)
 	}
 	var specT, argT *btf.Struct
@@ -151,10 +148,10 @@ func TestCheckUSDTSpecLayoutRefusesOtherLayouts(t *testing.T) {
 	char := &btf.Int{Name: "char", Size: 1, Encoding: btf.Char}
 	enum := &btf.Enum{Name: "__bpf_usdt_arg_type", Size: 4}
 	build := func(arg *btf.Struct) *btf.Spec {
-		spec := &btf.Struct{Name: usdtSpecStructName, Size: uint32(USDTMaxArgs)*arg.Size + 16, Members: []btf.Member{
-			{Name: "args", Type: &btf.Array{Index: &btf.Int{Name: "int", Size: 4}, Type: arg, Nelems: USDTMaxArgs}},
-			{Name: "usdt_cookie", Type: u64, Offset: btf.Bits(USDTMaxArgs * arg.Size * 8)},
-			{Name: "arg_cnt", Type: short, Offset: btf.Bits((USDTMaxArgs*arg.Size + 8) * 8)},
+		spec := &btf.Struct{Name: usdtSpecStructName, Size: uint32(usdtMaxArgs)*arg.Size + 16, Members: []btf.Member{
+			{Name: "args", Type: &btf.Array{Index: &btf.Int{Name: "int", Size: 4}, Type: arg, Nelems: usdtMaxArgs}},
+			{Name: "usdt_cookie", Type: u64, Offset: btf.Bits(usdtMaxArgs * arg.Size * 8)},
+			{Name: "arg_cnt", Type: short, Offset: btf.Bits((usdtMaxArgs*arg.Size + 8) * 8)},
 		}}
 		var b btf.Builder
 		if _, err := b.Add(spec); err != nil {
@@ -180,7 +177,7 @@ func TestCheckUSDTSpecLayoutRefusesOtherLayouts(t *testing.T) {
 		{Name: "arg_signed", Type: boolT, Offset: 128},
 		{Name: "arg_bitshift", Type: char, Offset: 136},
 	}}
-	if err := CheckUSDTSpecLayout(build(v17)); err != nil {
+	if err := checkUSDTSpecLayout(build(v17)); err != nil {
 		t.Errorf("libbpf 1.7 layout refused: %v", err)
 	}
 	v16 := &btf.Struct{Name: usdtArgStructName, Size: 16, Members: []btf.Member{
@@ -190,10 +187,10 @@ func TestCheckUSDTSpecLayoutRefusesOtherLayouts(t *testing.T) {
 		{Name: "arg_signed", Type: boolT, Offset: 112},
 		{Name: "arg_bitshift", Type: char, Offset: 120},
 	}}
-	if err := CheckUSDTSpecLayout(build(v16)); err == nil || !strings.Contains(err.Error(), "size 16, want 24") {
+	if err := checkUSDTSpecLayout(build(v16)); err == nil || !strings.Contains(err.Error(), "size 16, want 24") {
 		t.Errorf("libbpf 1.6 layout: %v, want refused for its size", err)
 	}
-	if err := CheckUSDTSpecLayout(nil); err == nil {
+	if err := checkUSDTSpecLayout(nil); err == nil {
 		t.Error("no BTF accepted")
 	}
 }
@@ -203,8 +200,8 @@ func TestCheckUSDTSpecLayoutRefusesOtherLayouts(t *testing.T) {
 // one with sampleSpec's values field by field and compares its bytes, size
 // and offsets with the encoder's.
 func TestUSDTSpecEncodingMatchesUsdtBpfH(t *testing.T) {
-	testutil.RequireAMD64(t)
-	gcc := testutil.RequireGCC(t)
+	bridgetest.RequireAMD64(t)
+	gcc := bridgetest.RequireGCC(t)
 	_, header := libbpfUSDTSource(t)
 	s := sampleSpec()
 	var fill strings.Builder
@@ -238,14 +235,14 @@ func TestUSDTSpecEncodingMatchesUsdtBpfH(t *testing.T) {
 	return 0;
 }`,
 	}, "\n")
-	bin := testutil.BuildC(t, gcc, t.TempDir(), "usdt_bpf_h_layout", src)
+	bin := bridgetest.BuildC(t, gcc, t.TempDir(), "usdt_bpf_h_layout", src)
 	out, err := exec.Command(bin).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := strings.Fields(string(out))
 	want := fmt.Sprintf("%d %d %d %d %d %d %d %d", usdtSpecSize, usdtArgSpecSize, usdtOffRegOff, usdtOffArgSigned,
-		usdtOffArgBitshift, usdtOffCookie, usdtOffArgCnt, USDTMaxArgs)
+		usdtOffArgBitshift, usdtOffCookie, usdtOffArgCnt, usdtMaxArgs)
 	if got := strings.Join(f[:8], " "); got != want {
 		t.Errorf("usdt.bpf.h sizeof/offsetof: %s, the encoder's %s", got, want)
 	}
@@ -261,12 +258,12 @@ func TestUSDTSpecEncodingMatchesUsdtBpfH(t *testing.T) {
 }
 
 func TestUSDTSpecMarshalRefusesOverflow(t *testing.T) {
-	s := USDTSpec{}
+	s := usdtSpec{}
 	s.Args[0].IdxRegOff = 0x1000
 	if _, err := s.MarshalBinary(); err == nil {
 		t.Error("a 13-bit idx_reg_off was encoded")
 	}
-	s.Args[0] = USDTArgSpec{RegOff: -2, ValOff: 7}
+	s.Args[0] = usdtArgSpec{RegOff: -2, ValOff: 7}
 	raw, _ := s.MarshalBinary()
 	if binary.LittleEndian.Uint16(raw[usdtOffRegOff:]) != 0xfffe || raw[0] != 7 {
 		t.Errorf("encoded %x", raw[:24])

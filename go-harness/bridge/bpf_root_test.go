@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 // Tests that load the recorder objects and attach: root and PROBECONF_BPF_OBJECT
 // (recorders.bpf.o; the session programs come from sessions.bpf.o beside it).
@@ -19,7 +19,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge/bridgetest"
 )
 
 const targetSrc = `
@@ -32,7 +32,7 @@ int main(void) { printf("%ld\n", pc_leaf(1) + pc_other(2)); return 0; }
 // loadOne loads program name alone from the object, after edit (may be nil).
 func loadOne(t *testing.T, object, name string, edit func(*ebpf.CollectionSpec)) *ebpf.Collection {
 	t.Helper()
-	spec, err := ebpf.LoadCollectionSpec(object)
+	spec, err := LoadCollectionSpec(object, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,6 @@ func loadOne(t *testing.T, object, name string, edit func(*ebpf.CollectionSpec))
 			delete(spec.Programs, n)
 		}
 	}
-	PrepareUprobeSessionSpec(spec.Programs[name])
 	if edit != nil {
 		edit(spec)
 	}
@@ -70,7 +69,7 @@ func pattern32() []byte {
 }
 
 func TestSetDataSectionReachesTheKernel(t *testing.T) {
-	object := testutil.RequireObject(t)
+	object := bridgetest.RequireObject(t)
 	want := pattern32()
 	coll := loadOne(t, object, "pc_uprobe", func(spec *ebpf.CollectionSpec) {
 		if err := SetDataSection(spec, ".rodata.pc_cfg", want); err != nil {
@@ -95,7 +94,7 @@ func TestSetDataSectionReachesTheKernel(t *testing.T) {
 // cilium-datasec-variables entry: on v0.22.0 a write to MapSpec.Contents alone
 // is replaced by the VariableSpecs' values at load.
 func TestContentsOnlyWrite(t *testing.T) {
-	object := testutil.RequireObject(t)
+	object := bridgetest.RequireObject(t)
 	want := pattern32()
 	coll := loadOne(t, object, "pc_uprobe", func(spec *ebpf.CollectionSpec) {
 		spec.Maps[".rodata.pc_cfg"].Contents[0].Value = bytes.Clone(want)
@@ -160,13 +159,16 @@ func offsetsOf(t *testing.T, l link.Link, count int) uprobeMultiInfo {
 // kernel's link info, that it resolved the same file offsets as cilium's own
 // UprobeMulti and kept the cookies.
 func TestUprobeSessionBridge(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	object := objs.Recorders
-	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
+	target := bridgetest.BuildC(t, bridgetest.GCC(t), t.TempDir(), "target", targetSrc)
 
 	session := loadOne(t, objs.Sessions, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
-	targets := []UprobeTarget{{Symbol: "pc_leaf", Cookie: 7}, {Symbol: "pc_other", Offset: 0, Cookie: 8}}
-	l, err := AttachUprobeSession(session, target, targets, UprobeSessionOptions{})
+	ex, err := link.OpenExecutable(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := UprobeMultiSession(ex, []string{"pc_leaf", "pc_other"}, session, &UprobeSessionOptions{Cookies: []uint64{7, 8}})
 	if err != nil {
 		t.Fatalf("bridge: %v", err)
 	}
@@ -180,10 +182,6 @@ func TestUprobeSessionBridge(t *testing.T) {
 	}
 
 	multi := loadOne(t, object, "pc_uprobe_multi", nil).Programs["pc_uprobe_multi"]
-	ex, err := link.OpenExecutable(target)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ml, err := ex.UprobeMulti([]string{"pc_leaf", "pc_other"}, multi, &link.UprobeMultiOptions{Cookies: []uint64{7, 8}})
 	if err != nil {
 		t.Fatalf("cilium UprobeMulti: %v", err)
@@ -195,15 +193,23 @@ func TestUprobeSessionBridge(t *testing.T) {
 		t.Errorf("bridge link %+v, cilium's %+v", got, want)
 	}
 
-	// Absolute file offsets (empty symbol) land on the same place.
-	abs := []UprobeTarget{{Offset: got.offsets[0], Cookie: 1}}
-	l2, err := AttachUprobeSession(session, target, abs, UprobeSessionOptions{})
+	// Absolute file offsets (Addresses) land on the same place, and the
+	// single-target form resolves like cilium's Uprobe (symbol + Offset).
+	l2, err := UprobeMultiSession(ex, nil, session, &UprobeSessionOptions{Addresses: []uint64{got.offsets[0]}, Cookies: []uint64{1}})
 	if err != nil {
 		t.Fatalf("bridge with absolute offset: %v", err)
 	}
 	defer l2.Close()
-	if o := offsetsOf(t, l2, 1); o.offsets[0] != got.offsets[0] {
-		t.Errorf("absolute offset attached at %#x, want %#x", o.offsets[0], got.offsets[0])
+	if o := offsetsOf(t, l2, 1); o.offsets[0] != got.offsets[0] || o.cookies[0] != 1 {
+		t.Errorf("absolute offset attached at %#x (cookie %d), want %#x", o.offsets[0], o.cookies[0], got.offsets[0])
+	}
+	l3, err := UprobeSession(ex, "pc_other", session, &link.UprobeOptions{Cookie: 9})
+	if err != nil {
+		t.Fatalf("UprobeSession: %v", err)
+	}
+	defer l3.Close()
+	if o := offsetsOf(t, l3, 1); o.offsets[0] != got.offsets[1] || o.cookies[0] != 9 {
+		t.Errorf("UprobeSession at %#x (cookie %d), want %#x, 9", o.offsets[0], o.cookies[0], got.offsets[1])
 	}
 }
 
@@ -211,8 +217,8 @@ func TestUprobeSessionBridge(t *testing.T) {
 // exists for. If this starts to pass, cilium can attach sessions itself and
 // the cilium-uprobe-session entry needs revisiting.
 func TestCiliumUprobeMultiRejectsSessionProgram(t *testing.T) {
-	sessions := testutil.RequireSessionsObject(t)
-	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
+	sessions := bridgetest.RequireSessionsObject(t)
+	target := bridgetest.BuildC(t, bridgetest.GCC(t), t.TempDir(), "target", targetSrc)
 	session := loadOne(t, sessions, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
 	ex, err := link.OpenExecutable(target)
 	if err != nil {
@@ -229,16 +235,29 @@ func TestCiliumUprobeMultiRejectsSessionProgram(t *testing.T) {
 }
 
 func TestUprobeSessionBridgeErrors(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	object := objs.Recorders
-	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
+	target := bridgetest.BuildC(t, bridgetest.GCC(t), t.TempDir(), "target", targetSrc)
 	session := loadOne(t, objs.Sessions, "pc_uprobe_session", nil).Programs["pc_uprobe_session"]
+	attach := func(binary string, symbols []string, opts *UprobeSessionOptions) (link.Link, error) {
+		ex, err := link.OpenExecutable(binary)
+		if err != nil {
+			return nil, err
+		}
+		return UprobeMultiSession(ex, symbols, session, opts)
+	}
 
-	if _, err := AttachUprobeSession(session, target, []UprobeTarget{{Symbol: "nope"}}, UprobeSessionOptions{}); !errors.Is(err, link.ErrNoSymbol) {
+	if _, err := attach(target, []string{"nope"}, nil); !errors.Is(err, link.ErrNoSymbol) {
 		t.Errorf("missing symbol: %v", err)
 	}
-	if _, err := AttachUprobeSession(session, filepath.Join(t.TempDir(), "missing"), []UprobeTarget{{Symbol: "pc_leaf"}}, UprobeSessionOptions{}); !errors.Is(err, os.ErrNotExist) {
+	if _, err := attach(filepath.Join(t.TempDir(), "missing"), []string{"pc_leaf"}, nil); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing binary: %v", err)
+	}
+	if _, err := UprobeMultiSession(nil, []string{"pc_leaf"}, session, nil); !errors.Is(err, os.ErrInvalid) {
+		t.Errorf("nil executable: %v", err)
+	}
+	if _, err := attach(target, []string{"pc_leaf"}, &UprobeSessionOptions{Cookies: []uint64{1, 2}}); !errors.Is(err, os.ErrInvalid) {
+		t.Errorf("two cookies for one target: %v", err)
 	}
 	// Like cilium's Executable (v0.21.0 on), the bridge parses the ELF file
 	// only to resolve a symbol: a file that is not ELF fails then, and an
@@ -249,17 +268,17 @@ func TestUprobeSessionBridgeErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ferr *elf.FormatError
-	if _, err := AttachUprobeSession(session, text, []UprobeTarget{{Symbol: "pc_leaf"}}, UprobeSessionOptions{}); !errors.As(err, &ferr) {
+	if _, err := attach(text, []string{"pc_leaf"}, nil); !errors.As(err, &ferr) {
 		t.Errorf("text file with a symbol: %v, want an *elf.FormatError", err)
-	}
-	l, err := AttachUprobeSession(session, text, []UprobeTarget{{Offset: 4}}, UprobeSessionOptions{})
-	if l != nil {
-		l.Close()
 	}
 	if ex, exErr := link.OpenExecutable(text); exErr != nil {
 		// v0.17.3 and v0.20.0 parse the ELF file in OpenExecutable.
-		t.Logf("this cilium refuses a non-ELF file up front (%v); bridge at absolute offset: %v", exErr, err)
+		t.Logf("this cilium refuses a non-ELF file up front: %v", exErr)
 	} else {
+		l, err := UprobeMultiSession(ex, nil, session, &UprobeSessionOptions{Addresses: []uint64{4}})
+		if l != nil {
+			l.Close()
+		}
 		multi := loadOne(t, object, "pc_uprobe_multi", nil).Programs["pc_uprobe_multi"]
 		ml, mlErr := ex.UprobeMulti([]string{""}, multi, &link.UprobeMultiOptions{Addresses: []uint64{4}})
 		if ml != nil {
@@ -274,7 +293,18 @@ func TestUprobeSessionBridgeErrors(t *testing.T) {
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 		t.Skipf("pid %d exists", pid)
 	}
-	if _, err := AttachUprobeSession(session, target, []UprobeTarget{{Symbol: "pc_leaf"}}, UprobeSessionOptions{PID: pid}); !errors.Is(err, os.ErrNotExist) || !errors.Is(err, unix.ESRCH) {
+	if _, err := attach(target, []string{"pc_leaf"}, &UprobeSessionOptions{PID: pid}); !errors.Is(err, os.ErrNotExist) || !errors.Is(err, unix.ESRCH) {
 		t.Errorf("missing pid: %v, want ESRCH wrapped as os.ErrNotExist", err)
+	}
+}
+
+// TestHaveUprobeSessionLink: the feature probe behind ErrNotSupported agrees
+// with the kernel version (6.13 added uprobe sessions).
+func TestHaveUprobeSessionLink(t *testing.T) {
+	bridgetest.RequireObject(t)
+	major, minor := bridgetest.KernelVersion(t)
+	want := major > 6 || major == 6 && minor >= 13
+	if got := haveUprobeSessionLink(); got != want {
+		t.Errorf("kernel %d.%d: haveUprobeSessionLink() = %v, want %v", major, minor, got, want)
 	}
 }

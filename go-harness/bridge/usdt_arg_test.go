@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"bufio"
@@ -14,12 +14,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge/bridgetest"
 )
 
 // Argument spec constructors for the tables (size: negative = signed).
-func argOf(size int, typ uint8) USDTArgSpec {
-	a := USDTArgSpec{ArgType: typ, ArgSigned: size < 0}
+func argOf(size int, typ uint8) usdtArgSpec {
+	a := usdtArgSpec{ArgType: typ, ArgSigned: size < 0}
 	if size < 0 {
 		size = -size
 	}
@@ -27,26 +27,26 @@ func argOf(size int, typ uint8) USDTArgSpec {
 	return a
 }
 
-func cnst(size int, v int64) USDTArgSpec {
-	a := argOf(size, USDTArgConst)
+func cnst(size int, v int64) usdtArgSpec {
+	a := argOf(size, usdtArgConst)
 	a.ValOff = uint64(v)
 	return a
 }
 
-func reg(size int, off int16) USDTArgSpec {
-	a := argOf(size, USDTArgReg)
+func reg(size int, off int16) usdtArgSpec {
+	a := argOf(size, usdtArgReg)
 	a.RegOff = off
 	return a
 }
 
-func deref(size int, off int16, valOff int64) USDTArgSpec {
-	a := argOf(size, USDTArgRegDeref)
+func deref(size int, off int16, valOff int64) usdtArgSpec {
+	a := argOf(size, usdtArgRegDeref)
 	a.RegOff, a.ValOff = off, uint64(valOff)
 	return a
 }
 
-func sib(size int, base, idx int16, shift uint8, valOff int64) USDTArgSpec {
-	a := argOf(size, USDTArgSIB)
+func sib(size int, base, idx int16, shift uint8, valOff int64) usdtArgSpec {
+	a := argOf(size, usdtArgSIB)
 	a.RegOff, a.IdxRegOff, a.ScaleBitshift, a.ValOff = base, uint16(idx), shift, uint64(valOff)
 	return a
 }
@@ -65,7 +65,7 @@ const probeTargetArgs = "-4@$42 -8@%rdi -8@-8(%rsp) -1@%al 2@%dx -4@%ecx"
 type argCase struct {
 	name  string
 	args  string
-	want  []USDTArgSpec // when errno is 0
+	want  []usdtArgSpec // when errno is 0
 	errno unix.Errno
 	text  string // in the error
 	// noC: libbpf's behaviour is undefined for this input (it reads an
@@ -74,29 +74,29 @@ type argCase struct {
 }
 
 var argCases = []argCase{
-	{name: "probe-target probeconf:args", args: probeTargetArgs, want: []USDTArgSpec{
+	{name: "probe-target probeconf:args", args: probeTargetArgs, want: []usdtArgSpec{
 		cnst(-4, 42), reg(-8, rRdi), deref(-8, rRsp, -8), reg(-1, rRax), reg(2, rRdx), reg(-4, rRcx),
 	}},
 	{name: "empty", args: "", want: nil},
-	{name: "negative constant", args: "-4@$-9", want: []USDTArgSpec{cnst(-4, -9)}},
-	{name: "unsigned constant", args: "8@$18446744073709551615", want: []USDTArgSpec{cnst(8, 1<<63-1)}}, // strtol saturates
-	{name: "constant overflows negative", args: "-8@$-99999999999999999999", want: []USDTArgSpec{cnst(-8, -1<<63)}},
+	{name: "negative constant", args: "-4@$-9", want: []usdtArgSpec{cnst(-4, -9)}},
+	{name: "unsigned constant", args: "8@$18446744073709551615", want: []usdtArgSpec{cnst(8, 1<<63-1)}}, // strtol saturates
+	{name: "constant overflows negative", args: "-8@$-99999999999999999999", want: []usdtArgSpec{cnst(-8, -1<<63)}},
 	{name: "registers of every width", args: "8@%rax -4@%eax 2@%ax -1@%al 8@%r10 -4@%r9d 2@%r8w 1@%r15b -1@%sil 8@%rbx -1@%dil",
-		want: []USDTArgSpec{reg(8, rRax), reg(-4, rRax), reg(2, rRax), reg(-1, rRax), reg(8, rR10), reg(-4, rR9),
+		want: []usdtArgSpec{reg(8, rRax), reg(-4, rRax), reg(2, rRax), reg(-1, rRax), reg(8, rR10), reg(-4, rR9),
 			reg(2, rR8), reg(1, rR15), reg(-1, rRsi), reg(8, rRbx), reg(-1, rRdi)}},
-	{name: "rip as a register", args: "8@%rip", want: []USDTArgSpec{reg(8, rRip)}},
-	{name: "memory with offset", args: "-4@-1204(%rbp) 8@16(%rsp)", want: []USDTArgSpec{deref(-4, rRbp, -1204), deref(8, rRsp, 16)}},
-	{name: "memory without offset", args: "8@(%rsp)", want: []USDTArgSpec{deref(8, rRsp, 0)}},
-	{name: "SIB with offset and scale", args: "-1@-96(%rbp,%rax,8)", want: []USDTArgSpec{sib(-1, rRbp, rRax, 3, -96)}},
-	{name: "SIB without offset", args: "2@(%rbp,%rax,2)", want: []USDTArgSpec{sib(2, rRbp, rRax, 1, 0)}},
-	{name: "SIB without scale", args: "4@-96(%rbp,%rax)", want: []USDTArgSpec{sib(4, rRbp, rRax, 0, -96)}},
-	{name: "SIB without offset and scale", args: "8@(%rbx,%rcx)", want: []USDTArgSpec{sib(8, rRbx, rRcx, 0, 0)}},
-	{name: "white space everywhere", args: "  -4 @ $5   8 @ %rdx  ", want: []USDTArgSpec{cnst(-4, 5), reg(8, rRdx)}},
-	{name: "twelve arguments", args: strings.Repeat("8@%rdi ", 12), want: []USDTArgSpec{
+	{name: "rip as a register", args: "8@%rip", want: []usdtArgSpec{reg(8, rRip)}},
+	{name: "memory with offset", args: "-4@-1204(%rbp) 8@16(%rsp)", want: []usdtArgSpec{deref(-4, rRbp, -1204), deref(8, rRsp, 16)}},
+	{name: "memory without offset", args: "8@(%rsp)", want: []usdtArgSpec{deref(8, rRsp, 0)}},
+	{name: "SIB with offset and scale", args: "-1@-96(%rbp,%rax,8)", want: []usdtArgSpec{sib(-1, rRbp, rRax, 3, -96)}},
+	{name: "SIB without offset", args: "2@(%rbp,%rax,2)", want: []usdtArgSpec{sib(2, rRbp, rRax, 1, 0)}},
+	{name: "SIB without scale", args: "4@-96(%rbp,%rax)", want: []usdtArgSpec{sib(4, rRbp, rRax, 0, -96)}},
+	{name: "SIB without offset and scale", args: "8@(%rbx,%rcx)", want: []usdtArgSpec{sib(8, rRbx, rRcx, 0, 0)}},
+	{name: "white space everywhere", args: "  -4 @ $5   8 @ %rdx  ", want: []usdtArgSpec{cnst(-4, 5), reg(8, rRdx)}},
+	{name: "twelve arguments", args: strings.Repeat("8@%rdi ", 12), want: []usdtArgSpec{
 		reg(8, rRdi), reg(8, rRdi), reg(8, rRdi), reg(8, rRdi), reg(8, rRdi), reg(8, rRdi),
 		reg(8, rRdi), reg(8, rRdi), reg(8, rRdi), reg(8, rRdi), reg(8, rRdi), reg(8, rRdi)}},
 	// glibc's %d keeps the low 32 bits of the long it read: 2^32+1 is size 1.
-	{name: "size wraps like glibc's %d", args: "4294967297@$1", want: []USDTArgSpec{cnst(1, 1)}},
+	{name: "size wraps like glibc's %d", args: "4294967297@$1", want: []usdtArgSpec{cnst(1, 1)}},
 
 	// Refused, with libbpf's errno.
 	{name: "rip-relative (probe-target probeconf:rip)", args: "-8@pc_usdt_global(%rip)", errno: unix.EINVAL,
@@ -120,10 +120,10 @@ var argCases = []argCase{
 }
 
 func TestParseUSDTSpec(t *testing.T) {
-	testutil.RequireAMD64(t)
+	bridgetest.RequireAMD64(t)
 	for _, tc := range argCases {
 		t.Run(tc.name, func(t *testing.T) {
-			spec, err := ParseUSDTSpec("p", "n", tc.args, 0x77)
+			spec, err := parseUSDTSpec("p", "n", tc.args, 0x77)
 			if tc.errno != 0 {
 				var errno unix.Errno
 				if !errors.As(err, &errno) || errno != tc.errno || !strings.Contains(err.Error(), tc.text) {
@@ -142,8 +142,8 @@ func TestParseUSDTSpec(t *testing.T) {
 					t.Errorf("%q arg %d: %+v, want %+v", tc.args, i, spec.Args[i], w)
 				}
 			}
-			for i := len(tc.want); i < USDTMaxArgs; i++ {
-				if spec.Args[i] != (USDTArgSpec{}) {
+			for i := len(tc.want); i < usdtMaxArgs; i++ {
+				if spec.Args[i] != (usdtArgSpec{}) {
 					t.Errorf("%q: unused arg %d is %+v", tc.args, i, spec.Args[i])
 				}
 			}
@@ -217,10 +217,10 @@ func cut(t *testing.T, src, start, end string) string {
 // parse_usdt_arg and calc_pt_regs_off (x86_64), cut out of the vendored
 // usdt.c, with gcc against glibc, runs every table input through it and
 // compares errno and the bytes of struct usdt_spec (what libbpf writes into
-// __bpf_usdt_specs) with ParseUSDTSpec + MarshalBinary.
+// __bpf_usdt_specs) with parseUSDTSpec + MarshalBinary.
 func TestParseUSDTSpecMatchesLibbpf(t *testing.T) {
-	testutil.RequireAMD64(t)
-	gcc := testutil.RequireGCC(t)
+	bridgetest.RequireAMD64(t)
+	gcc := bridgetest.RequireGCC(t)
 	usdtC, _ := libbpfUSDTSource(t)
 	x86 := usdtC[strings.Index(usdtC, "#if defined(__x86_64__) || defined(__i386__)"):]
 	src := strings.Join([]string{
@@ -263,7 +263,7 @@ func TestParseUSDTSpecMatchesLibbpf(t *testing.T) {
 	return 0;
 }`,
 	}, "\n")
-	bin := testutil.BuildC(t, gcc, t.TempDir(), "libbpf_parse", src)
+	bin := bridgetest.BuildC(t, gcc, t.TempDir(), "libbpf_parse", src)
 
 	var input strings.Builder
 	var cases []argCase
@@ -286,7 +286,7 @@ func TestParseUSDTSpecMatchesLibbpf(t *testing.T) {
 			t.Fatalf("libbpf parser stopped before %q", tc.args)
 		}
 		fields := strings.Fields(sc.Text())
-		spec, goErr := ParseUSDTSpec("p", "n", tc.args, 0x77)
+		spec, goErr := parseUSDTSpec("p", "n", tc.args, 0x77)
 		switch fields[0] {
 		case "err":
 			want, _ := strconv.Atoi(fields[1])

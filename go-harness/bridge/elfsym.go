@@ -1,12 +1,32 @@
-package compat
+package bridge
 
 import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/cilium/ebpf/link"
 )
+
+// executablePath returns the path ex was opened with (link.OpenExecutable).
+// cilium keeps it in an unexported field and has no accessor (v0.17.3 to
+// v0.22.0 all call it path); it is read by reflection, read-only, so a cilium
+// that renames it fails here with a clear error instead of attaching to the
+// wrong file.
+func executablePath(ex *link.Executable) (string, error) {
+	if ex == nil {
+		return "", invalidf("nil *link.Executable: open one with link.OpenExecutable")
+	}
+	v := reflect.ValueOf(ex).Elem().FieldByName("path")
+	if !v.IsValid() || v.Kind() != reflect.String {
+		return "", errors.New("cannot read the path of a *link.Executable: this cilium/ebpf changed its layout (the bridge knows v0.17.3 to v0.22.0)")
+	}
+	if v.String() == "" {
+		return "", invalidf("*link.Executable has no path: open it with link.OpenExecutable")
+	}
+	return v.String(), nil
+}
 
 // elfSymbol is a function symbol resolved to a file offset.
 type elfSymbol struct {
@@ -88,9 +108,9 @@ func (t *symbolTable) fileOffset(symbol string, offset uint64) (uint64, error) {
 	return s.offset + offset, nil
 }
 
-// SymbolFileOffset resolves symbol+offset in the ELF file at path to a file
+// symbolFileOffset resolves symbol+offset in the ELF file at path to a file
 // offset, as cilium does for uprobes.
-func SymbolFileOffset(path, symbol string, offset uint64) (uint64, error) {
+func symbolFileOffset(path, symbol string, offset uint64) (uint64, error) {
 	t, err := loadSymbolTable(path)
 	if err != nil {
 		return 0, err

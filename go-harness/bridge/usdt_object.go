@@ -1,10 +1,12 @@
-package compat
+package bridge
 
 import (
 	"bytes"
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -17,82 +19,221 @@ import (
 )
 
 // What cilium/ebpf cannot load in an object built with libbpf's usdt.bpf.h,
-// and how the cilium-usdt bridge makes it loadable without changing what the
-// program does.
+// and how the bridge makes it loadable without changing what the program does.
 
-// ObjectFixes says what LoadCollectionSpec changed to make cilium load an
-// object the way libbpf does.
-type ObjectFixes struct {
-	// ReboundMaps are map symbols bound STB_WEAK, read as STB_GLOBAL.
-	ReboundMaps []string
-	// ReboundFuncs are subprograms bound STB_WEAK, read as STB_GLOBAL
-	// (cilium before v0.21.0 refuses calls to them).
-	ReboundFuncs []string
+// SpecOptions are the options of LoadCollectionSpec. The zero value (or nil)
+// probes the running kernel.
+type SpecOptions struct {
+	// USDTFeatures are the kernel features USDT programs are prepared for
+	// (the value of LINUX_HAS_BPF_COOKIE, and the expected attach type of
+	// SEC("usdt") programs). Nil: ProbeUSDTFeatures, asked only when the
+	// object needs them. AttachUSDT must see the same features.
+	USDTFeatures *USDTFeatures
+	// Fixes, when not nil, is filled with what LoadCollectionSpec changed,
+	// for logs.
+	Fixes *SpecFixes
+}
+
+// SpecFixes says what LoadCollectionSpec changed to make cilium load an
+// object the way libbpf loads it. Every list is sorted.
+type SpecFixes struct {
+	// WeakMaps are map symbols bound STB_WEAK, read as STB_GLOBAL.
+	WeakMaps []string
+	// WeakFuncs are subprograms bound STB_WEAK, read as STB_GLOBAL (cilium
+	// before v0.21.0 refuses calls to them).
+	WeakFuncs []string
 	// StaticFuncs are hidden global subprograms whose BTF FUNC linkage was
 	// made static.
 	StaticFuncs []string
+	// Kconfig are the libbpf-only kconfig externs the bridge filled, as
+	// NAME=VALUE (only LINUX_HAS_BPF_COOKIE exists).
+	Kconfig []string
+	// UprobeSessions are the SEC("uprobe.session") programs typed Kprobe
+	// with AttachTraceUprobeSession (cilium before v0.21.0 does not).
+	UprobeSessions []string
+	// USDTPrograms are the SEC("usdt") programs typed as libbpf types them:
+	// Kprobe, expected attach type UPROBE_MULTI when the kernel has
+	// uprobe_multi links (none otherwise).
+	USDTPrograms []string
 }
 
 // Any reports whether anything was changed.
-func (f ObjectFixes) Any() bool {
-	return len(f.ReboundMaps)+len(f.ReboundFuncs)+len(f.StaticFuncs) > 0
+func (f *SpecFixes) Any() bool {
+	return len(f.WeakMaps)+len(f.WeakFuncs)+len(f.StaticFuncs)+len(f.Kconfig)+len(f.UprobeSessions)+len(f.USDTPrograms) > 0
 }
 
-// LoadCollectionSpec is ebpf.LoadCollectionSpec with two of libbpf's
-// behaviours that cilium (<= v0.22.0) lacks and libbpf's usdt.bpf.h relies on.
-// An object that needs neither is parsed from the same bytes unchanged, and
-// errors read as cilium's own.
+// LoadCollectionSpec is ebpf.LoadCollectionSpec for objects built the way
+// libbpf loads them: it parses the ELF file at path with cilium, after
+// applying what libbpf does and cilium (up to v0.22.0) does not, so that the
+// very object a libbpf tool attaches loads with cilium and behaves the same.
+// An object that needs none of it is parsed from the same bytes unchanged, and
+// parse errors read as cilium's own (prefixed with the file name). opts may be
+// nil.
 //
-// Weak maps: usdt.bpf.h declares its maps (__bpf_usdt_specs,
-// __bpf_usdt_ip_to_spec_id) __weak, and cilium refuses every reference to a
-// weak map symbol: `map "__bpf_usdt_ip_to_spec_id": unsupported binding:
-// STB_WEAK`. In one object a weak definition is the definition (libbpf loads
-// it as any other map; weak matters only when static linking merges
-// objects), so the symbols are rebound STB_GLOBAL in a private copy of the
-// file before cilium parses it. The same goes for the weak subprograms
-// (bpf_usdt_arg and friends): cilium v0.21.0 and later accept calls to them,
-// earlier versions refuse them as they refuse weak maps (`call:
-// bpf_usdt_arg_cnt: unsupported binding: STB_WEAK`); a call to a defined
-// weak function calls that function either way, so when cilium fails to
-// parse the object, it is tried again with those rebound as well.
+// What it does, each only where the object needs it:
 //
-// Hidden subprograms: usdt.bpf.h's bpf_usdt_arg, bpf_usdt_arg_cnt and
-// bpf_usdt_cookie are `__weak __hidden` functions. libbpf marks a global
-// subprogram (in .text) with hidden or internal visibility static in the
-// object's BTF (mark_btf_static), so the verifier checks it in its caller's
-// context; cilium keeps BTF_FUNC_GLOBAL, and the verifier then validates
-// bpf_usdt_arg on its own and rejects it (`R3 invalid mem access
-// 'mem_or_null'`: its `long *res` may be NULL for a global function). The
-// FUNC types of those subprograms get static linkage in the parsed spec.
-func LoadCollectionSpec(path string) (*ebpf.CollectionSpec, ObjectFixes, error) {
-	var fixes ObjectFixes
+//   - Weak maps: libbpf's usdt.bpf.h declares its maps (__bpf_usdt_specs,
+//     __bpf_usdt_ip_to_spec_id) __weak, and cilium refuses every reference to
+//     a weak map symbol ("unsupported binding: STB_WEAK"). In one object a weak
+//     definition is the definition, so the symbols are rebound STB_GLOBAL in a
+//     private copy of the file. Weak subprograms (bpf_usdt_arg and friends) are
+//     rebound too when cilium refuses to parse the object otherwise (cilium
+//     before v0.21.0 refuses calls to weak functions).
+//   - Hidden subprograms: usdt.bpf.h's bpf_usdt_arg, bpf_usdt_arg_cnt and
+//     bpf_usdt_cookie are __weak __hidden. libbpf marks such subprograms static
+//     in BTF (the verifier then checks them in their caller's context); cilium
+//     keeps them global and the verifier rejects bpf_usdt_arg on its own ("R3
+//     invalid mem access 'mem_or_null'"). Their BTF FUNC linkage is set static.
+//   - LINUX_HAS_BPF_COOKIE: usdt.bpf.h's libbpf-only kconfig extern. cilium
+//     takes it for a CONFIG_ option and fails the load ("config option
+//     \"LINUX_HAS_BPF_COOKIE\" does not exist on this kernel"); the bridge
+//     points its loads at a read-only ".kconfig" map of its own holding
+//     libbpf's answer (USDTFeatures.BPFCookie). A .kconfig with other externs
+//     besides this one wraps ErrNotSupported.
+//   - SEC("usdt") programs are typed as libbpf types them: Kprobe, expected
+//     attach type UPROBE_MULTI when the kernel has uprobe_multi links (cilium
+//     gives none, and a uprobe_multi link would then fail with EINVAL); the
+//     sleepable "usdt.s" forms get BPF_F_SLEEPABLE.
+//   - SEC("uprobe.session") programs are typed Kprobe with
+//     AttachTraceUprobeSession (PrepareUprobeSessionSpec), which cilium before
+//     v0.21.0 does not do.
+//   - An object that declares usdt.bpf.h's struct __bpf_usdt_spec must
+//     declare libbpf 1.7's layout of it (the one AttachUSDT writes); another
+//     layout (an older or newer usdt.bpf.h) is refused.
+//
+// Kernel features are probed (ProbeUSDTFeatures) only for an object with USDT
+// programs or LINUX_HAS_BPF_COOKIE. No minimum kernel for the parse itself;
+// see AttachUSDT and UprobeSession for the kernels the programs need.
+func LoadCollectionSpec(path string, opts *SpecOptions) (*ebpf.CollectionSpec, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fixes, err // as cilium: the *PathError itself
+		return nil, err // as cilium: the *PathError itself
 	}
 	defer f.Close()
-	buf, err := readAll(f)
+	buf, err := io.ReadAll(f)
 	if err != nil {
-		return nil, fixes, fmt.Errorf("file %s: %w", path, err)
+		return nil, fmt.Errorf("file %s: %w", path, err)
 	}
+	spec, err := loadCollectionSpec(buf, opts)
+	if err != nil {
+		return nil, fmt.Errorf("file %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// LoadCollectionSpecFromReader is LoadCollectionSpec on an object read from
+// rd (ebpf.LoadCollectionSpecFromReader's counterpart). It reads the whole
+// object into memory.
+func LoadCollectionSpecFromReader(rd io.ReaderAt, opts *SpecOptions) (*ebpf.CollectionSpec, error) {
+	buf, err := io.ReadAll(io.NewSectionReader(rd, 0, math.MaxInt64))
+	if err != nil {
+		return nil, err
+	}
+	return loadCollectionSpec(buf, opts)
+}
+
+// parseObject is the ELF half of LoadCollectionSpec: cilium's parse of buf
+// (which it may change) with weak symbols rebound and hidden subprograms
+// made static.
+func parseObject(buf []byte) (*ebpf.CollectionSpec, SpecFixes, error) {
+	var fixes SpecFixes
 	orig := bytes.Clone(buf)
 	var hidden map[string]bool
-	fixes.ReboundMaps, _, hidden = inspectSymbols(buf, false)
+	fixes.WeakMaps, _, hidden = inspectSymbols(buf, false)
 	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(buf))
 	if err != nil {
 		// cilium < v0.21.0 also refuses calls to weak functions.
 		maps, funcs, _ := inspectSymbols(orig, true)
 		if len(funcs) == 0 {
-			return nil, ObjectFixes{}, fmt.Errorf("file %s: %w", path, err)
+			return nil, SpecFixes{}, err
 		}
 		spec2, err2 := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(orig))
 		if err2 != nil {
-			return nil, ObjectFixes{}, fmt.Errorf("file %s: %w", path, err)
+			return nil, SpecFixes{}, err
 		}
-		spec, fixes.ReboundMaps, fixes.ReboundFuncs = spec2, maps, funcs
+		spec, fixes.WeakMaps, fixes.WeakFuncs = spec2, maps, funcs
 	}
 	fixes.StaticFuncs = markHiddenFuncsStatic(spec, hidden)
 	return spec, fixes, nil
+}
+
+func loadCollectionSpec(buf []byte, opts *SpecOptions) (*ebpf.CollectionSpec, error) {
+	if opts == nil {
+		opts = &SpecOptions{}
+	}
+	spec, fixes, err := parseObject(buf)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkUSDTObjectLayout(spec); err != nil {
+		return nil, err
+	}
+
+	feat := opts.USDTFeatures
+	features := func() (USDTFeatures, error) {
+		if feat == nil {
+			f, err := ProbeUSDTFeatures()
+			if err != nil {
+				return f, err
+			}
+			feat = &f
+		}
+		return *feat, nil
+	}
+	for _, name := range sortedKeys(spec.Programs) {
+		ps := spec.Programs[name]
+		if PrepareUprobeSessionSpec(ps) {
+			fixes.UprobeSessions = append(fixes.UprobeSessions, name)
+		}
+		if isUSDTSection(ps.SectionName) {
+			f, err := features()
+			if err != nil {
+				return nil, err
+			}
+			if prepareUSDTSpec(ps, f) {
+				fixes.USDTPrograms = append(fixes.USDTPrograms, name)
+			}
+		}
+	}
+	filled, err := fillBPFCookieKconfig(spec, func() (bool, error) {
+		f, err := features()
+		return f.BPFCookie, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if filled {
+		fixes.Kconfig = []string{fmt.Sprintf("%s=%v", kconfigBPFCookie, feat.BPFCookie)}
+	}
+	if opts.Fixes != nil {
+		*opts.Fixes = fixes
+	}
+	return spec, nil
+}
+
+// checkUSDTObjectLayout refuses an object whose usdt.bpf.h is not the one
+// AttachUSDT writes specs for: it declares struct __bpf_usdt_spec, or has the
+// spec map, and the struct is not libbpf 1.7's.
+func checkUSDTObjectLayout(spec *ebpf.CollectionSpec) error {
+	_, hasMap := spec.Maps[usdtSpecsMapName]
+	hasStruct := false
+	if spec.Types != nil {
+		var s *btf.Struct
+		hasStruct = spec.Types.TypeByName(usdtSpecStructName, &s) == nil
+	}
+	if !hasMap && !hasStruct {
+		return nil
+	}
+	return checkUSDTSpecLayout(spec.Types)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // markHiddenFuncsStatic sets BTF_FUNC_STATIC on the FUNC types (in the
@@ -123,12 +264,6 @@ func sortedNames(m map[string]bool) []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-func readAll(f *os.File) ([]byte, error) {
-	var b bytes.Buffer
-	_, err := b.ReadFrom(f)
-	return b.Bytes(), err
 }
 
 // inspectSymbols reads the symbol table of a 64-bit little-endian ELF file
@@ -188,17 +323,19 @@ func inspectSymbols(buf []byte, funcs bool) (maps, weakFuncs []string, hidden ma
 	for _, r := range todo {
 		buf[r.at] = r.info
 	}
+	sort.Strings(maps)
+	sort.Strings(weakFuncs)
 	return maps, weakFuncs, hidden
 }
 
-// KconfigBPFCookie is libbpf's virtual kconfig extern for BPF cookie support,
+// kconfigBPFCookie is libbpf's virtual kconfig extern for BPF cookie support,
 // declared by usdt.bpf.h: extern const _Bool LINUX_HAS_BPF_COOKIE __kconfig.
-const KconfigBPFCookie = "LINUX_HAS_BPF_COOKIE"
+const kconfigBPFCookie = "LINUX_HAS_BPF_COOKIE"
 
 // kconfigMapName is the map the bridge creates for the filled .kconfig.
 const kconfigMapName = ".kconfig"
 
-// FillBPFCookieKconfig gives the object's LINUX_HAS_BPF_COOKIE its value
+// fillBPFCookieKconfig gives the object's LINUX_HAS_BPF_COOKIE its value
 // (what hasCookie says: libbpf's FEAT_BPF_COOKIE), which cilium (<= v0.22.0)
 // does not do: it resolves only LINUX_KERNEL_VERSION and
 // LINUX_HAS_SYSCALL_WRAPPER itself, takes every other .kconfig extern for a
@@ -219,7 +356,7 @@ const kconfigMapName = ".kconfig"
 // program reads it (then hasCookie is not called). A
 // .kconfig that also declares other externs is refused (unsupported): the
 // rewrite takes .kconfig away from cilium, and the bridge fills only this one.
-func FillBPFCookieKconfig(spec *ebpf.CollectionSpec, hasCookie func() (bool, error)) (bool, error) {
+func fillBPFCookieKconfig(spec *ebpf.CollectionSpec, hasCookie func() (bool, error)) (bool, error) {
 	if spec.Types == nil {
 		return false, nil
 	}
@@ -233,7 +370,7 @@ func FillBPFCookieKconfig(spec *ebpf.CollectionSpec, hasCookie func() (bool, err
 	var cookie *btf.VarSecinfo
 	var others []string
 	for i := range ds.Vars {
-		if name := ds.Vars[i].Type.TypeName(); name == KconfigBPFCookie {
+		if name := ds.Vars[i].Type.TypeName(); name == kconfigBPFCookie {
 			cookie = &ds.Vars[i]
 		} else {
 			others = append(others, name)
@@ -244,13 +381,13 @@ func FillBPFCookieKconfig(spec *ebpf.CollectionSpec, hasCookie func() (bool, err
 	}
 	if len(others) > 0 {
 		return false, fmt.Errorf("usdt: .kconfig declares %v besides %s: the cilium-usdt bridge fills only %s and cilium would no longer resolve the others: %w",
-			others, KconfigBPFCookie, KconfigBPFCookie, ebpf.ErrNotSupported)
+			others, kconfigBPFCookie, kconfigBPFCookie, ebpf.ErrNotSupported)
 	}
 	if _, ok := spec.Maps[kconfigMapName]; ok {
 		return false, fmt.Errorf("usdt: the spec already has a map %q", kconfigMapName)
 	}
 	if cookie.Size == 0 || cookie.Offset+cookie.Size > ds.Size {
-		return false, invalidf("usdt: .kconfig %s at %d+%d does not fit the %d-byte section", KconfigBPFCookie, cookie.Offset, cookie.Size, ds.Size)
+		return false, invalidf("usdt: .kconfig %s at %d+%d does not fit the %d-byte section", kconfigBPFCookie, cookie.Offset, cookie.Size, ds.Size)
 	}
 
 	rewritten := 0
@@ -265,7 +402,7 @@ func FillBPFCookieKconfig(spec *ebpf.CollectionSpec, hasCookie func() (bool, err
 				continue
 			}
 			if off != cookie.Offset {
-				return false, fmt.Errorf("usdt: program %s instruction %d reads .kconfig at %d, not %s at %d", name, i, off, KconfigBPFCookie, cookie.Offset)
+				return false, fmt.Errorf("usdt: program %s instruction %d reads .kconfig at %d, not %s at %d", name, i, off, kconfigBPFCookie, cookie.Offset)
 			}
 			repl, err := retargetKconfigLoad(*ins, off)
 			if err != nil {
@@ -409,10 +546,10 @@ func metadataEntries(ins *asm.Instruction) ([]metaEntry, error) {
 	return out, nil
 }
 
-// IsUSDTSection reports whether a program's ELF section is one of libbpf's
+// isUSDTSection reports whether a program's ELF section is one of libbpf's
 // USDT sections: "usdt", "usdt/PATH:PROVIDER:NAME", and the sleepable
 // "usdt.s" forms (SEC_DEF "usdt+" and "usdt.s+").
-func IsUSDTSection(section string) bool {
+func isUSDTSection(section string) bool {
 	for _, p := range []string{"usdt", "usdt.s"} {
 		if section == p || strings.HasPrefix(section, p+"/") {
 			return true
@@ -421,20 +558,20 @@ func IsUSDTSection(section string) bool {
 	return false
 }
 
-// PrepareUSDTSpec types a USDT program as libbpf does: a kprobe program
+// prepareUSDTSpec types a USDT program as libbpf does: a kprobe program
 // (sleepable for usdt.s), whose expected attach type is UPROBE_MULTI when the
 // kernel has uprobe_multi links (libbpf's libbpf_prepare_prog_load: SEC_USDT
 // and FEAT_UPROBE_MULTI_LINK), so that the bridge can link it with one
 // uprobe_multi link; otherwise none (single perf-event uprobes). cilium types
 // "usdt" as a kprobe without attach type, so UprobeMulti would get EINVAL.
 // It reports whether it changed the spec.
-func PrepareUSDTSpec(ps *ebpf.ProgramSpec, feat USDTFeatures) bool {
-	if !IsUSDTSection(ps.SectionName) {
+func prepareUSDTSpec(ps *ebpf.ProgramSpec, feat USDTFeatures) bool {
+	if !isUSDTSection(ps.SectionName) {
 		return false
 	}
 	want := ebpf.AttachNone
 	if feat.UprobeMulti {
-		want = ebpf.AttachType(AttachTraceUprobeMulti)
+		want = ebpf.AttachType(attachTraceUprobeMulti)
 	}
 	changed := ps.Type != ebpf.Kprobe || ps.AttachType != want
 	ps.Type, ps.AttachType = ebpf.Kprobe, want

@@ -1,10 +1,11 @@
-package compat
+package bridge
 
 import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge/bridgetest"
 )
 
 // noteDesc builds a stapsdt note's description: pc, base, semaphore, then
@@ -33,22 +34,22 @@ func TestParseUSDTNote(t *testing.T) {
 		owner []byte
 		typ   uint32
 		desc  []byte
-		want  USDTNote
+		want  usdtNote
 		errno unix.Errno
 	}{
 		{name: "classic", owner: owner, typ: 3, desc: noteDesc(0x3fc8, 0x8a5e, 0, "probeconf\x00args\x00-4@$42 -8@%rdi\x00"),
-			want: USDTNote{Provider: "probeconf", Name: "args", Args: "-4@$42 -8@%rdi", Loc: 0x3fc8, Base: 0x8a5e}},
+			want: usdtNote{Provider: "probeconf", Name: "args", Args: "-4@$42 -8@%rdi", Loc: 0x3fc8, Base: 0x8a5e}},
 		{name: "semaphore", owner: owner, typ: 3, desc: noteDesc(1, 2, 0xa138, "p\x00n\x00-8@%rdi\x00"),
-			want: USDTNote{Provider: "p", Name: "n", Args: "-8@%rdi", Loc: 1, Base: 2, Sema: 0xa138}},
+			want: usdtNote{Provider: "p", Name: "n", Args: "-8@%rdi", Loc: 1, Base: 2, Sema: 0xa138}},
 		{name: "no arguments", owner: owner, typ: 3, desc: noteDesc(1, 0, 0, "p\x00n\x00\x00"),
-			want: USDTNote{Provider: "p", Name: "n", Loc: 1}},
+			want: usdtNote{Provider: "p", Name: "n", Loc: 1}},
 		{name: "arguments starting with ':' read as none", owner: owner, typ: 3, desc: noteDesc(1, 0, 0, "p\x00n\x00:8@%rdi\x00"),
-			want: USDTNote{Provider: "p", Name: "n", Loc: 1}},
+			want: usdtNote{Provider: "p", Name: "n", Loc: 1}},
 		{name: "empty provider is fine", owner: owner, typ: 3, desc: noteDesc(1, 0, 0, "\x00n\x008@%rdi\x00"),
-			want: USDTNote{Name: "n", Args: "8@%rdi", Loc: 1}},
+			want: usdtNote{Name: "n", Args: "8@%rdi", Loc: 1}},
 		// strncmp over the note's name size: a zero-size name compares equal.
 		{name: "zero-size owner passes libbpf's check", owner: nil, typ: 3, desc: noteDesc(1, 0, 0, "p\x00n\x00\x00"),
-			want: USDTNote{Provider: "p", Name: "n", Loc: 1}},
+			want: usdtNote{Provider: "p", Name: "n", Loc: 1}},
 		{name: "other owner", owner: []byte("GNU\x00"), typ: 3, desc: noteDesc(1, 0, 0, "p\x00n\x00\x00"), errno: unix.EINVAL},
 		{name: "longer owner", owner: []byte("stapsdtx\x00"), typ: 3, desc: noteDesc(1, 0, 0, "p\x00n\x00\x00"), errno: unix.EINVAL},
 		{name: "other type", owner: owner, typ: 1, desc: noteDesc(1, 0, 0, "p\x00n\x00\x00"), errno: unix.EINVAL},
@@ -117,14 +118,14 @@ var allFeatures = USDTFeatures{BPFCookie: true, SemaRefcnt: true, UprobeMulti: t
 // TestUSDTNotesOfProbeTarget reads the project's probe-target: its five
 // sites, their argument strings, and where they are.
 func TestUSDTNotesOfProbeTarget(t *testing.T) {
-	testutil.RequireAMD64(t)
-	path := testutil.ProbeTargetFile(t)
+	bridgetest.RequireAMD64(t)
+	path := bridgetest.ProbeTargetFile(t)
 	_, ef := openELF(t, path)
-	notes, err := ParseUSDTNotes(ef, path)
+	notes, err := parseUSDTNotes(ef, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]USDTNote{}
+	byName := map[string]usdtNote{}
 	for _, n := range notes {
 		if n.Provider != "probeconf" {
 			t.Errorf("note of provider %q", n.Provider)
@@ -166,10 +167,10 @@ func TestUSDTNotesOfProbeTarget(t *testing.T) {
 }
 
 func TestUSDTSitesOfProbeTarget(t *testing.T) {
-	testutil.RequireAMD64(t)
-	path := testutil.ProbeTargetFile(t)
+	bridgetest.RequireAMD64(t)
+	path := bridgetest.ProbeTargetFile(t)
 	f, ef := openELF(t, path)
-	one := func(name string, feat USDTFeatures, pid int) USDTSite {
+	one := func(name string, feat USDTFeatures, pid int) usdtSite {
 		t.Helper()
 		sites, err := collectUSDTSites(f, ef, path, pid, "probeconf", name, 0x77, feat)
 		if err != nil {
@@ -186,7 +187,7 @@ func TestUSDTSitesOfProbeTarget(t *testing.T) {
 	if sec != ".text" || args.RelIP != off || args.AbsIP != args.Note.Loc || args.SemaOff != 0 || args.NopCombo {
 		t.Errorf("probeconf:args: %+v; want file offset %#x (%s), address = pc (PIE with cookies)", args, off, sec)
 	}
-	want, _ := ParseUSDTSpec("probeconf", "args", probeTargetArgs, 0x77)
+	want, _ := parseUSDTSpec("probeconf", "args", probeTargetArgs, 0x77)
 	if args.Spec != want {
 		t.Errorf("probeconf:args spec %+v", args.Spec)
 	}
@@ -245,10 +246,10 @@ func TestUSDTSitesOfProbeTarget(t *testing.T) {
 // cookies a PIE's sites are keyed by their runtime address in the ip map,
 // from /proc/PID/maps.
 func TestUSDTSitesWithoutCookieUseRuntimeAddresses(t *testing.T) {
-	testutil.RequireAMD64(t)
-	path := testutil.ProbeTargetFile(t)
+	bridgetest.RequireAMD64(t)
+	path := bridgetest.ProbeTargetFile(t)
 	f, ef := openELF(t, path)
-	target := testutil.StartProbeTarget(t, path, "call usdt_args 1 1")
+	target := bridgetest.StartProbeTarget(t, path, "call usdt_args 1 1")
 	sites, err := collectUSDTSites(f, ef, path, target.Pid, "probeconf", "args", 0, USDTFeatures{SemaRefcnt: true})
 	if err != nil {
 		t.Fatal(err)
@@ -323,20 +324,20 @@ int main(int argc, char **argv) { (void)argv; return (int)f(argc); }
 // offsets differ; pc, semaphore and prelink adjustment are checked against
 // the sections, and identical argument strings share a spec id.
 func TestUSDTSitesNonPIE(t *testing.T) {
-	testutil.RequireAMD64(t)
-	gcc := testutil.RequireGCC(t)
+	bridgetest.RequireAMD64(t)
+	gcc := bridgetest.RequireGCC(t)
 	if _, err := os.Stat("/usr/include/x86_64-linux-gnu/sys/sdt.h"); err != nil {
 		if _, err := os.Stat("/usr/include/sys/sdt.h"); err != nil {
 			t.Skip("no sys/sdt.h (systemtap-sdt-dev)")
 		}
 	}
 	dir := t.TempDir()
-	path := testutil.BuildC(t, gcc, dir, "usdt-demo", usdtDemoSrc, "-no-pie")
+	path := bridgetest.BuildC(t, gcc, dir, "usdt-demo", usdtDemoSrc, "-no-pie")
 	f, ef := openELF(t, path)
 	if ef.Type != elf.ET_EXEC {
 		t.Fatalf("built %v, want ET_EXEC", ef.Type)
 	}
-	collect := func(f *os.File, ef *elf.File, name string, feat USDTFeatures) []USDTSite {
+	collect := func(f *os.File, ef *elf.File, name string, feat USDTFeatures) []usdtSite {
 		t.Helper()
 		sites, err := collectUSDTSites(f, ef, path, -1, "demo", name, 5, feat)
 		if err != nil {
@@ -363,23 +364,29 @@ func TestUSDTSitesNonPIE(t *testing.T) {
 	if len(twice) != 3 {
 		t.Fatalf("demo:twice: %d sites, want 3", len(twice))
 	}
-	m := &USDTManager{nextSpecID: 4}
-	isNew, err := m.allocateSpecIDs(twice)
+	m := &specAllocator{next: 4, limit: 256}
+	var taken []uint32
+	isNew, err := m.assign(twice, &taken)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids := []uint32{twice[0].SpecID, twice[1].SpecID, twice[2].SpecID}
 	if twice[0].Note.Args == twice[1].Note.Args {
-		if ids[0] != 4 || ids[1] != 4 || ids[2] != 5 || !isNew[0] || isNew[1] || !isNew[2] || m.nextSpecID != 6 {
-			t.Errorf("spec ids %v (new %v, next %d) for args %q %q %q: want 4 4 5",
-				ids, isNew, m.nextSpecID, twice[0].Note.Args, twice[1].Note.Args, twice[2].Note.Args)
+		if ids[0] != 4 || ids[1] != 4 || ids[2] != 5 || !isNew[0] || isNew[1] || !isNew[2] || m.next != 6 || fmt.Sprint(taken) != "[4 5]" {
+			t.Errorf("spec ids %v (new %v, next %d, taken %v) for args %q %q %q: want 4 4 5",
+				ids, isNew, m.next, taken, twice[0].Note.Args, twice[1].Note.Args, twice[2].Note.Args)
 		}
 	} else {
 		t.Logf("gcc gave the two identical sites different specs (%q, %q): ids %v", twice[0].Note.Args, twice[1].Note.Args, ids)
 	}
-	full := &USDTManager{nextSpecID: 256}
-	if _, err := full.allocateSpecIDs(twice); err == nil {
+	full := &specAllocator{next: 256, limit: 256}
+	if _, err := full.assign(twice, &taken); err == nil {
 		t.Error("spec id 256 handed out")
+	}
+	// A freed id is handed out before a new one.
+	reuse := &specAllocator{next: 6, limit: 256, free: []uint32{2}}
+	if _, err := reuse.assign(twice[2:], &taken); err != nil || twice[2].SpecID != 2 || reuse.next != 6 {
+		t.Errorf("with id 2 free: got %d (next %d), %v; want 2", twice[2].SpecID, reuse.next, err)
 	}
 
 	// Prelink: .stapsdt.base moved by 0x10 moves the pc (not the semaphore).
@@ -429,7 +436,7 @@ func TestOpenUSDTBinaryRefusals(t *testing.T) {
 		}
 	}
 	// A relocatable object (a BPF object, say) is neither ET_EXEC nor ET_DYN.
-	if object := os.Getenv(testutil.ObjectEnv); object != "" {
+	if object := os.Getenv(bridgetest.ObjectEnv); object != "" {
 		if _, _, err := openUSDTBinary(object); !errors.Is(err, unix.EBADF) {
 			t.Errorf("%s: %v, want EBADF", object, err)
 		}

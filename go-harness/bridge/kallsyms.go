@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"bufio"
@@ -9,10 +9,10 @@ import (
 	"strings"
 )
 
-// SyscallPrefix is the running arch's prefix of syscall entry symbols, as
+// syscallPrefix is the running arch's prefix of syscall entry symbols, as
 // cilium's link.Kprobe uses it (internal/linux.PlatformPrefix); "" when the
 // arch has none.
-func SyscallPrefix() string {
+func syscallPrefix() string {
 	switch runtime.GOARCH {
 	case "386":
 		return "__ia32_"
@@ -32,18 +32,12 @@ func SyscallPrefix() string {
 	return ""
 }
 
-// KallsymsPath is where the kernel lists its symbols.
-const KallsymsPath = "/proc/kallsyms"
+// kallsymsPath is where the kernel lists its symbols.
+const kallsymsPath = "/proc/kallsyms"
 
-// PrefixSyscallSymbols applies the kprobe-multi syscall bridge: cilium's
-// KprobeMulti passes symbols to the kernel verbatim, so "sys_openat" does not
-// resolve on kernels whose syscall entries are "__x64_sys_openat". Each symbol
-// "sys_xxx" that kallsyms does not list is replaced by prefix+"sys_xxx" when
-// kallsyms lists that one. Any other symbol is left alone, so a symbol missing
-// under both names still fails with the name the case asked for.
-//
-// It returns the symbols to attach and whether any was rewritten.
-func PrefixSyscallSymbols(symbols []string, kallsyms io.Reader, prefix string) ([]string, bool, error) {
+// prefixSyscallSymbols is PrefixSyscallSymbols on a kallsyms listing with a
+// given prefix.
+func prefixSyscallSymbols(symbols []string, kallsyms io.Reader, prefix string) ([]string, bool, error) {
 	if prefix == "" {
 		return symbols, false, nil
 	}
@@ -86,13 +80,24 @@ func PrefixSyscallSymbols(symbols []string, kallsyms io.Reader, prefix string) (
 	return out, changed, nil
 }
 
-// PrefixSyscallSymbolsFromKernel is PrefixSyscallSymbols on /proc/kallsyms
-// with the running arch's prefix.
-func PrefixSyscallSymbolsFromKernel(symbols []string) ([]string, bool, error) {
-	f, err := os.Open(KallsymsPath)
+// PrefixSyscallSymbols gives syscall symbols the arch prefix that
+// link.KprobeMulti needs and does not add: link.Kprobe retries "sys_openat"
+// as "__x64_sys_openat" (on x86_64), but KprobeMulti (v0.17.3 to v0.22.0)
+// passes symbols to the kernel verbatim, and on kernels whose syscall entries
+// carry the prefix the attach fails. Each symbol "sys_xxx" that /proc/kallsyms
+// does not list is replaced by the running arch's prefix + "sys_xxx" when
+// kallsyms lists that one. Any other symbol is left alone, so a symbol missing
+// under both names still fails under the name asked for.
+//
+// It returns the symbols to pass to link.KprobeMulti (in the same order) and
+// whether any was rewritten. Needs a readable /proc/kallsyms (root, or
+// kernel.kptr_restrict permitting); kprobe_multi links need Linux 5.18 with
+// CONFIG_FPROBE.
+func PrefixSyscallSymbols(symbols []string) ([]string, bool, error) {
+	f, err := os.Open(kallsymsPath)
 	if err != nil {
 		return nil, false, err
 	}
 	defer f.Close()
-	return PrefixSyscallSymbols(symbols, f, SyscallPrefix())
+	return prefixSyscallSymbols(symbols, f, syscallPrefix())
 }

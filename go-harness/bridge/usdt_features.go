@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"errors"
@@ -14,8 +14,11 @@ import (
 )
 
 // USDTFeatures are the kernel features libbpf's usdt_manager_new detects
-// before its first USDT attach; the cilium-usdt bridge decides the same
-// things from the same probes.
+// before its first USDT attach; the USDT bridge decides the same things from
+// the same probes (ProbeUSDTFeatures). LoadCollectionSpec and AttachUSDT
+// probe them themselves; pass them explicitly (SpecOptions.USDTFeatures,
+// USDTOptions.Features) only to build for other answers, e.g. to force the
+// single-uprobe fallback in a test. Both calls must then get the same value.
 type USDTFeatures struct {
 	// BPFCookie: bpf_get_attach_cookie() exists (libbpf FEAT_BPF_COOKIE: a
 	// tracepoint program calling the helper loads). It is the value of the
@@ -35,6 +38,7 @@ type USDTFeatures struct {
 	UprobeSyscall bool
 }
 
+// String lists the features as key=value pairs, for logs.
 func (f USDTFeatures) String() string {
 	return fmt.Sprintf("bpf_cookie=%v sema_refcnt=%v uprobe_multi=%v uprobe_syscall=%v",
 		f.BPFCookie, f.SemaRefcnt, f.UprobeMulti, f.UprobeSyscall)
@@ -51,8 +55,9 @@ var (
 	usdtFeaturesErr  error
 )
 
-// ProbeUSDTFeatures detects USDTFeatures once per process, as libbpf does
-// once per object (its results are cached per process too).
+// ProbeUSDTFeatures detects the running kernel's USDTFeatures, once per
+// process (libbpf probes once per object and caches per process too). An
+// error means a probe failed in an unexpected way (not merely "no").
 func ProbeUSDTFeatures() (USDTFeatures, error) {
 	usdtFeaturesOnce.Do(func() { usdtFeatures, usdtFeaturesErr = probeUSDTFeatures() })
 	return usdtFeatures, usdtFeaturesErr
@@ -82,46 +87,14 @@ func probeUSDTFeatures() (USDTFeatures, error) {
 // probeUprobeMultiLink is libbpf's probe_uprobe_multi_link: a kprobe program
 // with expected attach type UPROBE_MULTI, linked to "/" (EBADF on kernels
 // with uprobe_multi links), then again with pid -1, which a kernel with the
-// fixed (process-wide) pid filter refuses with EINVAL. Anything else means
-// libbpf would not use uprobe_multi for USDTs.
+// fixed (process-wide) pid filter refuses with EINVAL. Anything else (the
+// probe program not loading included) means libbpf would not use uprobe_multi
+// for USDTs.
 func probeUprobeMultiLink() (bool, error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:       "pc_probe_umulti",
-		Type:       ebpf.Kprobe,
-		AttachType: ebpf.AttachType(AttachTraceUprobeMulti),
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		return false, nil // libbpf: the probe program does not load, no uprobe_multi
-	}
-	defer prog.Close()
-	try := func(pid uint32) error {
-		path := []byte("/\x00")
-		offsets := []uint64{0}
-		attr := linkCreateUprobeMultiAttr{
-			progFD:     uint32(prog.FD()),
-			attachType: AttachTraceUprobeMulti,
-			path:       pointerTo(path),
-			offsets:    pointerTo(offsets),
-			cnt:        1,
-			pid:        pid,
-		}
-		fd, err := linkCreate(&attr)
-		runtime.KeepAlive(path)
-		runtime.KeepAlive(offsets)
-		if err == nil {
-			unix.Close(fd)
-		}
-		return err
-	}
-	if err := try(0); !errors.Is(err, unix.EBADF) {
+	if err := probeUprobeMultiKind(attachTraceUprobeMulti, 0); !errors.Is(err, unix.EBADF) {
 		return false, nil
 	}
-	return errors.Is(try(^uint32(0)), unix.EINVAL), nil
+	return errors.Is(probeUprobeMultiKind(attachTraceUprobeMulti, ^uint32(0)), unix.EINVAL), nil
 }
 
 // probeUprobeSyscall is libbpf's probe_uprobe_syscall (x86_64): outside the

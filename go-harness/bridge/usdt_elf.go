@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"bufio"
@@ -27,8 +27,8 @@ const (
 	usdtNoteOwner   = "stapsdt"
 )
 
-// USDTNote is one .note.stapsdt entry (parse_usdt_note).
-type USDTNote struct {
+// usdtNote is one .note.stapsdt entry (parse_usdt_note).
+type usdtNote struct {
 	Provider, Name string
 	Args           string // "" when the note's args are empty or start with ':'
 	Loc            uint64 // the site's link-time address (pc)
@@ -36,10 +36,10 @@ type USDTNote struct {
 	Sema           uint64 // the semaphore's address, 0 without one
 }
 
-// USDTSite is one attach point of a USDT probe: a note matching
+// usdtSite is one attach point of a USDT probe: a note matching
 // provider:name, resolved like libbpf's struct usdt_target.
-type USDTSite struct {
-	Note USDTNote
+type usdtSite struct {
+	Note usdtNote
 	// AbsIP is the address bpf programs see: the (base-adjusted) virtual
 	// address for ET_EXEC; for ET_DYN libbpf computes a runtime address only
 	// when the kernel lacks BPF cookies (from /proc/PID/maps), else it stays
@@ -52,7 +52,7 @@ type USDTSite struct {
 	// NopCombo: the site is a `nop; nop5` pair and the kernel has the uprobe
 	// syscall, so AbsIP and RelIP were moved to the nop5 (+1).
 	NopCombo bool
-	Spec     USDTSpec
+	Spec     usdtSpec
 	SpecID   uint32 // the spec's id in __bpf_usdt_specs (the uprobe's BPF cookie)
 }
 
@@ -108,11 +108,11 @@ func sectionByName(ef *elf.File, name string) *elf.Section {
 	return nil
 }
 
-// ParseUSDTNotes returns every note of the binary's .note.stapsdt section,
+// parseUSDTNotes returns every note of the binary's .note.stapsdt section,
 // failing like libbpf when the section is missing (ENOENT), is not SHT_NOTE
 // or holds a note that is not a well-formed stapsdt note (EINVAL): libbpf
 // refuses the whole section then, not just that note.
-func ParseUSDTNotes(ef *elf.File, path string) ([]USDTNote, error) {
+func parseUSDTNotes(ef *elf.File, path string) ([]usdtNote, error) {
 	sec := sectionByName(ef, usdtNoteSection)
 	if sec == nil {
 		return nil, usdtErrorf(unix.ENOENT, "no USDT notes section (%s) found in '%s'", usdtNoteSection, path)
@@ -130,7 +130,7 @@ func ParseUSDTNotes(ef *elf.File, path string) ([]USDTNote, error) {
 	if sec.Addralign == 8 {
 		align = 8
 	}
-	var notes []USDTNote
+	var notes []usdtNote
 	for off := uint64(0); off+12 <= uint64(len(data)); {
 		namesz := uint64(ef.ByteOrder.Uint32(data[off:]))
 		descsz := uint64(ef.ByteOrder.Uint32(data[off+4:]))
@@ -157,35 +157,35 @@ func alignUp(v, a uint64) uint64 { return (v + a - 1) &^ (a - 1) }
 // the note's name size, NUL included), type 3, then three addresses (pc,
 // base, semaphore) and three NUL-terminated strings: provider, non-empty
 // name, args.
-func parseUSDTNote(name []byte, typ uint32, desc []byte, bo binary.ByteOrder) (USDTNote, error) {
+func parseUSDTNote(name []byte, typ uint32, desc []byte, bo binary.ByteOrder) (usdtNote, error) {
 	if !strncmpEqual(name, usdtNoteOwner, len(name)) {
-		return USDTNote{}, usdtErrorf(unix.EINVAL, "note owner %q is not %q", cString(name), usdtNoteOwner)
+		return usdtNote{}, usdtErrorf(unix.EINVAL, "note owner %q is not %q", cString(name), usdtNoteOwner)
 	}
 	if typ != usdtNoteType {
-		return USDTNote{}, usdtErrorf(unix.EINVAL, "note type %d is not %d (NT_STAPSDT)", typ, usdtNoteType)
+		return usdtNote{}, usdtErrorf(unix.EINVAL, "note type %d is not %d (NT_STAPSDT)", typ, usdtNoteType)
 	}
 	if len(desc) < 3*8+3 {
-		return USDTNote{}, usdtErrorf(unix.EINVAL, "stapsdt note of %d bytes is too short", len(desc))
+		return usdtNote{}, usdtErrorf(unix.EINVAL, "stapsdt note of %d bytes is too short", len(desc))
 	}
-	note := USDTNote{Loc: bo.Uint64(desc[0:]), Base: bo.Uint64(desc[8:]), Sema: bo.Uint64(desc[16:])}
+	note := usdtNote{Loc: bo.Uint64(desc[0:]), Base: bo.Uint64(desc[8:]), Sema: bo.Uint64(desc[16:])}
 	rest := desc[24:]
 	i := bytes.IndexByte(rest, 0)
 	if i < 0 {
-		return USDTNote{}, usdtErrorf(unix.EINVAL, "stapsdt note: provider is not NUL-terminated")
+		return usdtNote{}, usdtErrorf(unix.EINVAL, "stapsdt note: provider is not NUL-terminated")
 	}
 	note.Provider = string(rest[:i])
 	rest = rest[i+1:]
 	if len(rest) == 0 || rest[0] == 0 {
-		return USDTNote{}, usdtErrorf(unix.EINVAL, "stapsdt note of provider %q: missing or empty name", note.Provider)
+		return usdtNote{}, usdtErrorf(unix.EINVAL, "stapsdt note of provider %q: missing or empty name", note.Provider)
 	}
 	i = bytes.IndexByte(rest, 0)
 	if i < 0 {
-		return USDTNote{}, usdtErrorf(unix.EINVAL, "stapsdt note of provider %q: name is not NUL-terminated", note.Provider)
+		return usdtNote{}, usdtErrorf(unix.EINVAL, "stapsdt note of provider %q: name is not NUL-terminated", note.Provider)
 	}
 	note.Name = string(rest[:i])
 	rest = rest[i+1:]
 	if len(rest) == 0 {
-		return USDTNote{}, usdtErrorf(unix.EINVAL, "stapsdt note %s:%s: missing arguments spec", note.Provider, note.Name)
+		return usdtNote{}, usdtErrorf(unix.EINVAL, "stapsdt note %s:%s: missing arguments spec", note.Provider, note.Name)
 	}
 	// libbpf reads args as a C string from here: up to the next NUL, which
 	// may lie past the note (in practice the note ends with it).
@@ -355,8 +355,8 @@ func hasNopCombo(f io.ReaderAt, off uint64) bool {
 // spec. pid is in libbpf's convention (-1: every process): it matters only
 // for a shared object on a kernel without BPF cookies, whose runtime
 // addresses come from /proc/PID/maps. No matching note is ENOENT.
-func collectUSDTSites(f io.ReaderAt, ef *elf.File, path string, pid int, provider, name string, cookie uint64, feat USDTFeatures) ([]USDTSite, error) {
-	notes, err := ParseUSDTNotes(ef, path)
+func collectUSDTSites(f io.ReaderAt, ef *elf.File, path string, pid int, provider, name string, cookie uint64, feat USDTFeatures) ([]usdtSite, error) {
+	notes, err := parseUSDTNotes(ef, path)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +369,7 @@ func collectUSDTSites(f io.ReaderAt, ef *elf.File, path string, pid int, provide
 		base = s.Addr
 	}
 	var vmaSegs []elfSeg
-	var sites []USDTSite
+	var sites []usdtSite
 	for _, note := range notes {
 		if note.Provider != provider || note.Name != name {
 			continue
@@ -427,13 +427,13 @@ func collectUSDTSites(f io.ReaderAt, ef *elf.File, path string, pid int, provide
 			semaOff = note.Sema - ss.start + ss.offset
 		}
 
-		site := USDTSite{Note: note, AbsIP: absIP, RelIP: relIP, SemaOff: semaOff}
+		site := usdtSite{Note: note, AbsIP: absIP, RelIP: relIP, SemaOff: semaOff}
 		if feat.UprobeSyscall && hasNopCombo(f, relIP) {
 			site.NopCombo = true
 			site.AbsIP++
 			site.RelIP++
 		}
-		if site.Spec, err = ParseUSDTSpec(provider, name, note.Args, cookie); err != nil {
+		if site.Spec, err = parseUSDTSpec(provider, name, note.Args, cookie); err != nil {
 			return nil, err
 		}
 		sites = append(sites, site)

@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"fmt"
@@ -24,18 +24,18 @@ import (
 
 // Argument types: enum __bpf_usdt_arg_type (usdt.bpf.h), enum usdt_arg_type (usdt.c).
 const (
-	USDTArgConst    = 0 // BPF_USDT_ARG_CONST: "-4@$42"
-	USDTArgReg      = 1 // BPF_USDT_ARG_REG: "-8@%rdi", "-1@%al"
-	USDTArgRegDeref = 2 // BPF_USDT_ARG_REG_DEREF: "-8@-8(%rsp)", "8@(%rax)"
-	USDTArgSIB      = 3 // BPF_USDT_ARG_SIB (libbpf 1.7): "-1@-96(%rbp,%rax,8)"
+	usdtArgConst    = 0 // BPF_USDT_ARG_CONST: "-4@$42"
+	usdtArgReg      = 1 // BPF_USDT_ARG_REG: "-8@%rdi", "-1@%al"
+	usdtArgRegDeref = 2 // BPF_USDT_ARG_REG_DEREF: "-8@-8(%rsp)", "8@(%rax)"
+	usdtArgSIB      = 3 // BPF_USDT_ARG_SIB (libbpf 1.7): "-1@-96(%rbp,%rax,8)"
 )
 
-// USDTMaxArgs is BPF_USDT_MAX_ARG_CNT (usdt.bpf.h) and USDT_MAX_ARG_CNT (usdt.c).
-const USDTMaxArgs = 12
+// usdtMaxArgs is BPF_USDT_MAX_ARG_CNT (usdt.bpf.h) and USDT_MAX_ARG_CNT (usdt.c).
+const usdtMaxArgs = 12
 
-// USDTArgSpec is struct __bpf_usdt_arg_spec (usdt.bpf.h, libbpf 1.7) field by
+// usdtArgSpec is struct __bpf_usdt_arg_spec (usdt.bpf.h, libbpf 1.7) field by
 // field; MarshalUSDTSpec lays it out in the C layout.
-type USDTArgSpec struct {
+type usdtArgSpec struct {
 	ValOff        uint64 // constant, or the memory offset of a dereference
 	ArgType       uint8  // USDTArg*
 	IdxRegOff     uint16 // SIB: offsetof(struct pt_regs, index register), 12 bits
@@ -45,10 +45,10 @@ type USDTArgSpec struct {
 	ArgBitshift   int8 // 64 - size*8: bits to clear (and sign-extend) after the read
 }
 
-// USDTSpec is struct __bpf_usdt_spec: one site's argument specs and the
+// usdtSpec is struct __bpf_usdt_spec: one site's argument specs and the
 // user's cookie (what bpf_usdt_cookie() returns).
-type USDTSpec struct {
-	Args   [USDTMaxArgs]USDTArgSpec
+type usdtSpec struct {
+	Args   [usdtMaxArgs]usdtArgSpec
 	Cookie uint64
 	ArgCnt int16
 }
@@ -94,20 +94,20 @@ func calcPtRegsOff(reg string) (int16, error) {
 	return 0, fmt.Errorf("usdt: unrecognized register '%s': %w", reg, unix.ENOENT)
 }
 
-// ParseUSDTSpec parses a note's argument string into a spec, as libbpf's
+// parseUSDTSpec parses a note's argument string into a spec, as libbpf's
 // parse_usdt_spec: at most 12 arguments, each of size 1, 2, 4 or 8 (negative:
 // signed). cookie is the user's cookie. provider and name only label errors.
-func ParseUSDTSpec(provider, name, args string, cookie uint64) (USDTSpec, error) {
-	spec := USDTSpec{Cookie: cookie}
+func parseUSDTSpec(provider, name, args string, cookie uint64) (usdtSpec, error) {
+	spec := usdtSpec{Cookie: cookie}
 	if runtime.GOARCH != "amd64" {
 		return spec, fmt.Errorf("usdt: argument specs of %s are parsed for x86_64 only (libbpf has per-architecture rules): %w",
 			runtime.GOARCH, unix.EOPNOTSUPP)
 	}
 	s := args
 	for len(s) > 0 {
-		if spec.ArgCnt >= USDTMaxArgs {
+		if spec.ArgCnt >= usdtMaxArgs {
 			return spec, fmt.Errorf("usdt: too many USDT arguments (> %d) for '%s:%s' with args spec '%s': %w",
-				USDTMaxArgs, provider, name, args, unix.E2BIG)
+				usdtMaxArgs, provider, name, args, unix.E2BIG)
 		}
 		arg := &spec.Args[spec.ArgCnt]
 		n, size, err := parseUSDTArg(s, int(spec.ArgCnt), arg)
@@ -135,7 +135,7 @@ func ParseUSDTSpec(provider, name, args string, cookie uint64) (USDTSpec, error)
 // attempts (a later pattern sees what an earlier, failed one assigned). It
 // returns how many bytes of s the argument took (sscanf's %n) and its signed
 // size.
-func parseUSDTArg(s string, argNum int, arg *USDTArgSpec) (n int, size int32, err error) {
+func parseUSDTArg(s string, argNum int, arg *usdtArgSpec) (n int, size int32, err error) {
 	// The C function's locals: char reg_name[16], idx_reg_name[16]; int len,
 	// scale = 1; long off = 0; int *arg_sz.
 	var (
@@ -169,7 +169,7 @@ func parseUSDTArg(s string, argNum int, arg *USDTArgSpec) (n int, size int32, er
 		scan(" %d @ %ld ( %%%15[^,] , %%%15[^)] ) %n", &size, &off, &regName, &idxRegName, &consumed) == 4,
 		scan(" %d @ ( %%%15[^,] , %%%15[^)] ) %n", &size, &regName, &idxRegName, &consumed) == 3:
 		// Scale Index Base: 1@-96(%rbp,%rax,8), 1@(%rbp,%rax,8), 1@-96(%rbp,%rax), 1@(%rbp,%rax)
-		arg.ArgType = USDTArgSIB
+		arg.ArgType = usdtArgSIB
 		arg.ValOff = uint64(off)
 		if arg.RegOff, err = calcPtRegsOff(regName); err != nil {
 			return 0, 0, err
@@ -193,28 +193,28 @@ func parseUSDTArg(s string, argNum int, arg *USDTArgSpec) (n int, size int32, er
 		}
 	case scan(" %d @ %ld ( %%%15[^)] ) %n", &size, &off, &regName, &consumed) == 3:
 		// Memory dereference, e.g. -4@-20(%rbp)
-		arg.ArgType = USDTArgRegDeref
+		arg.ArgType = usdtArgRegDeref
 		arg.ValOff = uint64(off)
 		if arg.RegOff, err = calcPtRegsOff(regName); err != nil {
 			return 0, 0, err
 		}
 	case scan(" %d @ ( %%%15[^)] ) %n", &size, &regName, &consumed) == 2:
 		// Memory dereference without offset, e.g. 8@(%rsp)
-		arg.ArgType = USDTArgRegDeref
+		arg.ArgType = usdtArgRegDeref
 		arg.ValOff = 0
 		if arg.RegOff, err = calcPtRegsOff(regName); err != nil {
 			return 0, 0, err
 		}
 	case scan(" %d @ %%%15s %n", &size, &regName, &consumed) == 2:
 		// Register, e.g. -4@%eax
-		arg.ArgType = USDTArgReg
+		arg.ArgType = usdtArgReg
 		arg.ValOff = 0
 		if arg.RegOff, err = calcPtRegsOff(regName); err != nil {
 			return 0, 0, err
 		}
 	case scan(" %d @ $%ld %n", &size, &off, &consumed) == 2:
 		// Constant, e.g. 4@$71
-		arg.ArgType = USDTArgConst
+		arg.ArgType = usdtArgConst
 		arg.ValOff = uint64(off)
 		arg.RegOff = 0
 	default:

@@ -1,10 +1,15 @@
-// Package testutil holds what several packages' tests need: building small C
-// programs with gcc and finding the BPF object for root-only tests.
-package testutil
+// Package bridgetest is test support for probeconf's own Go tests (the bridge
+// package's and the harness's): finding the BPF objects and probe-target that
+// `probeconf artifacts DIR` writes, building small C programs with gcc,
+// running probe-target, reading link info and ring buffers. It is not part of
+// the bridge's API and makes no compatibility promise; tool authors have no
+// use for it.
+package bridgetest
 
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -13,8 +18,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -286,12 +294,14 @@ type LinkInfo struct {
 	MultiCount    uint32 // uprobe_multi links: number of offsets
 }
 
-// enum bpf_link_type and enum bpf_perf_event_type values, from the uapi.
+// enum bpf_link_type and enum bpf_perf_event_type values, and the
+// uprobe_multi RETURN flag, from the uapi.
 const (
 	LinkTypePerfEvent   = 7
 	LinkTypeUprobeMulti = 12
 	PerfEventUprobe     = 1
 	PerfEventUretprobe  = 2
+	UprobeMultiReturn   = 1 // BPF_F_UPROBE_MULTI_RETURN
 )
 
 // ReadLinkInfo asks the kernel about the link behind fd. It issues the
@@ -411,4 +421,27 @@ func RunProbeTarget(t testing.TB, path, steps string) []string {
 		t.Fatalf("probe-target output %q does not end with done", out)
 	}
 	return lines[:len(lines)-1]
+}
+
+// ReadRingbuf empties a BPF ring buffer map and returns its records in order,
+// without waiting for more.
+func ReadRingbuf(t testing.TB, events *ebpf.Map) [][]byte {
+	t.Helper()
+	rd, err := ringbuf.NewReader(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	rd.SetDeadline(time.Now()) // return os.ErrDeadlineExceeded once empty
+	var out [][]byte
+	for {
+		rec, err := rd.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec.RawSample)
+	}
 }

@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/cilium/ebpf/link"
 
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge/bridgetest"
 )
 
 // The library and the program print where their functions are in their files,
@@ -51,10 +51,10 @@ int main(void) {
 
 func buildELFFixtures(t *testing.T) (exe, so string, want map[string]uint64) {
 	t.Helper()
-	gcc := testutil.RequireGCC(t)
+	gcc := bridgetest.RequireGCC(t)
 	dir := t.TempDir()
-	so = testutil.BuildC(t, gcc, dir, "libpcso.so", libSrc, "-shared", "-fPIC")
-	exe = testutil.BuildC(t, gcc, dir, "pcexe", exeSrc, "-L"+dir, "-lpcso", "-Wl,-rpath,"+dir)
+	so = bridgetest.BuildC(t, gcc, dir, "libpcso.so", libSrc, "-shared", "-fPIC")
+	exe = bridgetest.BuildC(t, gcc, dir, "pcexe", exeSrc, "-L"+dir, "-lpcso", "-Wl,-rpath,"+dir)
 	out, err := exec.Command(exe).Output()
 	if err != nil {
 		t.Fatalf("run %s: %v", exe, err)
@@ -79,32 +79,32 @@ func TestSymbolFileOffset(t *testing.T) {
 	exe, so, want := buildELFFixtures(t)
 
 	for _, tc := range []struct{ path, sym string }{{exe, "pc_leaf"}, {so, "pc_so_leaf"}} {
-		got, err := SymbolFileOffset(tc.path, tc.sym, 0)
+		got, err := symbolFileOffset(tc.path, tc.sym, 0)
 		if err != nil {
 			t.Fatalf("%s in %s: %v", tc.sym, filepath.Base(tc.path), err)
 		}
 		if got != want[tc.sym] {
 			t.Errorf("%s in %s: offset %#x, /proc/self/maps says %#x", tc.sym, filepath.Base(tc.path), got, want[tc.sym])
 		}
-		if got4, err := SymbolFileOffset(tc.path, tc.sym, 4); err != nil || got4 != got+4 {
+		if got4, err := symbolFileOffset(tc.path, tc.sym, 4); err != nil || got4 != got+4 {
 			t.Errorf("%s+4: %#x, %v", tc.sym, got4, err)
 		}
 	}
 
-	if got, err := SymbolFileOffset(exe, "", 0x1234); err != nil || got != 0x1234 {
+	if got, err := symbolFileOffset(exe, "", 0x1234); err != nil || got != 0x1234 {
 		t.Errorf("empty symbol must pass the absolute offset through: %#x, %v", got, err)
 	}
-	if _, err := SymbolFileOffset(exe, "no_such_function", 0); !errors.Is(err, link.ErrNoSymbol) {
+	if _, err := symbolFileOffset(exe, "no_such_function", 0); !errors.Is(err, link.ErrNoSymbol) {
 		t.Errorf("missing symbol: %v, want link.ErrNoSymbol", err)
 	}
 	// Imported from the library: in the executable's .dynsym, but undefined there.
-	if _, err := SymbolFileOffset(exe, "pc_so_addr", 0); !errors.Is(err, link.ErrNoSymbol) || !strings.Contains(err.Error(), "shared library") {
+	if _, err := symbolFileOffset(exe, "pc_so_addr", 0); !errors.Is(err, link.ErrNoSymbol) || !strings.Contains(err.Error(), "shared library") {
 		t.Errorf("imported symbol: %v", err)
 	}
-	if _, err := SymbolFileOffset(exe, "pc_leaf", 1<<20); err == nil {
+	if _, err := symbolFileOffset(exe, "pc_leaf", 1<<20); err == nil {
 		t.Errorf("offset beyond the symbol's size: no error")
 	}
-	if _, err := SymbolFileOffset(filepath.Join(filepath.Dir(exe), "pcexe.c"), "pc_leaf", 0); err == nil {
+	if _, err := symbolFileOffset(filepath.Join(filepath.Dir(exe), "pcexe.c"), "pc_leaf", 0); err == nil {
 		t.Errorf("not an ELF file: no error")
 	}
 }

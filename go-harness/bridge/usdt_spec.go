@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"encoding/binary"
@@ -28,7 +28,7 @@ import (
 //	};
 //
 // usdtLayout is that layout as bit offsets and bitfield sizes. The encoder
-// places every field by it, and CheckUSDTSpecLayout compares it with the BTF
+// places every field by it, and checkUSDTSpecLayout compares it with the BTF
 // of the object being attached (the ABI its program reads), so an object built
 // with another usdt.bpf.h is refused instead of fed a wrong layout.
 var usdtLayout = struct {
@@ -82,7 +82,7 @@ const (
 
 // MarshalBinary lays the spec out as struct __bpf_usdt_spec (libbpf 1.7, 304
 // bytes, little endian; __reserved and padding are zero).
-func (s *USDTSpec) MarshalBinary() ([]byte, error) {
+func (s *usdtSpec) MarshalBinary() ([]byte, error) {
 	b := make([]byte, usdtSpecSize)
 	le := binary.LittleEndian
 	for i, a := range s.Args {
@@ -104,12 +104,12 @@ func (s *USDTSpec) MarshalBinary() ([]byte, error) {
 	return b, nil
 }
 
-// CheckUSDTSpecLayout checks that types (an object's BTF) declares struct
+// checkUSDTSpecLayout checks that types (an object's BTF) declares struct
 // __bpf_usdt_spec and struct __bpf_usdt_arg_spec exactly as libbpf 1.7 does,
 // the layout MarshalBinary writes. libbpf itself writes its compiled-in
 // layout without looking; the harness refuses a mismatch (an object built
 // against another usdt.bpf.h) rather than hand its program garbage.
-func CheckUSDTSpecLayout(types *btf.Spec) error {
+func checkUSDTSpecLayout(types *btf.Spec) error {
 	if types == nil {
 		return invalidf("usdt: the object has no BTF to check struct %s against", usdtSpecStructName)
 	}
@@ -127,8 +127,8 @@ func CheckUSDTSpecLayout(types *btf.Spec) error {
 		return err
 	}
 	args, ok := btf.UnderlyingType(spec.Members[0].Type).(*btf.Array)
-	if !ok || args.Nelems != USDTMaxArgs {
-		return invalidf("usdt: struct %s.args is %v, want an array of %d struct %s", usdtSpecStructName, spec.Members[0].Type, USDTMaxArgs, usdtArgStructName)
+	if !ok || args.Nelems != usdtMaxArgs {
+		return invalidf("usdt: struct %s.args is %v, want an array of %d struct %s", usdtSpecStructName, spec.Members[0].Type, usdtMaxArgs, usdtArgStructName)
 	}
 	if elem, ok := btf.UnderlyingType(args.Type).(*btf.Struct); !ok || elem.Name != usdtArgStructName {
 		return invalidf("usdt: struct %s.args holds %v, want struct %s", usdtSpecStructName, args.Type, usdtArgStructName)

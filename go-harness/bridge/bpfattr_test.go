@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"os"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"unsafe"
 
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge/bridgetest"
 )
 
 // wantLinkCreateUprobeMulti is union bpf_attr's link_create.uprobe_multi
@@ -71,7 +71,7 @@ func uapiIncludeDir() (string, []string) {
 // TestLinkCreateUprobeMultiAttrMatchesUapi compiles the layout from the uapi
 // header with gcc and compares it with the Go struct and the enum values.
 func TestLinkCreateUprobeMultiAttrMatchesUapi(t *testing.T) {
-	gcc := testutil.RequireGCC(t)
+	gcc := bridgetest.RequireGCC(t)
 	inc, tried := uapiIncludeDir()
 	if inc == "" {
 		t.Skipf("no linux/bpf.h with uprobe_multi and BPF_TRACE_UPROBE_SESSION in %v (set PROBECONF_UAPI_INCLUDE)", tried)
@@ -92,7 +92,7 @@ int main(void) {
 	return 0;
 }
 `
-	bin := testutil.BuildC(t, gcc, t.TempDir(), "layout", src, "-I"+inc)
+	bin := bridgetest.BuildC(t, gcc, t.TempDir(), "layout", src, "-I"+inc)
 	out, err := exec.Command(bin).Output()
 	if err != nil {
 		t.Fatal(err)
@@ -113,8 +113,8 @@ int main(void) {
 		}
 	}
 	consts := map[string]uintptr{
-		"BPF_LINK_CREATE": bpfLinkCreate, "BPF_TRACE_UPROBE_MULTI": AttachTraceUprobeMulti,
-		"BPF_TRACE_UPROBE_SESSION": AttachTraceUprobeSession, "BPF_F_UPROBE_MULTI_RETURN": BPFFUprobeMultiReturn,
+		"BPF_LINK_CREATE": bpfLinkCreate, "BPF_TRACE_UPROBE_MULTI": attachTraceUprobeMulti,
+		"BPF_TRACE_UPROBE_SESSION": attachTraceUprobeSession, "BPF_F_UPROBE_MULTI_RETURN": bpfFUprobeMultiReturn,
 	}
 	for name, v := range consts {
 		if want[name] != v {

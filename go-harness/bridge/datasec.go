@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 import (
 	"bytes"
@@ -11,7 +11,9 @@ import (
 )
 
 // SetDataSection replaces the contents of the data section named section
-// (e.g. ".rodata.pc_cfg") with data, which must have exactly the section's size.
+// (e.g. ".rodata.cfg", or ".rodata" for all const volatile globals) with data,
+// which must have exactly the section's size, the same way on every cilium
+// version from v0.17.3 to v0.22.0.
 //
 // Writing MapSpec.Contents alone is not enough: from v0.21.0 cilium rebuilds a
 // data section from CollectionSpec.Variables when it creates the map, so the
@@ -33,7 +35,7 @@ func SetDataSection(spec *ebpf.CollectionSpec, section string, data []byte) erro
 		return invalidf("data section %s: contents are %T, want []byte", section, ms.Contents[0].Value)
 	}
 	if len(cur) != len(data) {
-		return invalidf("data section %s is %d bytes but the request has %d (runner and object disagree on the layout)",
+		return invalidf("data section %s is %d bytes but the data has %d (caller and object disagree on the layout)",
 			section, len(cur), len(data))
 	}
 	ms.Contents[0].Value = bytes.Clone(data)
@@ -61,7 +63,9 @@ func SetDataSection(spec *ebpf.CollectionSpec, section string, data []byte) erro
 
 // VerifyDataSection reads a loaded data section back and compares it with
 // want, so a library change in how sections are assembled fails loudly
-// instead of running every case with a zeroed configuration.
+// instead of running with a zeroed configuration. It needs the section's map
+// to be readable from user space (Linux 5.2 for BPF_F_RDONLY_PROG maps of
+// .rodata).
 func VerifyDataSection(coll *ebpf.Collection, section string, want []byte) error {
 	m, ok := coll.Maps[section]
 	if !ok {

@@ -1,4 +1,4 @@
-package compat
+package bridge
 
 // Root tests of the cilium-usdt bridge: load libbpf's USDT recorder
 // (usdt_recorder.bpf.o) with cilium, attach it to the project's probe-target
@@ -18,8 +18,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
-	"probeconf/go-harness/internal/drain"
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge/bridgetest"
 )
 
 // usdtEvent is the part of struct pc_event (ABI v2, 144 bytes) the tests read.
@@ -49,28 +48,23 @@ func decodeUSDTEvent(t *testing.T, raw []byte) usdtEvent {
 
 // usdtInstance is one loaded copy of pc_usdt, as the harness's loader makes it.
 type usdtInstance struct {
-	coll  *ebpf.Collection
-	prog  *ebpf.Program
-	types *btf.Spec
+	coll *ebpf.Collection
+	prog *ebpf.Program
+	feat USDTFeatures
 }
 
-// loadUSDT loads pc_usdt with the bridge's fixes for feat; probeIndex goes
-// into pc_cfg. The first instance's events/dropped maps are shared with the
-// later ones through shared (nil for the first).
+// loadUSDT loads pc_usdt through LoadCollectionSpec for feat; probeIndex
+// goes into pc_cfg. The first instance's events/dropped maps are shared with
+// the later ones through shared (nil for the first).
 func loadUSDT(t *testing.T, object string, feat USDTFeatures, probeIndex uint32, shared map[string]*ebpf.Map) usdtInstance {
 	t.Helper()
-	spec, _, err := LoadCollectionSpec(object)
+	var fixes SpecFixes
+	spec, err := LoadCollectionSpec(object, &SpecOptions{USDTFeatures: &feat, Fixes: &fixes})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for n := range spec.Programs {
-		if n != "pc_usdt" {
-			delete(spec.Programs, n)
-		}
-	}
-	PrepareUSDTSpec(spec.Programs["pc_usdt"], feat)
-	if _, err := FillBPFCookieKconfig(spec, func() (bool, error) { return feat.BPFCookie, nil }); err != nil {
-		t.Fatal(err)
+	if len(fixes.Kconfig) != 1 || len(fixes.USDTPrograms) != map[bool]int{true: 1, false: 0}[feat.UprobeMulti] {
+		t.Errorf("fixes %+v: want LINUX_HAS_BPF_COOKIE filled and pc_usdt typed", fixes)
 	}
 	cfg := make([]byte, 32)
 	binary.LittleEndian.PutUint32(cfg, probeIndex)
@@ -86,22 +80,31 @@ func loadUSDT(t *testing.T, object string, feat USDTFeatures, probeIndex uint32,
 		t.Fatalf("load pc_usdt (%v): %v", feat, err)
 	}
 	t.Cleanup(func() { coll.Close() })
-	return usdtInstance{coll: coll, prog: coll.Programs["pc_usdt"], types: spec.Types}
+	return usdtInstance{coll: coll, prog: coll.Programs["pc_usdt"], feat: feat}
 }
 
-func (in usdtInstance) attach(t *testing.T, man *USDTManager, binary string, pid uint32, symbol string, cookie uint64) *USDTAttachment {
+// attach attaches the instance to provider:name (symbol) in binary.
+func (in usdtInstance) attach(t *testing.T, binary string, pid uint32, symbol string, cookie uint64) *USDTLink {
 	t.Helper()
-	target, err := ParseUSDTTarget(symbol, cookie)
+	ex, err := link.OpenExecutable(binary)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := man.Attach(in.prog, binary, pid, target)
+	provider, name, _ := strings.Cut(symbol, ":")
+	l, err := AttachUSDT(ex, provider, name, in.prog, &USDTOptions{PID: pid, Cookie: cookie, Features: &in.feat})
 	if err != nil {
 		t.Fatalf("attach %s: %v", symbol, err)
 	}
-	t.Cleanup(a.Close)
-	return a
+	ul, ok := l.(*USDTLink)
+	if !ok {
+		t.Fatalf("AttachUSDT returned a %T, want *USDTLink", l)
+	}
+	t.Cleanup(func() { ul.Close() })
+	return ul
 }
+
+// links are every link of l.
+func (l *USDTLink) links() []link.Link { return append([]link.Link{l.usdtLinkBase}, l.rest...) }
 
 // linkFD is a link's fd (cilium's links have FD(), the interface does not).
 func linkFD(t *testing.T, l link.Link) int {
@@ -115,27 +118,11 @@ func linkFD(t *testing.T, l link.Link) int {
 
 func (in usdtInstance) drain(t *testing.T) []usdtEvent {
 	t.Helper()
-	res, err := drain.Read(in.coll.Maps["events"], in.coll.Maps["dropped"], 144)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Dropped != 0 {
-		t.Errorf("%d events dropped", res.Dropped)
-	}
 	var out []usdtEvent
-	for _, raw := range res.Events {
+	for _, raw := range bridgetest.ReadRingbuf(t, in.coll.Maps["events"]) {
 		out = append(out, decodeUSDTEvent(t, raw))
 	}
 	return out
-}
-
-func (in usdtInstance) manager(t *testing.T, feat USDTFeatures) *USDTManager {
-	t.Helper()
-	man, err := NewUSDTManager(in.coll, in.types, feat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return man
 }
 
 // wantArgs checks one probeconf:args event of `call usdt_args 3 4`.
@@ -149,13 +136,13 @@ func wantArgs(t *testing.T, what string, e usdtEvent, cookie uint64) {
 
 // TestUSDTFeaturesOnThisKernel: the 6.18 host has everything libbpf looks for.
 func TestUSDTFeaturesOnThisKernel(t *testing.T) {
-	testutil.RequireUSDTObject(t)
+	bridgetest.RequireUSDTObject(t)
 	feat, err := ProbeUSDTFeatures()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("USDT features: %v", feat)
-	if major, minor := testutil.KernelVersion(t); major > 6 || major == 6 && minor >= 18 {
+	if major, minor := bridgetest.KernelVersion(t); major > 6 || major == 6 && minor >= 18 {
 		if feat != allFeatures {
 			t.Errorf("kernel %d.%d: %v, want every feature (cookies 5.15, uprobe_multi 6.6, uprobe syscall 6.18)", major, minor, feat)
 		}
@@ -166,12 +153,9 @@ func TestUSDTFeaturesOnThisKernel(t *testing.T) {
 // the bridge fixes, and loads it with all of them, with either value of
 // LINUX_HAS_BPF_COOKIE.
 func TestUSDTObjectNeedsEachFix(t *testing.T) {
-	object := testutil.RequireUSDTObject(t)
+	object := bridgetest.RequireUSDTObject(t)
 	load := func(edit func(*ebpf.CollectionSpec)) error {
-		spec, _, err := LoadCollectionSpec(object)
-		if err != nil {
-			t.Fatal(err)
-		}
+		spec := parseOnly(t, object)
 		for n := range spec.Programs {
 			if n != "pc_usdt" {
 				delete(spec.Programs, n)
@@ -198,7 +182,7 @@ func TestUSDTObjectNeedsEachFix(t *testing.T) {
 				fn.Linkage = btf.GlobalFunc
 			}
 		}
-		if _, err := FillBPFCookieKconfig(spec, func() (bool, error) { return true, nil }); err != nil {
+		if _, err := fillBPFCookieKconfig(spec, func() (bool, error) { return true, nil }); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -209,8 +193,8 @@ func TestUSDTObjectNeedsEachFix(t *testing.T) {
 	for _, has := range []bool{true, false} {
 		feat := USDTFeatures{BPFCookie: has, UprobeMulti: has}
 		err := load(func(spec *ebpf.CollectionSpec) {
-			PrepareUSDTSpec(spec.Programs["pc_usdt"], feat)
-			if _, err := FillBPFCookieKconfig(spec, func() (bool, error) { return has, nil }); err != nil {
+			prepareUSDTSpec(spec.Programs["pc_usdt"], feat)
+			if _, err := fillBPFCookieKconfig(spec, func() (bool, error) { return has, nil }); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -225,8 +209,8 @@ func TestUSDTObjectNeedsEachFix(t *testing.T) {
 // user's cookie from bpf_usdt_cookie(), the spec map holding the encoded
 // spec, and the semaphore set while attached.
 func TestUSDTAttachArgsAndSemaphore(t *testing.T) {
-	object := testutil.RequireUSDTObject(t)
-	path := testutil.ProbeTargetFile(t)
+	object := bridgetest.RequireUSDTObject(t)
+	path := bridgetest.ProbeTargetFile(t)
 	feat, err := ProbeUSDTFeatures()
 	if err != nil {
 		t.Fatal(err)
@@ -235,27 +219,33 @@ func TestUSDTAttachArgsAndSemaphore(t *testing.T) {
 		t.Skipf("kernel features %v: this test wants uprobe_multi and cookies (the fallbacks have their own)", feat)
 	}
 	in := loadUSDT(t, object, feat, 0, nil)
-	man := in.manager(t, feat)
 	// pid-scoped: other tests may run probe-target meanwhile.
-	target := testutil.StartProbeTarget(t, path, "call usdt_args 3 4; sema; call usdt_sema 5")
+	target := bridgetest.StartProbeTarget(t, path, "call usdt_args 3 4; sema; call usdt_sema 5")
 	pid := uint32(target.Pid)
-	args := in.attach(t, man, path, pid, "probeconf:args", 0x77)
-	sema := in.attach(t, man, path, pid, "probeconf:sema", 0x5e)
-	if !args.Multi || len(args.Links) != 1 || !sema.Multi {
+	args := in.attach(t, path, pid, "probeconf:args", 0x77)
+	sema := in.attach(t, path, pid, "probeconf:sema", 0x5e)
+	if !args.UprobeMulti() || len(args.links()) != 1 || !sema.UprobeMulti() {
 		t.Fatalf("attachments %+v %+v: want one uprobe_multi link each", args, sema)
 	}
-	if info := testutil.ReadLinkInfo(t, linkFD(t, args.Links[0])); info.Type != testutil.LinkTypeUprobeMulti || info.MultiCount != 1 {
+	if info := bridgetest.ReadLinkInfo(t, linkFD(t, args.links()[0])); info.Type != bridgetest.LinkTypeUprobeMulti || info.MultiCount != 1 {
 		t.Errorf("args link %+v", info)
 	}
-	if args.Sites[0].SpecID != 0 || sema.Sites[0].SpecID != 1 {
-		t.Errorf("spec ids %d, %d: want 0 and 1 (handed out in order per object)", args.Sites[0].SpecID, sema.Sites[0].SpecID)
+	if args.Sites()[0].SpecID != 0 || sema.Sites()[0].SpecID != 1 {
+		t.Errorf("spec ids %d, %d: want 0 and 1 (handed out in order per object)", args.Sites()[0].SpecID, sema.Sites()[0].SpecID)
 	}
 	var stored []byte
 	if err := in.coll.Maps[usdtSpecsMapName].Lookup(uint32(0), &stored); err != nil {
 		t.Fatal(err)
 	}
-	if want, _ := args.Sites[0].Spec.MarshalBinary(); !bytes.Equal(stored, want) {
+	spec, err := parseUSDTSpec("probeconf", "args", args.Sites()[0].Args, 0x77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := spec.MarshalBinary(); !bytes.Equal(stored, want) {
 		t.Errorf("spec #0 in the map: %x\nwant %x", stored, want)
+	}
+	if _, err := args.Info(); err != nil {
+		t.Errorf("Info of a uprobe_multi USDT link: %v", err)
 	}
 
 	out := target.Go(t)
@@ -274,7 +264,7 @@ func TestUSDTAttachArgsAndSemaphore(t *testing.T) {
 	// Detached, the semaphore drops back to 0.
 	args.Close()
 	sema.Close()
-	if out := testutil.RunProbeTarget(t, path, "sema"); strings.Join(out, "|") != "observe sema=0" {
+	if out := bridgetest.RunProbeTarget(t, path, "sema"); strings.Join(out, "|") != "observe sema=0" {
 		t.Errorf("after detach: %q", out)
 	}
 }
@@ -285,8 +275,8 @@ func TestUSDTAttachArgsAndSemaphore(t *testing.T) {
 // object loaded with LINUX_HAS_BPF_COOKIE = 0, runtime addresses of a PIE
 // from a pid).
 func TestUSDTAttachFallbacks(t *testing.T) {
-	object := testutil.RequireUSDTObject(t)
-	path := testutil.ProbeTargetFile(t)
+	object := bridgetest.RequireUSDTObject(t)
+	path := bridgetest.ProbeTargetFile(t)
 	for _, tc := range []struct {
 		name string
 		feat USDTFeatures
@@ -296,17 +286,16 @@ func TestUSDTAttachFallbacks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := loadUSDT(t, object, tc.feat, 0, nil)
-			man := in.manager(t, tc.feat)
-			target := testutil.StartProbeTarget(t, path, "call usdt_args 3 4; sema; call usdt_sema 5")
+			target := bridgetest.StartProbeTarget(t, path, "call usdt_args 3 4; sema; call usdt_sema 5")
 			pid := uint32(target.Pid)
-			args := in.attach(t, man, path, pid, "probeconf:args", 0x77)
-			sema := in.attach(t, man, path, pid, "probeconf:sema", 0x5e)
-			for _, a := range []*USDTAttachment{args, sema} {
-				if a.Multi || len(a.Links) != len(a.Sites) || a.Fallback == "" {
+			args := in.attach(t, path, pid, "probeconf:args", 0x77)
+			sema := in.attach(t, path, pid, "probeconf:sema", 0x5e)
+			for _, a := range []*USDTLink{args, sema} {
+				if a.UprobeMulti() || len(a.links()) != len(a.Sites()) {
 					t.Fatalf("%+v: want one uprobe per site", a)
 				}
-				info := testutil.ReadLinkInfo(t, linkFD(t, a.Links[0]))
-				if info.Type != testutil.LinkTypePerfEvent || info.PerfEventType != testutil.PerfEventUprobe {
+				info := bridgetest.ReadLinkInfo(t, linkFD(t, a.links()[0]))
+				if info.Type != bridgetest.LinkTypePerfEvent || info.PerfEventType != bridgetest.PerfEventUprobe {
 					t.Errorf("link %+v, want a perf-event uprobe", info)
 				}
 			}
@@ -330,6 +319,16 @@ func TestUSDTAttachFallbacks(t *testing.T) {
 			if e := events[1]; e.Args[0] != 5 || e.AttachCookie != 0x5e || e.Tgid != pid {
 				t.Errorf("probeconf:sema: %+v", e)
 			}
+			// Close forgets the addresses, as libbpf's detach does.
+			args.Close()
+			sema.Close()
+			ipEntries = 0
+			for it := in.coll.Maps[usdtIPToSpecMapName].Iterate(); it.Next(&k, &v); {
+				ipEntries++
+			}
+			if ipEntries != 0 {
+				t.Errorf("%d entries left in %s after Close", ipEntries, usdtIPToSpecMapName)
+			}
 		})
 	}
 }
@@ -338,8 +337,8 @@ func TestUSDTAttachFallbacks(t *testing.T) {
 // probeconf:nop5 sits at the note's pc + 1 (the nop5), as libbpf 1.7 puts
 // it; probeconf:nop10 stays at the pc.
 func TestUSDTNop5SiteAddress(t *testing.T) {
-	object := testutil.RequireUSDTObject(t)
-	path := testutil.ProbeTargetFile(t)
+	object := bridgetest.RequireUSDTObject(t)
+	path := bridgetest.ProbeTargetFile(t)
 	feat, err := ProbeUSDTFeatures()
 	if err != nil {
 		t.Fatal(err)
@@ -348,23 +347,39 @@ func TestUSDTNop5SiteAddress(t *testing.T) {
 		t.Skipf("kernel features %v: no uprobe syscall, libbpf keeps the probe on the nop", feat)
 	}
 	in := loadUSDT(t, object, feat, 0, nil)
-	man := in.manager(t, feat)
-	target := testutil.StartProbeTarget(t, path, "call usdt_nop5 9; call usdt_nop10 8")
-	nop5 := in.attach(t, man, path, uint32(target.Pid), "probeconf:nop5", 1)
-	nop10 := in.attach(t, man, path, uint32(target.Pid), "probeconf:nop10", 2)
+	target := bridgetest.StartProbeTarget(t, path, "call usdt_nop5 9; call usdt_nop10 8")
+	nop5 := in.attach(t, path, uint32(target.Pid), "probeconf:nop5", 1).Sites()
+	nop10 := in.attach(t, path, uint32(target.Pid), "probeconf:nop10", 2).Sites()
 	base := loadBase(t, target.Pid, path)
 	target.Go(t)
 	events := in.drain(t)
 	if len(events) != 2 {
 		t.Fatalf("%d events: %+v", len(events), events)
 	}
-	pc5, pc10 := nop5.Sites[0].Note.Loc, nop10.Sites[0].Note.Loc
-	if got := events[0].FuncIP - base; got != pc5+1 || !nop5.Sites[0].NopCombo || events[0].Args[0] != 9 {
-		t.Errorf("probeconf:nop5 fired at pc %#x (arg %d), want note pc %#x + 1", got, events[0].Args[0], pc5)
+	pc5, pc10 := notePC(t, path, "nop5"), notePC(t, path, "nop10")
+	if got := events[0].FuncIP - base; got != pc5+1 || nop5[0].Address != pc5+1 || !nop5[0].NopCombo || events[0].Args[0] != 9 {
+		t.Errorf("probeconf:nop5 fired at pc %#x (arg %d, site %+v), want note pc %#x + 1", got, events[0].Args[0], nop5[0], pc5)
 	}
-	if got := events[1].FuncIP - base; got != pc10 || nop10.Sites[0].NopCombo || events[1].Args[0] != 8 {
-		t.Errorf("probeconf:nop10 fired at pc %#x (arg %d), want note pc %#x", got, events[1].Args[0], pc10)
+	if got := events[1].FuncIP - base; got != pc10 || nop10[0].Address != pc10 || nop10[0].NopCombo || events[1].Args[0] != 8 {
+		t.Errorf("probeconf:nop10 fired at pc %#x (arg %d, site %+v), want note pc %#x", got, events[1].Args[0], nop10[0], pc10)
 	}
+}
+
+// notePC is the pc of probeconf:NAME's note in path.
+func notePC(t *testing.T, path, name string) uint64 {
+	t.Helper()
+	_, ef := openELF(t, path)
+	notes, err := parseUSDTNotes(ef, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range notes {
+		if n.Provider == "probeconf" && n.Name == name {
+			return n.Loc
+		}
+	}
+	t.Fatalf("no note probeconf:%s in %s", name, path)
+	return 0
 }
 
 // loadBase is where pid mapped path's file offset 0 (a PIE's load base).
@@ -390,22 +405,66 @@ func loadBase(t *testing.T, pid int, path string) uint64 {
 // TestUSDTAttachRefusesRIPRelative: probeconf:rip is refused before anything
 // is attached, as libbpf refuses it.
 func TestUSDTAttachRefusesRIPRelative(t *testing.T) {
-	object := testutil.RequireUSDTObject(t)
-	path := testutil.ProbeTargetFile(t)
+	object := bridgetest.RequireUSDTObject(t)
+	path := bridgetest.ProbeTargetFile(t)
 	feat, err := ProbeUSDTFeatures()
 	if err != nil {
 		t.Fatal(err)
 	}
 	in := loadUSDT(t, object, feat, 0, nil)
-	man := in.manager(t, feat)
-	before := testutil.BPFFDs(t)
-	target, _ := ParseUSDTTarget("probeconf:rip", 0)
-	_, err = man.Attach(in.prog, path, 0, target)
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := bridgetest.BPFFDs(t)
+	_, err = AttachUSDT(ex, "probeconf", "rip", in.prog, nil)
 	if err == nil || !errors.Is(err, os.ErrInvalid) && !strings.Contains(err.Error(), "invalid argument") ||
 		!strings.Contains(err.Error(), "-8@pc_usdt_global(%rip)") {
 		t.Errorf("attach probeconf:rip: %v; want EINVAL naming the argument", err)
 	}
-	if after := testutil.BPFFDs(t); after["link"] != before["link"] {
+	if after := bridgetest.BPFFDs(t); after["link"] != before["link"] {
 		t.Errorf("links before %v, after %v", before, after)
+	}
+}
+
+// TestUSDTSpecIDsAreReused: spec ids freed by Close are handed out again, as
+// libbpf reuses the ids of detached USDT links; ids of one map are shared by
+// every attachment using it.
+func TestUSDTSpecIDsAreReused(t *testing.T) {
+	object := bridgetest.RequireUSDTObject(t)
+	path := bridgetest.ProbeTargetFile(t)
+	feat, err := ProbeUSDTFeatures()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := loadUSDT(t, object, feat, 0, nil)
+	a := in.attach(t, path, 0, "probeconf:args", 1)
+	b := in.attach(t, path, 0, "probeconf:sema", 2)
+	if a.Sites()[0].SpecID != 0 || b.Sites()[0].SpecID != 1 {
+		t.Fatalf("spec ids %d, %d: want 0, 1", a.Sites()[0].SpecID, b.Sites()[0].SpecID)
+	}
+	a.Close()
+	if err := a.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	c := in.attach(t, path, 0, "probeconf:nop5", 3)
+	if id := c.Sites()[0].SpecID; id != 0 {
+		t.Errorf("after closing #0, the next attach got spec id %d, want 0 again", id)
+	}
+	b.Close()
+	c.Close()
+	// Everything closed: the allocator is gone, a new attach starts at 0.
+	d := in.attach(t, path, 0, "probeconf:sema", 4)
+	if id := d.Sites()[0].SpecID; id != 0 {
+		t.Errorf("fresh attach after all closed: spec id %d, want 0", id)
+	}
+	specAllocators.mu.Lock()
+	n := len(specAllocators.m)
+	specAllocators.mu.Unlock()
+	d.Close()
+	specAllocators.mu.Lock()
+	defer specAllocators.mu.Unlock()
+	if len(specAllocators.m) != n-1 {
+		t.Errorf("allocators: %d while attached, %d after Close: want one fewer", n, len(specAllocators.m))
 	}
 }
