@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -20,13 +19,16 @@ var ErrNotSupported = ebpf.ErrNotSupported
 // UnsupportedFeatureError: "FEATURE not supported (requires >= VERSION): HINT".
 type unsupportedError struct {
 	feature   string // what is missing
-	minKernel string // the first Linux release that has it
+	minKernel string // the first Linux release that has it, or "" (not a kernel matter)
 	hint      string // the likely cause, or ""
 	err       error  // the kernel's answer, or nil
 }
 
 func (e *unsupportedError) Error() string {
-	msg := fmt.Sprintf("%s not supported (requires >= %s)", e.feature, e.minKernel)
+	msg := e.feature + " not supported"
+	if e.minKernel != "" {
+		msg += " (requires Linux >= " + e.minKernel + ")"
+	}
 	if e.hint != "" {
 		msg += ": " + e.hint
 	}
@@ -54,12 +56,3 @@ func invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
-// errorsIsAny reports whether err matches one of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
-}

@@ -7,31 +7,44 @@ import (
 	"github.com/cilium/ebpf/btf"
 )
 
-// KfuncVariant names a build of the recorder objects by the prototype of the
-// session kfuncs it declares, or the kernel's prototype of them.
+// KfuncVariant names a prototype of the session kfuncs: the running kernel's
+// (SessionKfuncPrototype), or the one an object build declares.
+//
+// A session program (kprobe.session, uprobe.session) calls
+// bpf_session_is_return() and bpf_session_cookie(). Linux 6.10 to 6.19 declare
+// them without arguments; 7.0 gave both a void *ctx parameter. cilium/ebpf
+// checks a kfunc's prototype against the kernel's and refuses a mismatch
+// ("function param mismatch"), even for a __weak declaration (libbpf treats
+// that as a missing kfunc), so one object cannot serve both: build the BPF C
+// twice (e.g. with -DSESSION_KFUNC_CTX choosing the declarations) and load the
+// build ObjectVariant picks.
 type KfuncVariant string
 
 const (
 	// KfuncNoArg: bool bpf_session_is_return(void), __u64 *bpf_session_cookie(void)
-	// (kernels 6.10 to 6.19; sessions.bpf.o).
+	// (Linux 6.10 to 6.19).
 	KfuncNoArg KfuncVariant = "noarg"
-	// KfuncCtx: both take void *ctx (kernels 7.0 on; sessions.ctx.bpf.o).
+	// KfuncCtx: bool bpf_session_is_return(void *ctx), __u64
+	// *bpf_session_cookie(void *ctx) (Linux 7.0 on).
 	KfuncCtx KfuncVariant = "ctx"
-	// KfuncNone: the kernel has no session kfuncs (or no BTF to tell).
+	// KfuncNone: the kernel has no session kfuncs (before 6.10), no BTF to
+	// tell, or a prototype the bridge does not know.
 	KfuncNone KfuncVariant = "none"
 )
 
 // SessionKfuncFunc is the kernel function whose prototype decides the variant.
 const SessionKfuncFunc = "bpf_session_cookie"
 
-// SessionKfuncPrototype reads the running kernel's BTF (btf.LoadKernelSpec)
-// and tells which session-kfunc prototype it has: KfuncNoArg (FUNC
-// bpf_session_cookie with 0 parameters), KfuncCtx (1 parameter) or KfuncNone
-// (absent, no kernel BTF, or a prototype this harness does not know). The
-// reason says what was found, for humans and for the attached line.
+// SessionKfuncPrototype reads the running kernel's BTF (btf.LoadKernelSpec,
+// cached by cilium) and tells which session-kfunc prototype it has: KfuncNoArg
+// (FUNC bpf_session_cookie with 0 parameters), KfuncCtx (1 parameter) or
+// KfuncNone (absent, no kernel BTF, or another count). The reason says what
+// was found, for logs, e.g. "kernel BTF: bpf_session_cookie(void)".
 //
-// It is the Go twin of the Rust runner's probing::session_kfunc_prototype,
-// which reads the same FUNC with libbpf-rs; the two must agree.
+// Needs kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF); session
+// kfuncs exist from Linux 6.10 (kprobe sessions; uprobe sessions 6.13). It
+// makes the same decision as probeconf's Rust runner
+// (probing::session_kfunc_prototype, through libbpf).
 func SessionKfuncPrototype() (KfuncVariant, string) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
@@ -68,10 +81,10 @@ func SessionKfuncPrototypeOf(spec *btf.Spec) (KfuncVariant, string) {
 }
 
 // ObjectVariant is the object build to load on a kernel whose session kfuncs
-// look like kernel: the matching one, and the no-argument build when the
-// kernel has none (its non-session programs are identical in both builds; a
-// session program then fails to load either way). The runner decides the
-// same way (probing::kfunc_variant).
+// look like kernel (SessionKfuncPrototype's answer): the matching build, and
+// the no-argument build when the kernel has none (the builds' non-session
+// programs are the same; a session program then fails to load with either,
+// as an unsupported kfunc). It never returns KfuncNone.
 func ObjectVariant(kernel KfuncVariant) KfuncVariant {
 	if kernel == KfuncCtx {
 		return KfuncCtx

@@ -67,8 +67,8 @@ type usdtLinkBase = link.Link
 // USDTLink is the link AttachUSDT returns (as a link.Link): one uprobe_multi
 // link for every site, or, on kernels without uprobe_multi, one perf-event
 // uprobe per site. Close detaches all of them and releases their spec ids.
-// Update, Pin, Unpin and Info act on the one link, and wrap ErrNotSupported
-// when there are several.
+// Update, Pin and Unpin act on the one link, and wrap ErrNotSupported when
+// there are several; Info describes the first.
 type USDTLink struct {
 	usdtLinkBase // the first link
 	rest         []link.Link
@@ -164,7 +164,15 @@ func (l *USDTLink) Info() (*link.Info, error) { return l.usdtLinkBase.Info() }
 // Architectures other than x86_64 are not supported (libbpf has per-arch
 // argument rules; the bridge has x86_64's only): the error wraps
 // ErrNotSupported.
-func AttachUSDT(ex *link.Executable, provider, name string, prog *ebpf.Program, opts *USDTOptions) (_ link.Link, err error) {
+func AttachUSDT(ex *link.Executable, provider, name string, prog *ebpf.Program, opts *USDTOptions) (link.Link, error) {
+	l, err := attachUSDT(ex, provider, name, prog, opts)
+	if err != nil {
+		return nil, err // not a typed nil
+	}
+	return l, nil
+}
+
+func attachUSDT(ex *link.Executable, provider, name string, prog *ebpf.Program, opts *USDTOptions) (_ *USDTLink, err error) {
 	if prog == nil {
 		return nil, errors.New("usdt: nil program")
 	}

@@ -100,8 +100,8 @@ func calcPtRegsOff(reg string) (int16, error) {
 func parseUSDTSpec(provider, name, args string, cookie uint64) (usdtSpec, error) {
 	spec := usdtSpec{Cookie: cookie}
 	if runtime.GOARCH != "amd64" {
-		return spec, fmt.Errorf("usdt: argument specs of %s are parsed for x86_64 only (libbpf has per-architecture rules): %w",
-			runtime.GOARCH, unix.EOPNOTSUPP)
+		return spec, &unsupportedError{feature: "USDT on " + runtime.GOARCH,
+			hint: "the bridge parses argument specs for x86_64 only (libbpf has per-architecture rules)", err: unix.EOPNOTSUPP}
 	}
 	s := args
 	for len(s) > 0 {

@@ -395,7 +395,9 @@ func collectUSDTSites(f io.ReaderAt, ef *elf.File, path string, pid int, provide
 			// Without BPF cookies the program finds its spec by the runtime
 			// address, which for a shared object needs a process.
 			if pid < 0 {
-				return nil, usdtErrorf(unix.EOPNOTSUPP, "attaching to shared libraries without specific PID is not supported on current kernel")
+				return nil, &unsupportedError{feature: "USDT in a shared library without a pid", minKernel: "5.15",
+					hint: "without BPF cookies a site is found by its runtime address, which needs a process",
+					err: usdtErrorf(unix.EOPNOTSUPP, "attaching to shared libraries without specific PID is not supported on current kernel")}
 			}
 			if vmaSegs == nil {
 				if vmaSegs, err = vmaSegments(pid, path); err != nil {
@@ -413,7 +415,9 @@ func collectUSDTSites(f io.ReaderAt, ef *elf.File, path string, pid int, provide
 		var semaOff uint64
 		if note.Sema != 0 {
 			if !feat.SemaRefcnt {
-				return nil, usdtErrorf(unix.EOPNOTSUPP, "kernel doesn't support USDT semaphore refcounting for '%s:%s' in '%s'", provider, name, path)
+				return nil, &unsupportedError{feature: "USDT semaphores", minKernel: "4.20",
+					hint: "the uprobe PMU has no ref_ctr_offset",
+					err: usdtErrorf(unix.EOPNOTSUPP, "kernel doesn't support USDT semaphore refcounting for '%s:%s' in '%s'", provider, name, path)}
 			}
 			ss := findELFSeg(segs, note.Sema)
 			if ss == nil {

@@ -239,6 +239,10 @@ func TestUSDTSitesOfProbeTarget(t *testing.T) {
 		if !errors.Is(err, tc.errno) || !strings.Contains(err.Error(), tc.text) {
 			t.Errorf("probeconf:%s %v: %v, want %v with %q", tc.name, tc.feat, err, tc.errno, tc.text)
 		}
+		// What the kernel lacks is ErrNotSupported too; a bad input is not.
+		if unsupported := tc.errno == unix.EOPNOTSUPP; errors.Is(err, ErrNotSupported) != unsupported {
+			t.Errorf("probeconf:%s %v: %v: errors.Is(ErrNotSupported) = %v, want %v", tc.name, tc.feat, err, !unsupported, unsupported)
+		}
 	}
 }
 
