@@ -55,4 +55,3 @@ func (e *invalidError) Is(target error) bool { return target == os.ErrInvalid }
 func invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
-

@@ -95,43 +95,49 @@ func ExampleUprobeSession() {
 }
 
 // A USDT probe with cilium: the object is built on libbpf's usdt.bpf.h, and
-// its program reads the arguments with bpf_usdt_arg() as under libbpf.
+// its program reads the arguments with bpf_usdt_arg() as under libbpf. The
+// objects are assigned to a struct, as bpf2go's generated code does: the
+// bridge finds usdt.bpf.h's maps through the program.
 func ExampleAttachUSDT() {
-	spec, err := bridge.LoadCollectionSpec(filepath.Join(artifacts, "usdt_recorder.bpf.o"), nil)
+	f, err := os.Open(filepath.Join(artifacts, "usdt_recorder.bpf.o"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	coll, err := ebpf.NewCollection(spec)
+	defer f.Close()
+	spec, err := bridge.LoadCollectionSpecFromReader(f, nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer coll.Close()
+	var objs struct {
+		Prog   *ebpf.Program `ebpf:"pc_usdt"`
+		Events *ebpf.Map     `ebpf:"events"`
+	}
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer objs.Prog.Close()
+	defer objs.Events.Close()
 
 	target := filepath.Join(artifacts, "probe-target")
-	ex, err := link.OpenExecutable(target)
-	if err != nil {
+	if ex, err := link.OpenExecutable(target); err != nil {
 		fmt.Println(err)
-		return
-	}
-	l, err := bridge.AttachUSDT(ex, "probeconf", "args", coll.Programs["pc_usdt"], &bridge.USDTOptions{Cookie: 0x77})
-	if err != nil {
+	} else if l, err := bridge.AttachUSDT(ex, "probeconf", "args", objs.Prog, &bridge.USDTOptions{Cookie: 0x77}); err != nil {
 		fmt.Println(err)
-		return
-	}
-	defer l.Close()
-	for _, s := range l.(*bridge.USDTLink).Sites() {
-		fmt.Printf("site at file offset %#x, args %q\n", s.FileOffset, s.Args)
-	}
-
-	if err := exec.Command(target, "call usdt_args 3 4").Run(); err != nil {
-		fmt.Println(err)
-		return
-	}
-	for _, r := range records(coll.Maps["events"]) {
-		fmt.Printf("cookie %#x, arg0 %d, arg1 %d\n", binary.LittleEndian.Uint64(r[48:]),
-			int64(binary.LittleEndian.Uint64(r[64:])), int64(binary.LittleEndian.Uint64(r[72:])))
+	} else {
+		defer l.Close()
+		for _, s := range l.(*bridge.USDTLink).Sites() {
+			fmt.Printf("site at file offset %#x, args %q\n", s.FileOffset, s.Args)
+		}
+		if err := exec.Command(target, "call usdt_args 3 4").Run(); err != nil {
+			fmt.Println(err)
+		}
+		for _, r := range records(objs.Events) {
+			fmt.Printf("cookie %#x, arg0 %d, arg1 %d\n", binary.LittleEndian.Uint64(r[48:]),
+				int64(binary.LittleEndian.Uint64(r[64:])), int64(binary.LittleEndian.Uint64(r[72:])))
+		}
 	}
 	// Prints, after the site lines:
 	// cookie 0x77, arg0 42, arg1 3

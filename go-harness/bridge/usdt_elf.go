@@ -397,7 +397,7 @@ func collectUSDTSites(f io.ReaderAt, ef *elf.File, path string, pid int, provide
 			if pid < 0 {
 				return nil, &unsupportedError{feature: "USDT in a shared library without a pid", minKernel: "5.15",
 					hint: "without BPF cookies a site is found by its runtime address, which needs a process",
-					err: usdtErrorf(unix.EOPNOTSUPP, "attaching to shared libraries without specific PID is not supported on current kernel")}
+					err:  usdtErrorf(unix.EOPNOTSUPP, "attaching to shared libraries without specific PID is not supported on current kernel")}
 			}
 			if vmaSegs == nil {
 				if vmaSegs, err = vmaSegments(pid, path); err != nil {
@@ -417,7 +417,7 @@ func collectUSDTSites(f io.ReaderAt, ef *elf.File, path string, pid int, provide
 			if !feat.SemaRefcnt {
 				return nil, &unsupportedError{feature: "USDT semaphores", minKernel: "4.20",
 					hint: "the uprobe PMU has no ref_ctr_offset",
-					err: usdtErrorf(unix.EOPNOTSUPP, "kernel doesn't support USDT semaphore refcounting for '%s:%s' in '%s'", provider, name, path)}
+					err:  usdtErrorf(unix.EOPNOTSUPP, "kernel doesn't support USDT semaphore refcounting for '%s:%s' in '%s'", provider, name, path)}
 			}
 			ss := findELFSeg(segs, note.Sema)
 			if ss == nil {

@@ -180,7 +180,12 @@ func loadCollectionSpec(buf []byte, opts *SpecOptions) (*ebpf.CollectionSpec, er
 		}
 		return *feat, nil
 	}
-	for _, name := range sortedKeys(spec.Programs) {
+	names := make([]string, 0, len(spec.Programs))
+	for name := range spec.Programs {
+		names = append(names, name)
+	}
+	sort.Strings(names) // SpecFixes lists come out sorted
+	for _, name := range names {
 		ps := spec.Programs[name]
 		if PrepareUprobeSessionSpec(ps) {
 			fixes.UprobeSessions = append(fixes.UprobeSessions, name)
@@ -225,15 +230,6 @@ func checkUSDTObjectLayout(spec *ebpf.CollectionSpec) error {
 		return nil
 	}
 	return checkUSDTSpecLayout(spec.Types)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // markHiddenFuncsStatic sets BTF_FUNC_STATIC on the FUNC types (in the

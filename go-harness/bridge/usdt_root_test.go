@@ -125,6 +125,30 @@ func (in usdtInstance) drain(t *testing.T) []usdtEvent {
 	return out
 }
 
+// usdtSetup is what the attach tests need: usdt_recorder.bpf.o and
+// probe-target (as root), and the kernel's features.
+func usdtSetup(t *testing.T) (object, path string, feat USDTFeatures) {
+	t.Helper()
+	object = bridgetest.RequireUSDTObject(t)
+	path = bridgetest.ProbeTargetFile(t)
+	feat, err := ProbeUSDTFeatures()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return object, path, feat
+}
+
+// entries counts the entries of a hash map.
+func entries(m *ebpf.Map) int {
+	n := 0
+	var k uint64
+	var v uint32
+	for it := m.Iterate(); it.Next(&k, &v); {
+		n++
+	}
+	return n
+}
+
 // wantArgs checks one probeconf:args event of `call usdt_args 3 4`.
 func wantArgs(t *testing.T, what string, e usdtEvent, cookie uint64) {
 	t.Helper()
@@ -209,12 +233,7 @@ func TestUSDTObjectNeedsEachFix(t *testing.T) {
 // user's cookie from bpf_usdt_cookie(), the spec map holding the encoded
 // spec, and the semaphore set while attached.
 func TestUSDTAttachArgsAndSemaphore(t *testing.T) {
-	object := bridgetest.RequireUSDTObject(t)
-	path := bridgetest.ProbeTargetFile(t)
-	feat, err := ProbeUSDTFeatures()
-	if err != nil {
-		t.Fatal(err)
-	}
+	object, path, feat := usdtSetup(t)
 	if !feat.UprobeMulti || !feat.BPFCookie {
 		t.Skipf("kernel features %v: this test wants uprobe_multi and cookies (the fallbacks have their own)", feat)
 	}
@@ -299,12 +318,7 @@ func TestUSDTAttachFallbacks(t *testing.T) {
 					t.Errorf("link %+v, want a perf-event uprobe", info)
 				}
 			}
-			var ipEntries int
-			var k uint64
-			var v uint32
-			for it := in.coll.Maps[usdtIPToSpecMapName].Iterate(); it.Next(&k, &v); {
-				ipEntries++
-			}
+			ipEntries := entries(in.coll.Maps[usdtIPToSpecMapName])
 			if want := map[bool]int{true: 0, false: 2}[tc.feat.BPFCookie]; ipEntries != want {
 				t.Errorf("%d entries in %s, want %d", ipEntries, usdtIPToSpecMapName, want)
 			}
@@ -322,12 +336,8 @@ func TestUSDTAttachFallbacks(t *testing.T) {
 			// Close forgets the addresses, as libbpf's detach does.
 			args.Close()
 			sema.Close()
-			ipEntries = 0
-			for it := in.coll.Maps[usdtIPToSpecMapName].Iterate(); it.Next(&k, &v); {
-				ipEntries++
-			}
-			if ipEntries != 0 {
-				t.Errorf("%d entries left in %s after Close", ipEntries, usdtIPToSpecMapName)
+			if n := entries(in.coll.Maps[usdtIPToSpecMapName]); n != 0 {
+				t.Errorf("%d entries left in %s after Close", n, usdtIPToSpecMapName)
 			}
 		})
 	}
@@ -337,12 +347,7 @@ func TestUSDTAttachFallbacks(t *testing.T) {
 // probeconf:nop5 sits at the note's pc + 1 (the nop5), as libbpf 1.7 puts
 // it; probeconf:nop10 stays at the pc.
 func TestUSDTNop5SiteAddress(t *testing.T) {
-	object := bridgetest.RequireUSDTObject(t)
-	path := bridgetest.ProbeTargetFile(t)
-	feat, err := ProbeUSDTFeatures()
-	if err != nil {
-		t.Fatal(err)
-	}
+	object, path, feat := usdtSetup(t)
 	if !feat.UprobeSyscall {
 		t.Skipf("kernel features %v: no uprobe syscall, libbpf keeps the probe on the nop", feat)
 	}
@@ -405,12 +410,7 @@ func loadBase(t *testing.T, pid int, path string) uint64 {
 // TestUSDTAttachRefusesRIPRelative: probeconf:rip is refused before anything
 // is attached, as libbpf refuses it.
 func TestUSDTAttachRefusesRIPRelative(t *testing.T) {
-	object := bridgetest.RequireUSDTObject(t)
-	path := bridgetest.ProbeTargetFile(t)
-	feat, err := ProbeUSDTFeatures()
-	if err != nil {
-		t.Fatal(err)
-	}
+	object, path, feat := usdtSetup(t)
 	in := loadUSDT(t, object, feat, 0, nil)
 	ex, err := link.OpenExecutable(path)
 	if err != nil {
@@ -431,12 +431,7 @@ func TestUSDTAttachRefusesRIPRelative(t *testing.T) {
 // libbpf reuses the ids of detached USDT links; ids of one map are shared by
 // every attachment using it.
 func TestUSDTSpecIDsAreReused(t *testing.T) {
-	object := bridgetest.RequireUSDTObject(t)
-	path := bridgetest.ProbeTargetFile(t)
-	feat, err := ProbeUSDTFeatures()
-	if err != nil {
-		t.Fatal(err)
-	}
+	object, path, feat := usdtSetup(t)
 	in := loadUSDT(t, object, feat, 0, nil)
 	a := in.attach(t, path, 0, "probeconf:args", 1)
 	b := in.attach(t, path, 0, "probeconf:sema", 2)
