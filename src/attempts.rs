@@ -239,6 +239,33 @@ pub fn attempt_in_child(
     Ok(results)
 }
 
+/// A plain result for other modules' tests.
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+
+    pub fn result(case: &str, loader: &str, v: Verdict) -> CaseResult {
+        CaseResult {
+            case: case.into(),
+            loader: loader.into(),
+            loader_id: if loader.starts_with("cilium") { LoaderId::Cilium } else { LoaderId::Libbpf },
+            kernel: "6.18.0".into(),
+            verdict: v,
+            detail: "d".into(),
+            via: crate::loader::ViaKind::Native,
+            vias: vec![],
+            library: String::new(),
+            observed: Some(format!("trace of {case}\n")),
+            expected: Some("want\n".into()),
+            diff: None,
+            duration_ms: 1,
+            preempt: None,
+            attempts: vec![],
+            known: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,7 @@ pub mod probing;
 pub mod prog_stats;
 pub mod report;
 pub mod runner;
+pub mod shard;
 pub mod symbolize;
 pub mod target;
 pub mod vm;

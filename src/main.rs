@@ -84,12 +84,48 @@ struct MatrixArgs {
     /// < 8.1 crashes kernels, see README) or multi.
     #[arg(long, default_value = "single")]
     tcg_thread: probeconf::vm::TcgThreads,
+    /// Boot each kernel under each of these preemption models (`preempt=`
+    /// on the kernel command line), one column each: none, voluntary, full, lazy.
+    #[arg(long, value_delimiter = ',')]
+    preempt: Vec<probeconf::case::PreemptMode>,
+    /// Run only the I-th of N deterministic shares of the columns (and of
+    /// the cases, when there are fewer columns than shards); join the shards'
+    /// outputs with `probeconf matrix merge`.
+    #[arg(long)]
+    shard: Option<probeconf::shard::Shard>,
+    /// The QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    qemu: PathBuf,
     /// Crash every column's kernel on purpose at this point (tests recovery;
     /// see src/vm/cmdline.rs `probeconf.crash`).
     #[arg(long, hide = true)]
     inject_crash: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct MatrixCmd {
+    #[command(subcommand)]
+    sub: Option<MatrixSub>,
+    #[command(flatten)]
+    run: MatrixArgs,
+}
+
+#[derive(Subcommand)]
+enum MatrixSub {
+    /// Join the outputs of every shard of one matrix (`--shard I/N` runs)
+    /// into one matrix.{json,md,html}.
+    Merge {
+        /// The shards' output directories (each with its matrix.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long, default_value = "matrix-out")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,7 +178,7 @@ enum Cmd {
     },
     /// Run the cases in real Debian kernels under QEMU, both loaders, and
     /// write matrix.json, matrix.md and matrix.html.
-    Matrix(MatrixArgs),
+    Matrix(MatrixCmd),
     /// Debian kernel images for the matrix.
     Kernels {
         #[command(subcommand)]
@@ -438,9 +474,38 @@ fn cmd_kernels(cmd: KernelsCmd) -> Result<ExitCode, String> {
     }
 }
 
+/// Writes matrix.{json,md,html}, prints the chosen rendering, and gives the
+/// exit status: 1 when any cell failed, was flaky or errored.
+fn write_matrix(m: &probeconf::matrix::Matrix, out: &std::path::Path, format: Format) -> Result<ExitCode, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(out.join("matrix.json"), probeconf::matrix::json(m)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("matrix.md"), probeconf::matrix::markdown(m)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("matrix.html"), probeconf::matrix::html(m)).map_err(|e| e.to_string())?;
+    match format {
+        Format::Json => println!("{}", probeconf::matrix::json(m)),
+        _ => print!("{}", probeconf::matrix::terminal(m)),
+    }
+    let counts = m.counts();
+    let bad: usize = counts.iter().filter(|(v, _)| v.is_failure()).map(|(_, n)| n).sum();
+    Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn cmd_matrix_merge(dirs: &[PathBuf], out: &std::path::Path, format: Format) -> Result<ExitCode, String> {
+    let mut parts = Vec::new();
+    for d in dirs {
+        let f = d.join("matrix.json");
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        parts.push(serde_json::from_str(&text).map_err(|e| format!("{}: not a matrix.json: {e}", f.display()))?);
+    }
+    let m = probeconf::shard::merge(parts)?;
+    let code = write_matrix(&m, out, format)?;
+    eprintln!("merged {} shards; wrote {}/matrix.{{json,md,html}}", dirs.len(), out.display());
+    Ok(code)
+}
+
 fn cmd_matrix(a: MatrixArgs) -> Result<ExitCode, String> {
     need_root()?;
-    let MatrixArgs { paths, mut kernels, all, loader, out, timeout, jobs, repeat, reruns, tcg_thread, inject_crash, format } = a;
+    let MatrixArgs { paths, mut kernels, all, loader, out, timeout, jobs, repeat, reruns, tcg_thread, preempt, shard, qemu, inject_crash, format } = a;
     if all {
         kernels = probeconf::kernels::available(false).map_err(|e| e.to_string())?.into_iter().map(|a| a.request).collect();
     }
@@ -465,19 +530,14 @@ fn cmd_matrix(a: MatrixArgs) -> Result<ExitCode, String> {
     opts.attempts = probeconf::attempts::AttemptPolicy { repeat, reruns };
     opts.tcg_threads = tcg_thread;
     opts.crash = inject_crash.as_deref().map(probeconf::vm::cmdline::CrashPlan::parse).transpose()?;
+    opts.preempt = preempt;
+    opts.shard = shard;
+    opts.qemu = qemu;
     let start = std::time::Instant::now();
     let m = probeconf::matrix_run::run(&opts, |line| eprintln!("{line}"))?;
-    std::fs::write(out.join("matrix.json"), probeconf::matrix::json(&m)).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("matrix.md"), probeconf::matrix::markdown(&m)).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("matrix.html"), probeconf::matrix::html(&m)).map_err(|e| e.to_string())?;
-    match format {
-        Format::Json => println!("{}", probeconf::matrix::json(&m)),
-        _ => print!("{}", probeconf::matrix::terminal(&m)),
-    }
-    eprintln!("{} kernels in {:.0} s; wrote {}/matrix.{{json,md,html}}", m.kernels.len(), start.elapsed().as_secs_f64(), out.display());
-    let counts = m.counts();
-    let bad: usize = counts.iter().filter(|(v, _)| v.is_failure()).map(|(_, n)| n).sum();
-    Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    let code = write_matrix(&m, &out, format)?;
+    eprintln!("{} columns in {:.0} s; wrote {}/matrix.{{json,md,html}}", m.kernels.len(), start.elapsed().as_secs_f64(), out.display());
+    Ok(code)
 }
 
 /// kprobe.multi attach-time scaling inside a VM (the host has no kprobes).
@@ -604,7 +664,8 @@ fn main() -> ExitCode {
         Cmd::Gaps { format, update_readme } => cmd_gaps(format, update_readme),
         Cmd::Bench { kernel: Some(k), .. } => cmd_bench_kernel_attach(&k),
         Cmd::Bench { quick, loader, format, svg, attach, kernel: None } => cmd_bench(quick, loader, format, svg, attach),
-        Cmd::Matrix(a) => cmd_matrix(a),
+        Cmd::Matrix(MatrixCmd { sub: Some(MatrixSub::Merge { dirs, out, format }), .. }) => cmd_matrix_merge(&dirs, &out, format),
+        Cmd::Matrix(MatrixCmd { sub: None, run }) => cmd_matrix(run),
         Cmd::Kernels { cmd } => cmd_kernels(cmd),
         Cmd::TcgStress { kernels, tcg_thread, boots, secs, smp, jobs, out, qemu, format } => {
             cmd_tcg_stress(kernels, tcg_thread, boots, secs, smp, jobs, out, qemu, format)

@@ -6,6 +6,7 @@
 use crate::case::{discover, LoaderId};
 use crate::kernels::{self, KernelImage};
 use crate::matrix::{config_flags, CaseMeta, ColumnStatus, Crash, KernelColumn, Matrix};
+use crate::shard::{ColumnSpec, Shard};
 use crate::runner::CaseResult;
 use crate::vm::{BootOptions, BootOutcome, BootStatus, GuestMode, GuestOptions, ImageSpec};
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ pub struct MatrixOptions {
     pub attempts: crate::attempts::AttemptPolicy,
     /// A deliberate crash in every column, for testing recovery (`probeconf.crash=`).
     pub crash: Option<crate::vm::cmdline::CrashPlan>,
+    /// Boot each kernel under each of these preemption models (`preempt=`),
+    /// one column each; empty = the kernel's default only.
+    pub preempt: Vec<crate::case::PreemptMode>,
+    /// Run only this share of the columns (CI job matrices).
+    pub shard: Option<Shard>,
+    /// The QEMU binary.
+    pub qemu: PathBuf,
 }
 
 impl MatrixOptions {
@@ -51,6 +59,9 @@ impl MatrixOptions {
             tcg_threads: Default::default(),
             attempts: Default::default(),
             crash: None,
+            preempt: Vec::new(),
+            shard: None,
+            qemu: PathBuf::from("qemu-system-x86_64"),
         }
     }
 }
@@ -96,16 +107,18 @@ fn utc_now() -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
-fn error_column(request: &str, release: &str, reason: String, console_tail: String, wall: f64) -> KernelColumn {
+fn error_column(spec: &ColumnSpec, cases: Vec<String>, reason: String) -> KernelColumn {
     KernelColumn {
-        request: request.into(),
-        release: release.into(),
-        status: ColumnStatus::Error { reason, console_tail },
+        request: spec.kernel.clone(),
+        release: String::new(),
+        status: ColumnStatus::Error { reason, console_tail: String::new() },
         features: None,
         config: Default::default(),
         results: Vec::new(),
-        wall_secs: wall,
+        wall_secs: 0.0,
         crashes: Vec::new(),
+        preempt: spec.preempt,
+        cases,
     }
 }
 
@@ -183,15 +196,11 @@ fn crash_reason(out: &BootOutcome) -> Option<String> {
 ///
 /// QEMU failing or the guest itself breaking is not a kernel crash: the
 /// column is an `error` at once.
-fn run_column(
-    img: &KernelImage,
-    initramfs: &std::path::Path,
-    guest: &GuestOptions,
-    case_ids: &[String],
-    loaders: &[String],
-    opts: &MatrixOptions,
-) -> KernelColumn {
+fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &MatrixOptions) -> KernelColumn {
+    let (img, initramfs, case_ids) = (&job.image, job.initramfs.as_path(), job.case_ids.as_slice());
     let mut col = KernelColumn {
+        preempt: job.spec.preempt,
+        cases: if job.partial { job.case_ids.clone() } else { Vec::new() },
         request: img.request.clone(),
         release: img.release.clone(),
         status: ColumnStatus::Completed,
@@ -205,7 +214,13 @@ fn run_column(
         // No config package in the archive for this release: say so per flag.
         col.config = crate::matrix::CONFIG_FLAGS.iter().map(|f| (f.to_string(), "?".to_string())).collect();
     }
-    let name = if img.release.is_empty() { img.request.clone() } else { img.release.clone() };
+    let mut name = if img.release.is_empty() { img.request.clone() } else { img.release.clone() };
+    if let Some(p) = job.spec.preempt {
+        name = format!("{name}-preempt-{p}");
+    }
+    if job.partial {
+        name = format!("{name}-slice-{}", job.slice);
+    }
     let mut skip = 0usize;
     let mut failed_starts = 0usize;
     for boot_no in 0.. {
@@ -214,9 +229,13 @@ fn run_column(
         g.boot = boot_no;
         let mut b = BootOptions::new(&img.vmlinuz, initramfs);
         b.kernel_cmdline_extra = g.to_kernel_args();
+        if let Some(p) = job.spec.preempt {
+            b.kernel_cmdline_extra = format!("preempt={p} {}", b.kernel_cmdline_extra);
+        }
         b.timeout = opts.timeout;
         b.stall_timeout = Some(opts.stall_timeout.max(worst_case_silence(opts)));
         b.tcg_threads = opts.tcg_threads;
+        b.qemu = opts.qemu.clone();
         b.work_dir = Some(opts.work_dir.join(format!("vm-{name}-{boot_no}")));
         let out = crate::vm::boot(&b);
         col.wall_secs += out.wall.as_secs_f64();
@@ -316,7 +335,32 @@ fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseRes
     }
 }
 
-/// Runs the whole matrix. `progress` gets one line per event (fetch, boot done).
+/// One column to run: its kernel, its image and the cases in it.
+struct ColumnJob {
+    spec: ColumnSpec,
+    image: KernelImage,
+    initramfs: PathBuf,
+    /// The ids of the cases in the image, in the order the guest runs them.
+    case_ids: Vec<String>,
+    /// A share of the cases (a shard's slice), not all of them.
+    partial: bool,
+    slice: usize,
+}
+
+/// The first line of `qemu --version`.
+fn qemu_version(qemu: &std::path::Path) -> String {
+    duct::cmd(qemu, ["--version"])
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .read()
+        .ok()
+        .and_then(|o| o.lines().next().map(str::to_string))
+        .unwrap_or_else(|| format!("{}: version unknown", qemu.display()))
+}
+
+/// Runs the matrix: every column of the plan, or the shard's share.
+/// `progress` gets one line per event (fetch, image, column done).
 pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Matrix, String> {
     std::fs::create_dir_all(&opts.work_dir).map_err(|e| format!("{}: {e}", opts.work_dir.display()))?;
     // Cases, for the row list (the guest reads the same files).
@@ -334,30 +378,61 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
         })
         .collect();
 
-    // Kernels: a missing one becomes an error column, not the end of the run.
-    let mut images: Vec<(String, Result<KernelImage, String>)> = Vec::new();
-    let (files_req, debian_req): (Vec<String>, Vec<String>) = opts.kernels.iter().cloned().partition(|k| k.contains('/'));
-    let mut fetched = files_req
-        .iter()
-        .map(|r| image_from_path(r))
-        .chain(kernels::fetch(&debian_req).into_iter().map(|r| r.map_err(|e| e.to_string())));
-    let ordered: Vec<String> = files_req.iter().chain(debian_req.iter()).cloned().collect();
-    let mut by_request: std::collections::HashMap<String, Result<KernelImage, String>> = std::collections::HashMap::new();
-    for req in &ordered {
-        by_request.insert(req.clone(), fetched.next().expect("one result per request"));
-    }
-    for req in &opts.kernels {
-        let r = by_request.remove(req).expect("every request resolved");
-        match &r {
-            Ok(img) => progress(format!("{req}: {} ({})", img.release, img.vmlinuz.display())),
-            Err(e) => progress(format!("{req}: {e}")),
-        }
-        images.push((req.clone(), r));
+    let plan = crate::shard::columns(&opts.kernels, &opts.preempt);
+    let units = crate::shard::units(plan.len(), opts.shard);
+    if let Some(s) = opts.shard {
+        let mine: Vec<String> = units.iter().map(|u| format!("{}{}", plan[u.column].label(), if u.slices > 1 { format!(" (cases slice {}/{})", u.slice + 1, u.slices) } else { String::new() })).collect();
+        progress(format!("shard {s}: {}", if mine.is_empty() { "nothing to do".to_string() } else { mine.join(", ") }));
     }
 
-    let initramfs = opts.work_dir.join("initramfs.cpio");
-    let size = crate::vm::image::write(&ImageSpec { init: opts.init.clone(), harness: None, cases: files.clone() }, &initramfs)?;
-    progress(format!("image: {} ({:.1} MB, {} cases)", initramfs.display(), size as f64 / 1e6, cases.len()));
+    // Kernels of this share: a missing one becomes an error column, not the end of the run.
+    let mut requests: Vec<String> = Vec::new();
+    for u in &units {
+        if !requests.contains(&plan[u.column].kernel) {
+            requests.push(plan[u.column].kernel.clone());
+        }
+    }
+    let (files_req, debian_req): (Vec<String>, Vec<String>) = requests.iter().cloned().partition(|k| k.contains('/'));
+    let mut resolved: std::collections::HashMap<String, Result<KernelImage, String>> = std::collections::HashMap::new();
+    for r in &files_req {
+        resolved.insert(r.clone(), image_from_path(r));
+    }
+    for (r, img) in debian_req.iter().zip(kernels::fetch(&debian_req)) {
+        resolved.insert(r.clone(), img.map_err(|e| e.to_string()));
+    }
+    for r in &requests {
+        match &resolved[r] {
+            Ok(img) => progress(format!("{r}: {} ({})", img.release, img.vmlinuz.display())),
+            Err(e) => progress(format!("{r}: {e}")),
+        }
+    }
+
+    // One image per distinct set of cases (all of them, or a shard's slice).
+    let mut images: std::collections::BTreeMap<(usize, usize), PathBuf> = std::collections::BTreeMap::new();
+    let mut jobs: Vec<(usize, ColumnJob)> = Vec::new();
+    let mut out_columns: Vec<(usize, KernelColumn)> = Vec::new();
+    for (n, u) in units.iter().enumerate() {
+        let in_unit: Vec<usize> = (0..cases.len()).filter(|i| u.has_case(*i)).collect();
+        let case_ids: Vec<String> = in_unit.iter().map(|i| cases[*i].id.clone()).collect();
+        let spec = plan[u.column].clone();
+        let partial = u.slices > 1;
+        let img = match &resolved[&spec.kernel] {
+            Ok(img) => img.clone(),
+            Err(e) => {
+                out_columns.push((n, error_column(&spec, if partial { case_ids } else { Vec::new() }, format!("kernel not available: {e}"))));
+                continue;
+            }
+        };
+        let key = (u.slice, u.slices);
+        if !images.contains_key(&key) {
+            let path = if partial { opts.work_dir.join(format!("initramfs-slice-{}-of-{}.cpio", u.slice + 1, u.slices)) } else { opts.work_dir.join("initramfs.cpio") };
+            let slice_files: Vec<PathBuf> = in_unit.iter().map(|i| cases[*i].path.clone()).collect();
+            let size = crate::vm::image::write(&ImageSpec { init: opts.init.clone(), harness: None, cases: slice_files }, &path)?;
+            progress(format!("image: {} ({:.1} MB, {} cases)", path.display(), size as f64 / 1e6, in_unit.len()));
+            images.insert(key, path);
+        }
+        jobs.push((n, ColumnJob { spec, image: img, initramfs: images[&key].clone(), case_ids, partial, slice: u.slice }));
+    }
 
     let guest = GuestOptions {
         mode: GuestMode::Run,
@@ -367,54 +442,31 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
         crash: opts.crash.clone(),
         ..GuestOptions::default()
     };
-    let case_ids: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
     let loader_labels: Vec<String> = opts.loaders.iter().map(|l| l.to_string()).collect();
 
-    // Columns run in parallel (up to `parallel`), each in its own thread; a
-    // column may boot its kernel several times (see run_column).
-    let parallel = if opts.parallel == 0 { crate::vm::default_parallelism() } else { opts.parallel }.max(1);
-    let jobs: Vec<(usize, KernelImage)> =
-        images.iter().enumerate().filter_map(|(i, (_, img))| img.as_ref().ok().map(|k| (i, k.clone()))).collect();
+    // Columns run in the one worker pool, one VM per core; a column may boot
+    // its kernel several times (see run_column).
     let total = jobs.len();
-    let queue = std::sync::Mutex::new(jobs.into_iter());
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, KernelColumn)>();
-    let mut columns: std::collections::HashMap<usize, KernelColumn> = std::collections::HashMap::new();
-    std::thread::scope(|scope| {
-        for _ in 0..parallel.min(total.max(1)) {
-            let tx = tx.clone();
-            let queue = &queue;
-            let (guest, case_ids, loader_labels, initramfs) = (&guest, &case_ids, &loader_labels, &initramfs);
-            scope.spawn(move || loop {
-                let next = queue.lock().unwrap().next();
-                let Some((i, img)) = next else { break };
-                let col = run_column(&img, initramfs, guest, case_ids, loader_labels, opts);
-                if tx.send((i, col)).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        let mut done = 0;
-        for (i, col) in rx {
+    let labels: Vec<String> = jobs.iter().map(|(_, j)| j.spec.label()).collect();
+    let order: Vec<usize> = jobs.iter().map(|(n, _)| *n).collect();
+    let mut done = 0;
+    let columns = crate::vm::run_pool(
+        jobs.into_iter().map(|(_, j)| j).collect(),
+        opts.parallel,
+        |job| run_column(&job, &guest, &loader_labels, opts),
+        |i, col| {
             done += 1;
-            let counts = column_counts(&col);
             let crashes = if col.crashes.is_empty() { String::new() } else { format!(", {} kernel crash(es), resumed", col.crashes.len()) };
             let status = match &col.status {
-                ColumnStatus::Completed => counts,
+                ColumnStatus::Completed => column_counts(col),
                 ColumnStatus::Error { reason, .. } => format!("error: {reason}"),
             };
-            progress(format!("[{done}/{total}] {}: {:.0} s — {status}{crashes}", images[i].0, col.wall_secs));
-            columns.insert(i, col);
-        }
-    });
+            progress(format!("[{done}/{total}] {}: {:.0} s — {status}{crashes}", labels[i], col.wall_secs));
+        },
+    );
+    out_columns.extend(order.into_iter().zip(columns));
+    out_columns.sort_by_key(|(n, _)| *n);
 
-    let mut kernels_out = Vec::new();
-    for (i, (req, img)) in images.iter().enumerate() {
-        match img {
-            Ok(_) => kernels_out.push(columns.remove(&i).expect("every job reports")),
-            Err(e) => kernels_out.push(error_column(req, "", format!("kernel not available: {e}"), String::new(), 0.0)),
-        }
-    }
     let mut libraries = vec![crate::loader::Loader::library(&crate::loader::libbpf::LibbpfLoader)];
     if opts.loaders.contains(&LoaderId::Cilium) {
         if let Ok(c) = crate::loader::cilium::CiliumLoader::build(None) {
@@ -427,9 +479,15 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
     Ok(Matrix {
         generated_utc: utc_now(),
         libraries,
-        loaders: opts.loaders.iter().map(|l| l.to_string()).collect(),
+        loaders: loader_labels,
         cases: metas,
-        kernels: kernels_out,
+        kernels: out_columns.into_iter().map(|(_, c)| c).collect(),
+        settings: crate::matrix::RunSettings {
+            qemu: qemu_version(&opts.qemu),
+            accel: format!("tcg,thread={}", opts.tcg_threads.as_str()),
+            attempts: opts.attempts,
+        },
+        shard: opts.shard.map(|shard| crate::matrix::ShardInfo { shard, columns: plan.clone() }),
     })
 }
 

@@ -25,4 +25,4 @@ pub use cmdline::{GuestMode, GuestOptions};
 pub use image::ImageSpec;
 pub use initramfs::Initramfs;
 pub use qemu::{boot, boot_retrying, Accel, BootOptions, BootOutcome, BootStatus, TcgThreads};
-pub use schedule::{boot_many, default_parallelism};
+pub use schedule::{boot_many, default_parallelism, run_pool};
