@@ -29,6 +29,7 @@ pub mod plan;
 pub mod preempt;
 pub mod probing;
 pub mod prog_stats;
+pub mod regression;
 pub mod report;
 pub mod runner;
 pub mod shard;
