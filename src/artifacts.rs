@@ -32,7 +32,7 @@ pub static LIB_PROBE_TARGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/l
 pub const USDT_OBJECT: &str = "usdt_recorder.bpf.o";
 
 /// Which build of an object: the session kfuncs' prototype it was compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KfuncVariant {
     /// `bpf_session_cookie(void)`: kernels 6.10–6.19.

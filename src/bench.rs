@@ -363,7 +363,7 @@ impl BenchReport {
 
 /// One attach-time measurement: `functions` probed in one multi link or in
 /// as many single links, through one loader. Load + attach, wall time.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct AttachTiming {
     pub loader: String,
     pub mode: String,

@@ -76,7 +76,7 @@ pub struct ProbeResult {
 }
 
 /// The probed capabilities of one running kernel.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeatureSet {
     pub kernel: String,
     pub results: BTreeMap<Feature, ProbeResult>,

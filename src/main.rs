@@ -604,8 +604,10 @@ fn cmd_bench_kernel_attach(request: &str) -> Result<ExitCode, String> {
     let timings: Vec<probeconf::bench::AttachTiming> = out
         .lines
         .iter()
-        .filter(|l| l["type"] == "attach-timing")
-        .filter_map(|l| serde_json::from_value(l["timing"].clone()).ok())
+        .filter_map(|l| match l {
+            probeconf::vm::lines::GuestLine::AttachTiming { timing } => Some(timing.clone()),
+            _ => None,
+        })
         .collect();
     if timings.is_empty() {
         return Err(format!("the guest reported no timings ({:?}); console:\n{}", out.status, out.console_tail));

@@ -8,6 +8,7 @@ use crate::kernels::{self, KernelImage};
 use crate::matrix::{config_flags, CaseMeta, ColumnStatus, Crash, KernelColumn, Matrix};
 use crate::shard::{ColumnSpec, Shard};
 use crate::runner::CaseResult;
+use crate::vm::lines::GuestLine;
 use crate::vm::{BootOptions, BootOutcome, BootStatus, GuestMode, GuestOptions, ImageSpec};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -126,11 +127,12 @@ fn error_column(spec: &ColumnSpec, cases: Vec<String>, reason: String) -> Kernel
 /// Adds one boot to a column's profile: the guest's uptime at its hello,
 /// features and done lines splits the boot, the results' timings split the cases.
 fn add_profile(p: &mut crate::matrix::ColumnProfile, out: &BootOutcome, results: &[CaseResult]) {
-    let uptime = |t: &str| out.lines.iter().find(|l| l["type"] == t).and_then(|l| l["uptime_s"].as_f64());
     let wall = out.wall.as_secs_f64();
     let to_user = out.to_userspace.map(|d| d.as_secs_f64()).unwrap_or(wall);
     p.boots += 1;
-    let (hello, features, last) = (uptime("hello"), uptime("features"), out.lines.iter().rev().find_map(|l| l["uptime_s"].as_f64()));
+    let hello = out.lines.iter().find(|l| matches!(l, GuestLine::Hello { .. })).and_then(GuestLine::uptime_s);
+    let features = out.lines.iter().find(|l| matches!(l, GuestLine::Features { .. })).and_then(GuestLine::uptime_s);
+    let last = out.lines.iter().rev().find_map(GuestLine::uptime_s);
     // Host time to the first line, then guest time between lines.
     p.boot_s += to_user;
     let feat = match (hello, features) {
@@ -170,18 +172,19 @@ fn worst_case_silence(opts: &MatrixOptions) -> Duration {
 /// What one boot's results channel holds: the probed features (if the guest
 /// got that far) and every result it sent.
 fn boot_results(out: &BootOutcome) -> (Option<crate::features::FeatureSet>, Vec<CaseResult>) {
-    let features = out
-        .lines
-        .iter()
-        .find(|l| l["type"] == "features")
-        .and_then(|l| serde_json::from_value(l["features"].clone()).ok());
-    let results = out
-        .lines
-        .iter()
-        .filter(|l| l["type"] == "result")
-        .filter_map(|l| serde_json::from_value(l["result"].clone()).ok())
-        .collect();
-    (features, results)
+    let features = out.lines.iter().find_map(|l| match l {
+        GuestLine::Features { features, .. } => Some(features.clone()),
+        _ => None,
+    });
+    (features, out.results().into_iter().cloned().collect())
+}
+
+/// The relevant config flags the guest read from its own /proc/config.gz.
+fn guest_config(out: &BootOutcome) -> Option<std::collections::BTreeMap<String, String>> {
+    out.lines.iter().find_map(|l| match l {
+        GuestLine::Features { config: Some(c), .. } => Some(c.clone()),
+        _ => None,
+    })
 }
 
 /// Boots in a row that may crash before reaching their first case; after
@@ -201,8 +204,10 @@ fn column_counts(col: &KernelColumn) -> String {
 fn started_cases(out: &BootOutcome) -> Vec<(usize, String)> {
     out.lines
         .iter()
-        .filter(|l| l["type"] == "case-start")
-        .filter_map(|l| Some((l["index"].as_u64()? as usize, l["case"].as_str()?.to_string())))
+        .filter_map(|l| match l {
+            GuestLine::CaseStart { case, index, .. } => Some((*index, case.clone())),
+            _ => None,
+        })
         .collect()
 }
 
@@ -248,8 +253,10 @@ fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &
         wall_secs: 0.0,
         crashes: Vec::new(),
     };
-    if col.config.is_empty() {
-        // No config package in the archive for this release: say so per flag.
+    let config_from_package = !col.config.is_empty();
+    if !config_from_package {
+        // No config package in the archive for this release: say so per flag
+        // (unless the kernel shows its own, see below).
         col.config = crate::matrix::CONFIG_FLAGS.iter().map(|f| (f.to_string(), "?".to_string())).collect();
     }
     let mut name = if img.release.is_empty() { img.request.clone() } else { img.release.clone() };
@@ -281,8 +288,14 @@ fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &
         if let Some(p) = col.profile.as_mut() {
             add_profile(p, &out, &results);
         }
-        if let Some(h) = out.hello().and_then(|h| h["kernel"].as_str()) {
+        if let Some(h) = out.hello_kernel() {
             col.release = h.to_string();
+        }
+        // No config package in the archive: the kernel's own, if it has one.
+        if !config_from_package {
+            if let Some(c) = guest_config(&out) {
+                col.config = crate::matrix::CONFIG_FLAGS.iter().map(|f| (f.to_string(), c.get(*f).cloned().unwrap_or_else(|| "n".into()))).collect();
+            }
         }
         let probed = features.is_some();
         if col.features.is_none() {

@@ -21,13 +21,13 @@
 //! isa-debug-exit with 0 (done) or 1 (fatal).
 
 use super::cmdline::{CrashPoint, GuestMode, GuestOptions, DEFAULT_RESULTS};
+use super::lines::{EchoedOptions, GuestLine, StartedLoader};
 use super::{kconfig, sys};
 use crate::case::{discover, Case, LoaderId};
 use crate::loader::cilium::CiliumLoader;
 use crate::loader::libbpf::LibbpfLoader;
 use crate::loader::Loader;
 use crate::runner::{run_all, RunOptions};
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -52,10 +52,10 @@ pub fn is_guest_init() -> bool {
 /// The results channel, shared with the panic path.
 static CHANNEL: OnceLock<Mutex<File>> = OnceLock::new();
 
-/// Writes one JSON line. Before the channel is open (or if it cannot be), the
+/// Writes one line. Before the channel is open (or if it cannot be), the
 /// line goes to the console, where the host sees it in the console tail.
-fn emit(v: &Value) {
-    let line = format!("{v}\n");
+fn emit(l: &GuestLine) {
+    let line = format!("{}\n", l.render());
     match CHANNEL.get() {
         Some(m) => {
             // A panic while writing poisons the lock; the file is still usable.
@@ -164,7 +164,7 @@ pub fn guest_main() -> ! {
     if let Some(m) = CHANNEL.get() {
         let _ = m.lock().unwrap_or_else(|e| e.into_inner()).write_all(b"\n");
     }
-    emit(&json!({"type": "fatal", "message": message}));
+    emit(&GuestLine::Fatal { message });
     finish(1)
 }
 
@@ -179,22 +179,20 @@ fn crash_here(what: &str) -> ! {
 }
 
 fn hello(o: Option<&GuestOptions>, setup_errors: Vec<String>) {
-    emit(&json!({
-        "type": "hello",
-        "kernel": crate::probing::kernel_release(),
-        "uptime_s": uptime_s(),
-        "probeconf": env!("CARGO_PKG_VERSION"),
-        "setup_errors": setup_errors,
-        "options": o.map(|o| json!({
-            "mode": o.mode.as_str(),
-            "cases": o.cases,
-            "loaders": o.loaders.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
-            "target_timeout_s": o.target_timeout_s,
-            "boot": o.boot,
-            "repeat": o.attempts.repeat,
-            "reruns": o.attempts.reruns,
-        })),
-    }));
+    emit(&GuestLine::Hello {
+        kernel: crate::probing::kernel_release(),
+        uptime_s: uptime_s(),
+        probeconf: env!("CARGO_PKG_VERSION").into(),
+        setup_errors,
+        options: o.map(|o| EchoedOptions {
+            mode: o.mode.as_str().into(),
+            cases: o.cases.clone(),
+            loaders: o.loaders.iter().map(|l| l.as_str().to_string()).collect(),
+            target_timeout_s: o.target_timeout_s,
+            boot: o.boot,
+            attempts: o.attempts,
+        }),
+    });
 }
 
 fn run(o: &GuestOptions) -> Result<(), String> {
@@ -206,20 +204,21 @@ fn run(o: &GuestOptions) -> Result<(), String> {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
-    let mut counts: BTreeMap<&str, u64> = ["runs", "case_errors"]
+    let mut counts: BTreeMap<String, u64> = ["runs", "case_errors"]
         .into_iter()
         .chain(crate::check::Verdict::ALL.iter().map(|v| v.as_str()))
-        .map(|k| (k, 0))
+        .map(|k| (k.to_string(), 0))
         .collect();
+    let done = |counts: &BTreeMap<String, u64>| emit(&GuestLine::Done { counts: counts.clone(), uptime_s: uptime_s() });
     if o.mode == GuestMode::Hello {
-        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        done(&counts);
         return Ok(());
     }
 
     if o.mode == GuestMode::StressKeys {
-        let r = super::stress::guest_run(o.stress_secs)?;
-        emit(&json!({"type": "stress", "stress": r}));
-        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        let stress = super::stress::guest_run(o.stress_secs)?;
+        emit(&GuestLine::Stress { stress });
+        done(&counts);
         return Ok(());
     }
 
@@ -230,33 +229,31 @@ fn run(o: &GuestOptions) -> Result<(), String> {
     if o.crashes_at(CrashPoint::Features) {
         crash_here("while probing features");
     }
+    // The running kernel's own config (CONFIG_IKCONFIG_PROC), which the host
+    // shows when the archive has no config package for the release.
     let (config, config_error) = match kconfig::running_kernel() {
-        None => (Value::Null, None),
-        Some(Ok(m)) => (json!(m), None),
-        Some(Err(e)) => (Value::Null, Some(e)),
+        None => (None, None),
+        Some(Ok(m)) => (Some(m), None),
+        Some(Err(e)) => (None, Some(format!("/proc/config.gz: {e}"))),
     };
-    let mut line = json!({
-        "type": "features",
-        "features": features,
-        "kfunc_variant": crate::probing::kfunc_variant(),
-        "config": config,
-        "uptime_s": uptime_s(),
+    emit(&GuestLine::Features {
+        features: features.clone(),
+        kfunc_variant: crate::probing::kfunc_variant(),
+        config,
+        config_error,
+        uptime_s: uptime_s(),
     });
-    if let Some(e) = config_error {
-        line["config_error"] = json!(format!("/proc/config.gz: {e}"));
-    }
-    emit(&line);
     if o.mode == GuestMode::Features {
-        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        done(&counts);
         return Ok(());
     }
     if o.mode == GuestMode::BenchAttach {
         let loaders = start_loaders(&o.loaders);
         let refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
-        for t in crate::bench::kernel_attach_scaling(&refs, &[1, 10, 100, 1000], 1) {
-            emit(&json!({"type": "attach-timing", "timing": t}));
+        for timing in crate::bench::kernel_attach_scaling(&refs, &[1, 10, 100, 1000], 1) {
+            emit(&GuestLine::AttachTiming { timing });
         }
-        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        done(&counts);
         return Ok(());
     }
 
@@ -265,13 +262,13 @@ fn run(o: &GuestOptions) -> Result<(), String> {
     let (cases, errors) = select_cases(Path::new(CASES), &o.cases);
     for e in errors {
         *counts.get_mut("case_errors").unwrap() += 1;
-        emit(&json!({"type": "case-error", "message": e}));
+        emit(&GuestLine::CaseError { message: e });
     }
     let opts = RunOptions { target_timeout: Duration::from_secs(o.target_timeout_s), attempts: o.attempts, self_exe: None };
     for (index, case) in cases.iter().enumerate().skip(o.skip) {
         // One case at a time, so that each result is sent after the
         // cross-loader check, and the host has everything up to a crash.
-        emit(&json!({"type": "case-start", "case": case.id, "index": index, "uptime_s": uptime_s()}));
+        emit(&GuestLine::CaseStart { case: case.id.clone(), index, uptime_s: uptime_s() });
         if o.crashes_at(CrashPoint::Case(index)) {
             crash_here(&format!("as case {index} starts"));
         }
@@ -280,13 +277,13 @@ fn run(o: &GuestOptions) -> Result<(), String> {
             *counts.get_mut("runs").unwrap() += 1;
             // Keys are Verdict::as_str values.
             *counts.get_mut(r.verdict.as_str()).unwrap() += 1;
-            emit(&json!({"type": "result", "result": r}));
+            emit(&GuestLine::Result { result: Box::new(r) });
         }
         if o.crashes_at(CrashPoint::After(index)) {
             crash_here(&format!("after case {index}"));
         }
     }
-    emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+    done(&counts);
     Ok(())
 }
 
@@ -297,19 +294,12 @@ fn start_loaders(ids: &[LoaderId]) -> Vec<Box<dyn Loader>> {
             LoaderId::Libbpf => out.push(Box::new(LibbpfLoader)),
             LoaderId::Cilium => match CiliumLoader::new(PathBuf::from(HARNESS)) {
                 Ok(c) => out.push(Box::new(c)),
-                Err(e) => emit(&json!({"type": "loader-error", "loader": "cilium", "message": e})),
+                Err(message) => emit(&GuestLine::LoaderError { loader: "cilium".into(), message }),
             },
         }
     }
-    let infos: Vec<Value> = out
-        .iter()
-        .map(|l| {
-            let mut v = json!(l.library());
-            v["label"] = json!(l.label());
-            v
-        })
-        .collect();
-    emit(&json!({"type": "loaders", "loaders": infos}));
+    let loaders = out.iter().map(|l| StartedLoader { library: l.library(), label: l.label() }).collect();
+    emit(&GuestLine::Loaders { loaders });
     out
 }
 

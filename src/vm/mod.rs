@@ -15,6 +15,7 @@ pub mod guest;
 pub mod image;
 pub mod initramfs;
 pub mod kconfig;
+pub mod lines;
 pub mod qemu;
 pub mod schedule;
 pub mod stress;

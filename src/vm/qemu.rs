@@ -7,7 +7,7 @@
 //! isa-debug-exit; a kernel panic reboots (`panic=-1`), which `-no-reboot`
 //! turns into QEMU exiting; a hang is killed at the timeout.
 
-use serde_json::Value;
+use super::lines::GuestLine;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -199,9 +199,9 @@ pub enum BootStatus {
 #[derive(Clone, Debug)]
 pub struct BootOutcome {
     pub status: BootStatus,
-    /// The results channel, one JSON value per line (a line that is not JSON
-    /// becomes `{"type":"garbled","text":…}`).
-    pub lines: Vec<Value>,
+    /// The results channel, one line each (a line that cannot be read is
+    /// [`GuestLine::Garbled`]).
+    pub lines: Vec<GuestLine>,
     /// The last [`CONSOLE_TAIL_LINES`] lines of the console.
     pub console_tail: String,
     /// Host time from starting QEMU to its end.
@@ -218,21 +218,31 @@ pub struct BootOutcome {
 }
 
 impl BootOutcome {
-    fn of_type<'a>(&'a self, t: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.lines.iter().filter(move |l| l["type"] == t)
+    pub fn hello(&self) -> Option<&GuestLine> {
+        self.lines.iter().find(|l| matches!(l, GuestLine::Hello { .. }))
     }
 
-    pub fn hello(&self) -> Option<&Value> {
-        self.of_type("hello").next()
+    /// The kernel release the guest's hello named.
+    pub fn hello_kernel(&self) -> Option<&str> {
+        self.lines.iter().find_map(|l| match l {
+            GuestLine::Hello { kernel, .. } => Some(kernel.as_str()),
+            _ => None,
+        })
     }
 
-    pub fn done(&self) -> Option<&Value> {
-        self.of_type("done").next()
+    pub fn done(&self) -> Option<&GuestLine> {
+        self.lines.iter().find(|l| matches!(l, GuestLine::Done { .. }))
     }
 
-    /// The `result` objects (serialised `CaseResult`s).
-    pub fn results(&self) -> Vec<&Value> {
-        self.of_type("result").map(|l| &l["result"]).collect()
+    /// Every case result the guest sent.
+    pub fn results(&self) -> Vec<&crate::runner::CaseResult> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                GuestLine::Result { result } => Some(result.as_ref()),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn is_completed(&self) -> bool {
@@ -279,12 +289,12 @@ fn strip_escapes(text: &str) -> String {
     out
 }
 
-fn parse_lines(bytes: &[u8]) -> Vec<Value> {
+fn parse_lines(bytes: &[u8]) -> Vec<GuestLine> {
     String::from_utf8_lossy(bytes)
         .lines()
         .map(|l| l.trim_matches(|c: char| c == '\r' || c.is_whitespace() || c == '\0'))
         .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({"type": "garbled", "text": l})))
+        .map(GuestLine::parse)
         .collect()
 }
 
@@ -299,15 +309,18 @@ pub fn crash_line(console: &str) -> Option<String> {
 }
 
 /// The status from how QEMU ended and what the guest said. Pure, for tests.
-fn classify(ended: Ended, console: &str, lines: &[Value], qemu_log: &str) -> BootStatus {
+fn classify(ended: Ended, console: &str, lines: &[GuestLine], qemu_log: &str) -> BootStatus {
     // First: a panic (or an oops) explains a timeout or an odd exit better than either.
     if let Some(line) = crash_line(console) {
         return BootStatus::Crashed(line);
     }
     // Any line at all: QEMU itself never writes to the results port.
     let guest_ran = !lines.is_empty();
-    let done = lines.iter().any(|l| l["type"] == "done");
-    let fatal = lines.iter().find(|l| l["type"] == "fatal").and_then(|l| l["message"].as_str()).map(str::to_string);
+    let done = lines.iter().any(|l| matches!(l, GuestLine::Done { .. }));
+    let fatal = lines.iter().find_map(|l| match l {
+        GuestLine::Fatal { message } => Some(message.clone()),
+        _ => None,
+    });
     let qemu_msg = || {
         let t = tail(qemu_log.trim(), 10);
         if t.is_empty() {
@@ -492,16 +505,14 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn hello() -> Value {
-        json!({"type": "hello", "kernel": "6.1.0"})
+    fn hello() -> GuestLine {
+        GuestLine::Hello { kernel: "6.1.0".into(), uptime_s: 1.0, probeconf: "0".into(), setup_errors: vec![], options: None }
     }
 
     #[test]
     fn exit_codes_and_lines_make_the_status() {
-        let done = json!({"type": "done", "counts": {}});
-        let fatal = json!({"type": "fatal", "message": "boom"});
+        let done = GuestLine::Done { counts: Default::default(), uptime_s: 2.0 };
+        let fatal = GuestLine::Fatal { message: "boom".into() };
         assert_eq!(classify(Ended::Code(1), "", &[hello(), done.clone()], ""), BootStatus::Completed { exit_code: 0 });
         assert_eq!(classify(Ended::Code(3), "", &[hello(), done.clone()], ""), BootStatus::Completed { exit_code: 1 });
         assert_eq!(classify(Ended::Code(0), "", &[hello(), done.clone()], ""), BootStatus::Completed { exit_code: 0 });
@@ -523,10 +534,10 @@ mod tests {
 
     #[test]
     fn results_lines_survive_crlf_and_garbage() {
-        let lines = parse_lines(b"{\"type\":\"hello\"}\r\n\r\nnot json\n{\"type\":\"done\"}");
+        let lines = parse_lines(b"{\"type\":\"fatal\",\"message\":\"m\"}\r\n\r\nnot json\n{\"type\":\"done\",\"counts\":{},\"uptime_s\":1.0}");
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[1]["type"], "garbled");
-        assert_eq!(lines[2]["type"], "done");
+        assert_eq!(lines[1], GuestLine::Garbled("not json".into()));
+        assert!(matches!(lines[2], GuestLine::Done { .. }));
         assert_eq!(tail("a\r\nb\r\nc\r\n", 2), "b\nc");
         assert_eq!(tail("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS\n", 5), "SeaBIOS");
     }

@@ -253,7 +253,10 @@ pub fn run(opts: &StressOptions, mut progress: impl FnMut(&StressBoot)) -> Resul
     let mut out: Vec<Option<StressBoot>> = vec![None; jobs.len()];
     super::boot_many(jobs, opts.parallel, |i, o| {
         let (outcome, crash) = describe(o);
-        let guest = o.lines.iter().find(|l| l["type"] == "stress").and_then(|l| serde_json::from_value(l["stress"].clone()).ok());
+        let guest = o.lines.iter().find_map(|l| match l {
+            super::lines::GuestLine::Stress { stress } => Some(stress.clone()),
+            _ => None,
+        });
         let b = StressBoot {
             kernel: labels[i].0.clone(),
             threads: labels[i].1,
