@@ -25,6 +25,7 @@ pub mod matrix;
 pub mod matrix_run;
 pub mod normalise;
 pub mod plan;
+pub mod priv_stack;
 pub mod probing;
 pub mod prog_stats;
 pub mod report;
