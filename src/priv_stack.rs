@@ -24,13 +24,22 @@
 //!   pointer (BPF r10 → x86 r9) is `this_cpu_ptr(priv_stack_ptr)` plus the
 //!   guard plus the depth (`emit_priv_frame_ptr()`), i.e. the frame lives in
 //!   per-CPU memory, one copy per CPU for every run of the program.
-//! - The verifier's stats log (log level BPF_LOG_STATS = 4) prints
-//!   `stack depth D0+D1+…`, one raw `subprog_info[i].stack_depth` per
-//!   subprogram (`print_verification_stats()`), after the fix-ups; that is the
-//!   figure the rule rounds.
+//! - The verifier's stats log (log level BPF_LOG_STATS = 4) prints one raw
+//!   `subprog_info[i].stack_depth` per subprogram (`print_verification_stats()`),
+//!   after the fix-ups; that is the figure the rule rounds. 6.18 prints
+//!   `stack depth D0+D1+…`; 7.3 prints `stack depth max M` and a
+//!   `subprog I (name) … stack D` line each ([`parse_stack_depths`] reads both).
 //!
 //! So a raw depth D is on a private stack iff `round_up(D, 16) >= 64`, i.e.
 //! D >= 49. A 48-byte frame still runs on the task's stack.
+//!
+//! Kernels differ in which KPROBE-type programs they give one (read from the
+//! JIT images by conformance/stack_depth.rs and the reproducer in
+//! docs/findings/uprobe-private-stack/): Debian's 6.18.15 and 7.3.4 give it to
+//! every KPROBE-type program, uprobes included; this project's host kernel
+//! (6.18.44, a vendor build) only to kprobe.multi and kprobe.session ones,
+//! which cannot be uprobes. The check follows the source rule above, the
+//! stricter one.
 
 /// `BPF_PRIV_STACK_MIN_SIZE` in kernel/bpf/verifier.c.
 pub const BPF_PRIV_STACK_MIN_SIZE: u32 = 64;
@@ -55,10 +64,31 @@ pub const MAX_SHARED_SAFE_DEPTH: u32 = {
     d
 };
 
-/// Parses the stats line of a verifier log, `stack depth 24+16+8`, into the
-/// depth of each subprogram (main program first). `None` when the log has no
-/// such line (log level without BPF_LOG_STATS, or an old kernel).
+/// The depth of each subprogram (main program first) from a verifier log at
+/// BPF_LOG_STATS. Two formats exist:
+///
+/// - 6.18 (this host and Debian's 6.18): one line `stack depth 24+16+8`;
+/// - 7.x (seen on 7.3): `stack depth max 96` (the deepest call chain, rounded),
+///   then one line per subprogram, `subprog 0 (name) main insns_self 80
+///   insns_total 80 stack 88`, whose `stack N` is the raw depth.
+///
+/// `None` when the log has neither (no BPF_LOG_STATS, or an unknown format).
 pub fn parse_stack_depths(log: &str) -> Option<Vec<u32>> {
+    let per_subprog: Vec<(u32, u32)> = log
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("subprog ")?;
+            let index = rest.split_whitespace().next()?.parse().ok()?;
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let at = words.iter().rposition(|w| *w == "stack")?;
+            Some((index, words.get(at + 1)?.parse().ok()?))
+        })
+        .collect();
+    if !per_subprog.is_empty() {
+        let mut v = per_subprog;
+        v.sort_unstable();
+        return Some(v.into_iter().map(|(_, d)| d).collect());
+    }
     let line = log.lines().rev().find_map(|l| l.trim().strip_prefix("stack depth "))?;
     line.trim().split('+').map(|d| d.trim().parse().ok()).collect()
 }
@@ -85,5 +115,11 @@ mod tests {
         assert_eq!(parse_stack_depths("stack depth 0\n"), Some(vec![0]));
         assert_eq!(parse_stack_depths("processed 3 insns\n"), None);
         assert_eq!(parse_stack_depths("stack depth 8+x\n"), None);
+        // 7.3's format: the chain maximum, then each subprogram's own depth.
+        let log = "verification time 27326 usec\nstack depth max 96\n\
+                   subprog 0 (rec_stack) main insns_self 80 insns_total 80 stack 88\n\
+                   subprog 1 (bpf_usdt_arg) insns_self 9 insns_total 9 stack 48\n\
+                   processed 80 insns (limit 1000000) max_states_per_insn 0 total_states 3\n";
+        assert_eq!(parse_stack_depths(log), Some(vec![88, 48]));
     }
 }
