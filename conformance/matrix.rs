@@ -43,16 +43,14 @@ fn kernel_matrix() {
 
     let mut requested = kernels.clone();
     requested.push(broken.to_string_lossy().into_owned());
-    let opts = MatrixOptions {
-        kernels: requested,
-        cases: vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/cases"))],
-        loaders: vec![LoaderId::Libbpf, LoaderId::Cilium],
-        timeout: Duration::from_secs(600),
-        parallel: 0,
-        work_dir: work.clone(),
-        target_timeout_s: 60,
-        init: Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf"))),
-    };
+    let mut opts = MatrixOptions::new(
+        requested,
+        vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/cases"))],
+        vec![LoaderId::Libbpf, LoaderId::Cilium],
+        work.clone(),
+    );
+    opts.timeout = Duration::from_secs(900);
+    opts.init = Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf")));
     let m = run(&opts, |line| eprintln!("{line}")).unwrap_or_else(|e| panic!("matrix: {e}"));
     std::fs::write(work.join("matrix.html"), probeconf::matrix::html(&m)).unwrap();
     std::fs::write(work.join("matrix.md"), probeconf::matrix::markdown(&m)).unwrap();

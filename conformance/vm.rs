@@ -91,7 +91,7 @@ fn an_image_without_init_is_a_kernel_panic() {
     let mut opts = BootOptions::new(vmlinuz(), &initrd);
     opts.timeout = Duration::from_secs(120);
     let o = boot(&opts);
-    assert_eq!(o.status, BootStatus::Panicked, "{}", show(&o));
+    assert!(matches!(&o.status, BootStatus::Crashed(line) if line.starts_with("Kernel panic")), "{}", show(&o));
     assert!(o.console_tail.contains("Kernel panic"), "{}", o.console_tail);
 }
 
@@ -141,4 +141,79 @@ fn auto_accel_picks_one_that_boots() {
 fn a_debian_kernel_extracts_to_a_pvh_vmlinux() {
     let elf = extract(&std::fs::read(vmlinuz()).unwrap()).unwrap();
     assert!(has_pvh_note(&elf), "the extracted vmlinux has no PVH entry note");
+}
+
+/// A column of five quick uprobe cases through libbpf, with deliberate
+/// kernel crashes (`probeconf.crash=`, sysrq-c in the guest).
+fn crashing_column(plan: &str) -> probeconf::matrix::Matrix {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+    let cases = [
+        "uprobe/uprobe-entry-leaf.yaml",
+        "uprobe/uprobe-symbol-offset.yaml",
+        "uretprobe/uretprobe-return-leaf.yaml",
+        "uprobe-multi/uprobe-multi-cookies.yaml",
+        "uprobe-session/uprobe-session-entry-return.yaml",
+    ]
+    .iter()
+    .map(|c| root.join(c))
+    .collect();
+    let mut opts = probeconf::matrix_run::MatrixOptions::new(
+        vec![vmlinuz().to_string_lossy().into_owned()],
+        cases,
+        vec![probeconf::case::LoaderId::Libbpf],
+        dir,
+    );
+    opts.init = Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf")));
+    opts.crash = Some(probeconf::vm::cmdline::CrashPlan::parse(plan).unwrap());
+    probeconf::matrix_run::run(&opts, |l| eprintln!("{l}")).unwrap()
+}
+
+#[test]
+fn a_column_recovers_from_a_crash_anywhere_after_boot() {
+    // Cases run in path order: 0 uprobe-multi-cookies, 1 uprobe-session-entry-return,
+    // 2 uprobe-entry-leaf, 3 uprobe-symbol-offset, 4 uretprobe-return-leaf.
+    // Boot 0 dies after hello, boot 1 while probing, boot 2 as case 1 starts,
+    // boot 3 between cases 2 and 3, boots 4 and 5 as case 3 starts.
+    let m = crashing_column("hello@0+features@1+case:1@2+after:2@3+case:3@4-5");
+    let k = &m.kernels[0];
+    assert_eq!(k.status, probeconf::matrix::ColumnStatus::Completed, "{:?}", k.status);
+    let crashes: Vec<&str> = k.crashes.iter().map(|c| c.case.as_str()).collect();
+    assert_eq!(
+        crashes,
+        [
+            "(feature probing)",
+            "(feature probing)",
+            "uprobe-session-entry-return",
+            "(between `uprobe-entry-leaf` and `uprobe-symbol-offset`)",
+            "uprobe-symbol-offset",
+            "uprobe-symbol-offset"
+        ],
+        "{:#?}",
+        k.crashes
+    );
+    assert!(k.crashes.iter().all(|c| c.reason.contains("sysrq triggered crash")), "{:#?}", k.crashes);
+    let verdict = |id: &str| k.results.iter().filter(|r| r.case == id).map(|r| r.verdict).collect::<Vec<_>>();
+    use probeconf::check::Verdict::*;
+    // Every case has exactly one result: the crashed-once case ran again, the
+    // case that crashed twice is the crash's error, nothing ran twice.
+    assert_eq!(k.results.len(), 5, "{:#?}", k.results.iter().map(|r| (&r.case, r.verdict)).collect::<Vec<_>>());
+    for id in ["uprobe-multi-cookies", "uprobe-session-entry-return", "uprobe-entry-leaf", "uretprobe-return-leaf"] {
+        assert_eq!(verdict(id), [Pass], "{id}");
+    }
+    assert_eq!(verdict("uprobe-symbol-offset"), [Error]);
+}
+
+#[test]
+fn a_kernel_that_cannot_reach_the_first_case_in_three_boots_is_an_error_column() {
+    let m = crashing_column("hello@0-2");
+    let k = &m.kernels[0];
+    match &k.status {
+        probeconf::matrix::ColumnStatus::Error { reason, .. } => {
+            assert!(reason.contains("3 times in a row before the first case"), "{reason}")
+        }
+        s => panic!("expected an error column, got {s:?}"),
+    }
+    assert_eq!(k.crashes.len(), 3);
+    assert!(k.results.is_empty());
 }

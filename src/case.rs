@@ -479,6 +479,66 @@ pub struct When {
     /// A documented library difference.
     #[serde(default)]
     pub loader: Option<LoaderId>,
+    /// The kernel's preemption model during the run (one of these), as the
+    /// kernel reports it (/sys/kernel/debug/sched/preempt). Never holds where
+    /// the model cannot be read.
+    #[serde(default)]
+    pub preempt: Vec<PreemptMode>,
+}
+
+/// A dynamic preemption model (`preempt=` on the kernel command line, or
+/// /sys/kernel/debug/sched/preempt on a PREEMPT_DYNAMIC kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreemptMode {
+    None,
+    Voluntary,
+    Full,
+    Lazy,
+}
+
+impl PreemptMode {
+    pub const ALL: [PreemptMode; 4] = [PreemptMode::None, PreemptMode::Voluntary, PreemptMode::Full, PreemptMode::Lazy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreemptMode::None => "none",
+            PreemptMode::Voluntary => "voluntary",
+            PreemptMode::Full => "full",
+            PreemptMode::Lazy => "lazy",
+        }
+    }
+}
+
+impl fmt::Display for PreemptMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PreemptMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        PreemptMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("preemption model `{s}`: expected none, voluntary, full or lazy"))
+    }
+}
+
+/// A known kernel (or library) issue: where a case is known to break the
+/// documented semantics, why, and where it is written up. A `fail` or
+/// `flaky` run that matches becomes `known`: shown and counted, but it does
+/// not fail the run. The expectation stays what the kernel promises.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownIssue {
+    /// Where it applies: kernel range, loader, features, preemption model.
+    pub when: When,
+    /// One line: what goes wrong and why.
+    pub reason: String,
+    /// The write-up (a path in this repository, e.g. docs/findings/...).
+    pub see: String,
 }
 
 /// An expected outcome: a canonical trace, or an error.
@@ -543,6 +603,8 @@ pub struct Context<'a> {
     pub kernel: Option<KernelVersion>,
     pub features: &'a crate::features::FeatureSet,
     pub loader: LoaderId,
+    /// The preemption model the case ran under, when known.
+    pub preempt: Option<PreemptMode>,
 }
 
 impl When {
@@ -551,6 +613,7 @@ impl When {
             && self.features.iter().all(|f| cx.features.has(*f))
             && self.missing.iter().all(|f| !cx.features.has(*f))
             && self.loader.is_none_or(|l| l == cx.loader)
+            && (self.preempt.is_empty() || cx.preempt.is_some_and(|m| self.preempt.contains(&m)))
     }
 }
 
@@ -592,6 +655,14 @@ pub struct Case {
     /// Which build of the recorder object to load (default: matching).
     #[serde(default)]
     pub object: ObjectChoice,
+    /// Run under this preemption model: the runner switches the kernel's
+    /// dynamic preemption for the case and restores it after. Needs the
+    /// `preempt-dynamic` feature (probed).
+    #[serde(default)]
+    pub preempt: Option<PreemptMode>,
+    /// Known issues (see [`KnownIssue`]); first match wins.
+    #[serde(default)]
+    pub known: Vec<KnownIssue>,
     #[serde(skip)]
     pub path: PathBuf,
 }
@@ -621,6 +692,9 @@ impl Case {
     pub fn required_features(&self) -> Vec<Feature> {
         let mut all: Vec<Feature> = self.probes.iter().flat_map(|p| p.kind.implied_features().iter().copied()).collect();
         all.extend(self.requires.iter().copied());
+        if self.preempt.is_some() {
+            all.push(Feature::PreemptDynamic);
+        }
         all.sort();
         all.dedup();
         all
@@ -632,6 +706,16 @@ impl Case {
             // serde_yaml_ng appends "at line L column C" itself; keep one location.
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            // A duplicate key is reported at the start of its mapping: point
+            // at the second occurrence instead, and name the first.
+            if let Some((first, second)) = duplicate_key_lines(text, &msg, line, column) {
+                return CaseError {
+                    file: file.to_path_buf(),
+                    line: second,
+                    column,
+                    message: format!("{msg} (first given at line {first}; each key once)"),
+                };
+            }
             CaseError { file: file.to_path_buf(), line, column, message: msg }
         })?;
         case.path = file.to_path_buf();
@@ -659,6 +743,17 @@ impl Case {
         }
         if self.probes.is_empty() {
             return Err(("probes".into(), "expected at least one probe".into()));
+        }
+        for k in &self.known {
+            if k.reason.trim().is_empty() || k.reason.contains('\n') {
+                return Err(("reason".into(), "a known issue's `reason` is one non-empty line".into()));
+            }
+            if k.see.trim().is_empty() {
+                return Err(("see".into(), "a known issue names its write-up in `see` (e.g. docs/findings/NAME/README.md)".into()));
+            }
+            if k.when == When::default() {
+                return Err(("when".into(), "a known issue needs a `when` (kernel range, loader, features or preempt): it may not cover every run".into()));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for p in &self.probes {
@@ -696,6 +791,34 @@ impl Case {
     }
 }
 
+/// For serde's "duplicate field `K`" located at a mapping that starts at
+/// `line:column`: the lines of the first and second `K:` among that mapping's
+/// own keys (those at `column`, until the mapping ends).
+fn duplicate_key_lines(text: &str, message: &str, line: usize, column: usize) -> Option<(usize, usize)> {
+    let key = message.split("duplicate field `").nth(1)?.split('`').next()?;
+    let pat = format!("{key}:");
+    let mut found = Vec::new();
+    for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
+        let content = l.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        // The first line may begin with `- ` (a sequence item's mapping).
+        let indent = if i + 1 == line { column - 1 } else { l.len() - content.len() };
+        let own = if i + 1 == line { &l[(column - 1).min(l.len())..] } else { content };
+        if indent + 1 < column || (indent + 1 == column && i + 1 != line && l.trim_start().starts_with("- ")) {
+            break;
+        }
+        if indent + 1 == column && own.starts_with(&pat) {
+            found.push(i + 1);
+            if found.len() == 2 {
+                return Some((found[0], found[1]));
+            }
+        }
+    }
+    None
+}
+
 /// Best-effort position of the first `key:` in the text, for semantic errors.
 fn locate(text: &str, key: &str) -> (usize, usize) {
     let pat = format!("{key}:");
@@ -706,6 +829,40 @@ fn locate(text: &str, key: &str) -> (usize, usize) {
         }
     }
     (1, 1)
+}
+
+/// Loads case files. A file that cannot be read is an error; so are two
+/// files with the same `id` (ids name snapshots, rows and results): neither
+/// runs, and the error names both files.
+pub fn load_set(files: &[PathBuf]) -> (Vec<Case>, Vec<CaseError>) {
+    let mut cases: Vec<Case> = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match Case::load(f) {
+            Ok(c) => cases.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut dup = vec![false; cases.len()];
+    for (i, c) in cases.iter().enumerate() {
+        if let Some(&j) = seen.get(&c.id) {
+            dup[i] = true;
+            dup[j] = true;
+            let text = std::fs::read_to_string(&c.path).unwrap_or_default();
+            let (line, column) = locate(&text, "id");
+            errors.push(CaseError {
+                file: c.path.clone(),
+                line,
+                column,
+                message: format!("id `{}` is also the id of {}; ids must be unique (neither case runs)", c.id, cases[j].path.display()),
+            });
+        } else {
+            seen.insert(c.id.clone(), i);
+        }
+    }
+    let kept = cases.into_iter().zip(dup).filter(|(_, d)| !d).map(|(c, _)| c).collect();
+    (kept, errors)
 }
 
 /// Every `*.yaml` under the given paths (files or directories), sorted.
@@ -797,6 +954,33 @@ expect:
         let e = err(&GOOD.replace("    targets: [{symbol: pc_leaf, cookie: 0x11}]", "    targets: [{symbol: pc_leaf, cokie: 1}]"));
         assert!(e.message.contains("unknown field `cokie`") && e.message.contains("cookie"), "{e}");
         assert_eq!(e.line, 7);
+    }
+
+    #[test]
+    fn two_files_with_one_id_are_both_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "id: same\ndescription: d\nprobes: [{name: s, kind: uprobe, targets: [{symbol: pc_leaf}]}]\nrun: r\nexpect: {trace: x}\n";
+        let (a, b, c) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"), dir.path().join("c.yaml"));
+        std::fs::write(&a, text).unwrap();
+        std::fs::write(&b, text).unwrap();
+        std::fs::write(&c, text.replace("id: same", "id: other")).unwrap();
+        let (cases, errors) = load_set(&[a.clone(), b.clone(), c]);
+        assert_eq!(cases.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["other"]);
+        assert_eq!(errors.len(), 1);
+        let e = errors[0].to_string();
+        assert!(e.contains("b.yaml:1:1") && e.contains(&a.display().to_string()) && e.contains("same"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_located_at_its_second_occurrence() {
+        let top = "id: dup\ndescription: d\nprobes: [{name: s, kind: uprobe, targets: [{symbol: pc_leaf}]}]\nrun: call leaf 1\nexpect: {trace: x}\nrun: call leaf 2\n";
+        let e = err(top);
+        assert_eq!((e.line, e.column), (6, 1), "{e}");
+        assert!(e.message.contains("duplicate field `run`") && e.message.contains("line 4"), "{e}");
+        let nested = "id: dup\ndescription: d\nprobes:\n  - name: s\n    kind: uprobe\n    targets: [{symbol: pc_leaf}]\n    kind: uretprobe\nrun: r\nexpect: {trace: x}\n";
+        let e = err(nested);
+        assert_eq!((e.line, e.column), (7, 5), "{e}");
+        assert!(e.message.contains("duplicate field `kind`") && e.message.contains("line 5"), "{e}");
     }
 
     #[test]

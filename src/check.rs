@@ -15,17 +15,43 @@ use similar::{ChangeTag, TextDiff};
 pub enum Verdict {
     Pass,
     Fail,
+    /// Identical runs disagreed (between attempts of one loader): never a pass.
+    Flaky,
+    /// A fail or flaky run that matches a known issue the case declares.
+    Known,
     Unsupported,
     Error,
 }
 
 impl Verdict {
+    /// Every verdict, in the order reports list them.
+    pub const ALL: [Verdict; 6] = [Verdict::Pass, Verdict::Fail, Verdict::Flaky, Verdict::Known, Verdict::Unsupported, Verdict::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
+            Verdict::Flaky => "flaky",
+            Verdict::Known => "known",
             Verdict::Unsupported => "unsupported",
             Verdict::Error => "error",
+        }
+    }
+
+    /// Whether a run with this verdict fails the exit status.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Verdict::Fail | Verdict::Flaky | Verdict::Error)
+    }
+
+    /// The one-character symbol of the matrix renderings.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Verdict::Pass => "✓",
+            Verdict::Fail => "✗",
+            Verdict::Flaky => "~",
+            Verdict::Known => "k",
+            Verdict::Unsupported => "–",
+            Verdict::Error => "E",
         }
     }
 }

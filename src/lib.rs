@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod artifacts;
+pub mod attempts;
 pub mod bench;
 pub mod case;
 pub mod census;
@@ -25,11 +26,13 @@ pub mod matrix;
 pub mod matrix_run;
 pub mod normalise;
 pub mod plan;
+pub mod preempt;
 pub mod priv_stack;
 pub mod probing;
 pub mod prog_stats;
 pub mod report;
 pub mod runner;
+pub mod shard;
 pub mod symbolize;
 pub mod target;
 pub mod vm;

@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use probeconf::case::{discover, Case, LoaderId};
-use probeconf::check::Verdict;
 use probeconf::loader::cilium::CiliumLoader;
 use probeconf::loader::libbpf::LibbpfLoader;
 use probeconf::loader::Loader;
@@ -53,6 +52,82 @@ enum GapsFormat {
     Markdown,
 }
 
+#[derive(clap::Args)]
+struct MatrixArgs {
+    /// Case files or directories (default: cases/).
+    paths: Vec<PathBuf>,
+    /// Comma-separated kernel requests: Debian versions (6.1,6.12,7.3) or
+    /// paths to kernel images (your own bzImage).
+    #[arg(long, value_delimiter = ',')]
+    kernels: Vec<String>,
+    /// Every kernel the archive serves (newest of each major.minor).
+    #[arg(long)]
+    all: bool,
+    #[arg(long, value_enum, default_value = "all")]
+    loader: LoaderArg,
+    /// Output directory for matrix.{json,md,html} and VM logs.
+    #[arg(long, default_value = "matrix-out")]
+    out: PathBuf,
+    /// Seconds one boot of a kernel may take (a column boots again after a crash).
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// VMs at once (default: number of cores).
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
+    /// Attempts every case gets per kernel; results that differ between them are `flaky`.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Further attempts (fresh processes) of a case that did not pass, while they agree.
+    #[arg(long, default_value_t = 2)]
+    reruns: usize,
+    /// TCG's vCPU threading: single (the default; multi-threaded TCG of QEMU
+    /// < 8.1 crashes kernels, see README) or multi.
+    #[arg(long, default_value = "single")]
+    tcg_thread: probeconf::vm::TcgThreads,
+    /// Boot each kernel under each of these preemption models (`preempt=`
+    /// on the kernel command line), one column each: none, voluntary, full, lazy.
+    #[arg(long, value_delimiter = ',')]
+    preempt: Vec<probeconf::case::PreemptMode>,
+    /// Run only the I-th of N deterministic shares of the columns (and of
+    /// the cases, when there are fewer columns than shards); join the shards'
+    /// outputs with `probeconf matrix merge`.
+    #[arg(long)]
+    shard: Option<probeconf::shard::Shard>,
+    /// The QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    qemu: PathBuf,
+    /// Crash every column's kernel on purpose at this point (tests recovery;
+    /// see src/vm/cmdline.rs `probeconf.crash`).
+    #[arg(long, hide = true)]
+    inject_crash: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct MatrixCmd {
+    #[command(subcommand)]
+    sub: Option<MatrixSub>,
+    #[command(flatten)]
+    run: MatrixArgs,
+}
+
+#[derive(Subcommand)]
+enum MatrixSub {
+    /// Join the outputs of every shard of one matrix (`--shard I/N` runs)
+    /// into one matrix.{json,md,html}.
+    Merge {
+        /// The shards' output directories (each with its matrix.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long, default_value = "matrix-out")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run cases (default: every case under cases/) against the host kernel.
@@ -70,6 +145,27 @@ enum Cmd {
         /// Seconds a target may run its steps.
         #[arg(long, default_value_t = 20)]
         target_timeout: u64,
+        /// Attempts every case gets; results that differ between them are `flaky`.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Further attempts (each in a fresh process) of a case that did not
+        /// pass, while its attempts agree; any disagreement is `flaky`.
+        #[arg(long, default_value_t = 2)]
+        reruns: usize,
+    },
+    /// One attempt of one case through the given loaders, in this fresh
+    /// process; prints the results as JSON (used by the runner for reruns).
+    #[command(hide = true)]
+    Attempt {
+        case: PathBuf,
+        /// The FeatureSet JSON of the kernel (probed by the parent).
+        #[arg(long)]
+        features: PathBuf,
+        /// The loaders, as the parent describes them (JSON array of specs).
+        #[arg(long)]
+        loaders: String,
+        #[arg(long, default_value_t = 20)]
+        target_timeout: u64,
     },
     /// List the cases.
     List { paths: Vec<PathBuf> },
@@ -82,30 +178,7 @@ enum Cmd {
     },
     /// Run the cases in real Debian kernels under QEMU, both loaders, and
     /// write matrix.json, matrix.md and matrix.html.
-    Matrix {
-        /// Case files or directories (default: cases/).
-        paths: Vec<PathBuf>,
-        /// Comma-separated kernel requests: Debian versions (6.1,6.12,7.3) or
-        /// paths to kernel images (your own bzImage).
-        #[arg(long, value_delimiter = ',')]
-        kernels: Vec<String>,
-        /// Every kernel the archive serves (newest of each major.minor).
-        #[arg(long)]
-        all: bool,
-        #[arg(long, value_enum, default_value = "all")]
-        loader: LoaderArg,
-        /// Output directory for matrix.{json,md,html} and VM logs.
-        #[arg(long, default_value = "matrix-out")]
-        out: PathBuf,
-        /// Seconds per kernel column.
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
-        /// VMs at once (default: number of cores).
-        #[arg(long, default_value_t = 0)]
-        jobs: usize,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
+    Matrix(MatrixCmd),
     /// Debian kernel images for the matrix.
     Kernels {
         #[command(subcommand)]
@@ -130,6 +203,34 @@ enum Cmd {
         /// functions in this Debian kernel, booted under QEMU.
         #[arg(long)]
         kernel: Option<String>,
+    },
+    /// Does this QEMU run the kernel's cross-modifying code correctly? Boots
+    /// kernels that flip a static key while both vCPUs context-switch, per
+    /// TCG threading mode, and counts the boots that crashed.
+    TcgStress {
+        #[arg(long, value_delimiter = ',', default_value = "6.18,7.3")]
+        kernels: Vec<String>,
+        /// TCG threading modes to compare (single, multi).
+        #[arg(long, value_delimiter = ',', default_value = "multi,single")]
+        tcg_thread: Vec<probeconf::vm::TcgThreads>,
+        /// Boots per kernel and mode.
+        #[arg(long, default_value_t = 10)]
+        boots: usize,
+        /// Seconds of static-key flipping per boot.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        /// VMs at once (default: number of cores).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        #[arg(long, default_value = "tcg-stress-out")]
+        out: PathBuf,
+        /// The QEMU to test (default: qemu-system-x86_64 on PATH).
+        #[arg(long, default_value = "qemu-system-x86_64")]
+        qemu: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// Write the embedded artefacts (BPF objects, probe-target) into a directory.
     Artifacts { out: PathBuf },
@@ -156,22 +257,16 @@ fn default_cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cases")
 }
 
-/// Loads every case; a malformed one is reported (file:line:col) and counted.
+/// Loads every case; a malformed one (or two with one id) is reported
+/// (file:line:col) and counted.
 fn load_cases(paths: &[PathBuf]) -> Result<(Vec<Case>, usize), String> {
     let paths = if paths.is_empty() { vec![default_cases_dir()] } else { paths.to_vec() };
     let files = discover(&paths).map_err(|e| e.to_string())?;
-    let mut cases = Vec::new();
-    let mut bad = 0;
-    for f in files {
-        match Case::load(&f) {
-            Ok(c) => cases.push(c),
-            Err(e) => {
-                eprintln!("error: {e}");
-                bad += 1;
-            }
-        }
+    let (cases, errors) = probeconf::case::load_set(&files);
+    for e in &errors {
+        eprintln!("error: {e}");
     }
-    Ok((cases, bad))
+    Ok((cases, errors.len()))
 }
 
 fn loaders(arg: LoaderArg, cilium_versions: &[String]) -> Result<Vec<Box<dyn Loader>>, String> {
@@ -200,7 +295,29 @@ fn need_root() -> Result<(), String> {
     Ok(())
 }
 
-fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, cilium_versions: &[String], timeout: u64) -> Result<ExitCode, String> {
+fn cmd_attempt(case: &std::path::Path, features: &std::path::Path, loaders: &str, timeout: u64) -> Result<ExitCode, String> {
+    need_root()?;
+    let case = Case::load(case).map_err(|e| e.to_string())?;
+    let text = std::fs::read(features).map_err(|e| format!("{}: {e}", features.display()))?;
+    let features: features::FeatureSet = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", features.display()))?;
+    let specs: Vec<probeconf::attempts::LoaderSpec> = serde_json::from_str(loaders).map_err(|e| format!("--loaders: {e}"))?;
+    let loaders = specs.iter().map(|s| s.open()).collect::<Result<Vec<_>, _>>()?;
+    let opts = RunOptions { target_timeout: std::time::Duration::from_secs(timeout), ..RunOptions::default() };
+    let results: Vec<_> = loaders.iter().map(|l| probeconf::runner::run_case(&case, l.as_ref(), &features, &opts)).collect();
+    println!("{}", report::json(&results));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_run(
+    paths: &[PathBuf],
+    loader: LoaderArg,
+    format: Format,
+    cilium_versions: &[String],
+    timeout: u64,
+    repeat: usize,
+    reruns: usize,
+) -> Result<ExitCode, String> {
     need_root()?;
     probeconf::interrupt::install();
     let (cases, bad) = load_cases(paths)?;
@@ -220,7 +337,14 @@ fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, cilium_versions
     } else {
         None
     };
-    let opts = RunOptions { target_timeout: std::time::Duration::from_secs(timeout) };
+    if repeat == 0 {
+        return Err("--repeat is at least 1".into());
+    }
+    let opts = RunOptions {
+        target_timeout: std::time::Duration::from_secs(timeout),
+        attempts: probeconf::attempts::AttemptPolicy { repeat, reruns },
+        self_exe: None,
+    };
     let results = run_all(&cases, &loader_refs, features, &opts, |r| {
         if let Some(b) = &bar {
             b.set_message(format!("{} [{}] {}", r.case, r.loader, r.verdict));
@@ -240,7 +364,7 @@ fn cmd_run(paths: &[PathBuf], loader: LoaderArg, format: Format, cilium_versions
         eprintln!("interrupted: {} of {total} runs done; everything attached was released", results.len());
         return Ok(ExitCode::from(130));
     }
-    let failed = results.iter().any(|r| matches!(r.verdict, Verdict::Fail | Verdict::Error));
+    let failed = results.iter().any(|r| r.verdict.is_failure());
     if bad > 0 {
         eprintln!("{bad} case file(s) could not be read");
     }
@@ -350,23 +474,46 @@ fn cmd_kernels(cmd: KernelsCmd) -> Result<ExitCode, String> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn cmd_matrix(
-    paths: Vec<PathBuf>,
-    mut kernels: Vec<String>,
-    all: bool,
-    loader: LoaderArg,
-    out: PathBuf,
-    timeout: u64,
-    jobs: usize,
-    format: Format,
-) -> Result<ExitCode, String> {
+/// Writes matrix.{json,md,html}, prints the chosen rendering, and gives the
+/// exit status: 1 when any cell failed, was flaky or errored.
+fn write_matrix(m: &probeconf::matrix::Matrix, out: &std::path::Path, format: Format) -> Result<ExitCode, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(out.join("matrix.json"), probeconf::matrix::json(m)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("matrix.md"), probeconf::matrix::markdown(m)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("matrix.html"), probeconf::matrix::html(m)).map_err(|e| e.to_string())?;
+    match format {
+        Format::Json => println!("{}", probeconf::matrix::json(m)),
+        _ => print!("{}", probeconf::matrix::terminal(m)),
+    }
+    let counts = m.counts();
+    let bad: usize = counts.iter().filter(|(v, _)| v.is_failure()).map(|(_, n)| n).sum();
+    Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn cmd_matrix_merge(dirs: &[PathBuf], out: &std::path::Path, format: Format) -> Result<ExitCode, String> {
+    let mut parts = Vec::new();
+    for d in dirs {
+        let f = d.join("matrix.json");
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        parts.push(serde_json::from_str(&text).map_err(|e| format!("{}: not a matrix.json: {e}", f.display()))?);
+    }
+    let m = probeconf::shard::merge(parts)?;
+    let code = write_matrix(&m, out, format)?;
+    eprintln!("merged {} shards; wrote {}/matrix.{{json,md,html}}", dirs.len(), out.display());
+    Ok(code)
+}
+
+fn cmd_matrix(a: MatrixArgs) -> Result<ExitCode, String> {
     need_root()?;
+    let MatrixArgs { paths, mut kernels, all, loader, out, timeout, jobs, repeat, reruns, tcg_thread, preempt, shard, qemu, inject_crash, format } = a;
     if all {
         kernels = probeconf::kernels::available(false).map_err(|e| e.to_string())?.into_iter().map(|a| a.request).collect();
     }
     if kernels.is_empty() {
         return Err("give --kernels 6.1,6.12,… or --all (see `probeconf kernels list`)".into());
+    }
+    if repeat == 0 {
+        return Err("--repeat is at least 1".into());
     }
     let loaders = match loader {
         LoaderArg::Libbpf => vec![LoaderId::Libbpf],
@@ -377,29 +524,20 @@ fn cmd_matrix(
         probeconf::harness_build::ensure_harness(None)?;
     }
     let paths = if paths.is_empty() { vec![default_cases_dir()] } else { paths };
-    let opts = probeconf::matrix_run::MatrixOptions {
-        kernels,
-        cases: paths,
-        loaders,
-        timeout: std::time::Duration::from_secs(timeout),
-        parallel: jobs,
-        work_dir: out.clone(),
-        target_timeout_s: 60,
-        init: None,
-    };
+    let mut opts = probeconf::matrix_run::MatrixOptions::new(kernels, paths, loaders, out.clone());
+    opts.timeout = std::time::Duration::from_secs(timeout);
+    opts.parallel = jobs;
+    opts.attempts = probeconf::attempts::AttemptPolicy { repeat, reruns };
+    opts.tcg_threads = tcg_thread;
+    opts.crash = inject_crash.as_deref().map(probeconf::vm::cmdline::CrashPlan::parse).transpose()?;
+    opts.preempt = preempt;
+    opts.shard = shard;
+    opts.qemu = qemu;
     let start = std::time::Instant::now();
     let m = probeconf::matrix_run::run(&opts, |line| eprintln!("{line}"))?;
-    std::fs::write(out.join("matrix.json"), probeconf::matrix::json(&m)).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("matrix.md"), probeconf::matrix::markdown(&m)).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("matrix.html"), probeconf::matrix::html(&m)).map_err(|e| e.to_string())?;
-    match format {
-        Format::Json => println!("{}", probeconf::matrix::json(&m)),
-        _ => print!("{}", probeconf::matrix::terminal(&m)),
-    }
-    eprintln!("{} kernels in {:.0} s; wrote {}/matrix.{{json,md,html}}", m.kernels.len(), start.elapsed().as_secs_f64(), out.display());
-    let counts = m.counts();
-    let bad = counts.get(&Verdict::Fail).copied().unwrap_or(0) + counts.get(&Verdict::Error).copied().unwrap_or(0);
-    Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    let code = write_matrix(&m, &out, format)?;
+    eprintln!("{} columns in {:.0} s; wrote {}/matrix.{{json,md,html}}", m.kernels.len(), start.elapsed().as_secs_f64(), out.display());
+    Ok(code)
 }
 
 /// kprobe.multi attach-time scaling inside a VM (the host has no kprobes).
@@ -430,6 +568,44 @@ fn cmd_bench_kernel_attach(request: &str) -> Result<ExitCode, String> {
     println!("kernel {} (QEMU TCG), kprobe.multi vs single kprobes on PCI/ACPI functions", img.release);
     print!("{}", probeconf::bench::attach_table(&timings));
     Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_tcg_stress(
+    kernels: Vec<String>,
+    threads: Vec<probeconf::vm::TcgThreads>,
+    boots: usize,
+    secs: u64,
+    smp: u32,
+    jobs: usize,
+    out: PathBuf,
+    qemu: PathBuf,
+    format: Format,
+) -> Result<ExitCode, String> {
+    let mut images = Vec::new();
+    for (req, r) in kernels.iter().zip(probeconf::kernels::fetch(&kernels)) {
+        images.push((req.clone(), r.map_err(|e| format!("{req}: {e}"))?.vmlinuz));
+    }
+    let opts = probeconf::vm::stress::StressOptions {
+        kernels: images,
+        threads,
+        boots,
+        secs,
+        smp,
+        parallel: jobs,
+        timeout: std::time::Duration::from_secs(300),
+        work_dir: out,
+        qemu,
+    };
+    let boots = probeconf::vm::stress::run(&opts, |b| {
+        eprintln!("{} tcg={} {}: {:.0} s{}", b.kernel, b.threads.as_str(), b.outcome, b.wall_secs, b.crash.as_deref().map(|c| format!(" — {c}")).unwrap_or_default())
+    })?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&boots).unwrap()),
+        _ => print!("{}", probeconf::vm::stress::table(&boots)),
+    }
+    let broken = boots.iter().any(|b| b.outcome != "ok");
+    Ok(if broken { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn all_gaps() -> Result<Vec<probeconf::compat::Gap>, String> {
@@ -478,19 +654,22 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run { paths, loader, format, cilium_version, target_timeout } => {
-            cmd_run(&paths, loader, format, &cilium_version, target_timeout)
+        Cmd::Run { paths, loader, format, cilium_version, target_timeout, repeat, reruns } => {
+            cmd_run(&paths, loader, format, &cilium_version, target_timeout, repeat, reruns)
         }
+        Cmd::Attempt { case, features, loaders, target_timeout } => cmd_attempt(&case, &features, &loaders, target_timeout),
         Cmd::List { paths } => cmd_list(&paths),
         Cmd::Show { case, loader } => cmd_show(&case, loader),
         Cmd::Features { format } => cmd_features(format),
         Cmd::Gaps { format, update_readme } => cmd_gaps(format, update_readme),
         Cmd::Bench { kernel: Some(k), .. } => cmd_bench_kernel_attach(&k),
         Cmd::Bench { quick, loader, format, svg, attach, kernel: None } => cmd_bench(quick, loader, format, svg, attach),
-        Cmd::Matrix { paths, kernels, all, loader, out, timeout, jobs, format } => {
-            cmd_matrix(paths, kernels, all, loader, out, timeout, jobs, format)
-        }
+        Cmd::Matrix(MatrixCmd { sub: Some(MatrixSub::Merge { dirs, out, format }), .. }) => cmd_matrix_merge(&dirs, &out, format),
+        Cmd::Matrix(MatrixCmd { sub: None, run }) => cmd_matrix(run),
         Cmd::Kernels { cmd } => cmd_kernels(cmd),
+        Cmd::TcgStress { kernels, tcg_thread, boots, secs, smp, jobs, out, qemu, format } => {
+            cmd_tcg_stress(kernels, tcg_thread, boots, secs, smp, jobs, out, qemu, format)
+        }
         Cmd::Artifacts { out } => probeconf::artifacts::write_all(&out).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
     };
     r.unwrap_or_else(|e| {

@@ -62,6 +62,26 @@ pub struct KernelColumn {
     /// console tail. The column resumed after each (its verdicts are `error`).
     #[serde(default)]
     pub crashes: Vec<Crash>,
+    /// The preemption model the kernel was booted with (`preempt=`), if one
+    /// was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt: Option<crate::case::PreemptMode>,
+    /// The cases this column ran, when it ran a share of them (a shard);
+    /// empty = every case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cases: Vec<String>,
+}
+
+impl KernelColumn {
+    /// The column's name: `7.3`, or `7.3 preempt=full`.
+    pub fn label(&self) -> String {
+        crate::shard::ColumnSpec { kernel: self.request.clone(), preempt: self.preempt }.label()
+    }
+
+    /// Whether this column was to run `case`.
+    pub fn covers(&self, case: &str) -> bool {
+        self.cases.is_empty() || self.cases.iter().any(|c| c == case)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,6 +99,27 @@ pub struct CaseMeta {
     pub description: String,
 }
 
+/// How the columns were run: the emulator, and the attempts per case.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunSettings {
+    /// `qemu-system-x86_64 --version`'s first line.
+    #[serde(default)]
+    pub qemu: String,
+    /// `tcg,thread=single`, `tcg,thread=multi` or `kvm`.
+    #[serde(default)]
+    pub accel: String,
+    #[serde(default)]
+    pub attempts: crate::attempts::AttemptPolicy,
+}
+
+/// What a shard's matrix is a share of: the whole plan, so that `merge` can
+/// check that every share is there.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub shard: crate::shard::Shard,
+    pub columns: Vec<crate::shard::ColumnSpec>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Matrix {
     pub generated_utc: String,
@@ -86,23 +127,31 @@ pub struct Matrix {
     pub loaders: Vec<String>,
     pub cases: Vec<CaseMeta>,
     pub kernels: Vec<KernelColumn>,
+    #[serde(default)]
+    pub settings: RunSettings,
+    /// Set when this is one shard's share of a matrix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
 }
 
-/// One cell: the verdict of a case on a kernel through a loader.
+/// One cell: the verdict of a case on a kernel through a loader; `None`
+/// when the column was not to run that case (another shard's share).
 pub struct Cell<'a> {
-    pub verdict: Verdict,
+    pub verdict: Option<Verdict>,
     pub compat: bool,
     pub result: Option<&'a CaseResult>,
 }
 
 impl Matrix {
     pub fn cell<'k>(&self, case: &str, kernel: &'k KernelColumn, loader: &str) -> Cell<'k> {
-        match &kernel.status {
-            ColumnStatus::Error { .. } => Cell { verdict: Verdict::Error, compat: false, result: None },
-            ColumnStatus::Completed => match kernel.results.iter().find(|r| r.case == case && r.loader == loader) {
-                Some(r) => Cell { verdict: r.verdict, compat: r.via == ViaKind::Compat, result: Some(r) },
-                None => Cell { verdict: Verdict::Error, compat: false, result: None },
-            },
+        if !kernel.covers(case) {
+            return Cell { verdict: None, compat: false, result: None };
+        }
+        // A result is shown even from a column that ended in an error: the
+        // cases it did run keep their verdicts; the others are errors.
+        match kernel.results.iter().find(|r| r.case == case && r.loader == loader) {
+            Some(r) => Cell { verdict: Some(r.verdict), compat: r.via == ViaKind::Compat, result: Some(r) },
+            None => Cell { verdict: Some(Verdict::Error), compat: false, result: None },
         }
     }
 
@@ -126,7 +175,9 @@ impl Matrix {
         for k in &self.kernels {
             for c in &self.cases {
                 for l in &self.loaders {
-                    *m.entry(self.cell(&c.id, k, l).verdict).or_insert(0) += 1;
+                    if let Some(v) = self.cell(&c.id, k, l).verdict {
+                        *m.entry(v).or_insert(0) += 1;
+                    }
                 }
             }
         }
@@ -134,21 +185,38 @@ impl Matrix {
     }
 }
 
-fn short(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "✓",
-        Verdict::Fail => "✗",
-        Verdict::Unsupported => "–",
-        Verdict::Error => "E",
-    }
+fn short(v: Option<Verdict>) -> &'static str {
+    v.map(Verdict::symbol).unwrap_or("·")
+}
+
+/// The legend line of the text renderings.
+fn legend() -> String {
+    let mut parts: Vec<String> = Verdict::ALL
+        .iter()
+        .map(|v| {
+            let what = match v {
+                Verdict::Unsupported => "unsupported (probed)",
+                Verdict::Known => "known issue",
+                other => other.as_str(),
+            };
+            format!("{} {what}", v.symbol())
+        })
+        .collect();
+    parts.push("ᶜ via the compatibility layer".into());
+    parts.join(" · ")
+}
+
+fn count_line(m: &Matrix, sep: &str) -> String {
+    let counts = m.counts();
+    Verdict::ALL.iter().map(|v| format!("{} {}", counts.get(v).unwrap_or(&0), v)).collect::<Vec<_>>().join(sep)
 }
 
 fn kernel_title(k: &KernelColumn) -> String {
-    if k.release.is_empty() {
-        k.request.clone()
-    } else {
-        k.release.clone()
+    let mut t = if k.release.is_empty() { k.request.clone() } else { k.release.clone() };
+    if let Some(p) = k.preempt {
+        t.push_str(&format!(" preempt={p}"));
     }
+    t
 }
 
 pub fn json(m: &Matrix) -> String {
@@ -181,7 +249,8 @@ pub fn markdown(m: &Matrix) -> String {
     let mut s = String::new();
     writeln!(s, "# probeconf kernel matrix\n").unwrap();
     writeln!(s, "Generated {} · {}\n", m.generated_utc, m.libraries.iter().map(|l| format!("{} {} ({})", l.loader, l.library, l.version)).collect::<Vec<_>>().join(" · ")).unwrap();
-    writeln!(s, "✓ pass · ✗ fail · – unsupported (probed) · E error · ᶜ via the compatibility layer\n").unwrap();
+    writeln!(s, "{}\n", legend()).unwrap();
+    writeln!(s, "{}\n", count_line(m, " · ")).unwrap();
     writeln!(s, "## What works where\n").unwrap();
     write!(s, "| feature |").unwrap();
     for k in &m.kernels {
@@ -196,7 +265,7 @@ pub fn markdown(m: &Matrix) -> String {
     write!(s, "| case |").unwrap();
     for k in &m.kernels {
         for l in &m.loaders {
-            write!(s, " {} {} |", k.request, l).unwrap();
+            write!(s, " {} {} |", k.label(), l).unwrap();
         }
     }
     writeln!(s).unwrap();
@@ -249,7 +318,8 @@ pub fn html(m: &Matrix) -> String {
          th{background:#f3f5f9;font-weight:600}td.case{text-align:left;font-family:ui-monospace,monospace;font-size:12px}\n\
          tr.group td{background:#e8ecf4;text-align:left;font-weight:600}\n\
          td.v a{display:block;color:inherit;text-decoration:none;font-weight:600}\n\
-         .pass{background:#c9efcf}.fail{background:#f6b5b5}.unsupported{background:#eee6c4}.error{background:#e3c2f0}\n\
+         .pass{background:#c9efcf}.fail{background:#f6b5b5}.flaky{background:#ffc98a}.known{background:#c9d7ef}\n\
+         .unsupported{background:#eee6c4}.error{background:#e3c2f0}\n\
          .yes{background:#c9efcf}.no{background:#f0e2e2}.compat{outline:2px dashed #3b6fd1;outline-offset:-3px}\n\
          .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border:1px solid #ccc}\n\
          details{margin:6px 0}pre{background:#f6f7fa;padding:8px;overflow:auto;font-size:12px}\n",
@@ -262,22 +332,21 @@ pub fn html(m: &Matrix) -> String {
         esc(&m.libraries.iter().map(|l| format!("{} {} ({})", l.loader, l.library, l.version)).collect::<Vec<_>>().join(" · "))
     )
     .unwrap();
-    s.push_str("<p class=\"legend\"><span class=\"pass\">✓ pass</span><span class=\"fail\">✗ fail</span><span class=\"unsupported\">– unsupported (probed)</span><span class=\"error\">E error</span><span class=\"compat\">ᶜ via compatibility layer</span></p>\n");
-    let counts = m.counts();
-    writeln!(
-        s,
-        "<p>{}</p>",
-        [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
-            .iter()
-            .map(|v| format!("{} {}", counts.get(v).unwrap_or(&0), v))
-            .collect::<Vec<_>>()
-            .join(" · ")
-    )
-    .unwrap();
+    s.push_str("<p class=\"legend\">");
+    for v in Verdict::ALL {
+        let what = match v {
+            Verdict::Unsupported => "unsupported (probed)",
+            Verdict::Known => "known issue",
+            other => other.as_str(),
+        };
+        write!(s, "<span class=\"{v}\">{} {what}</span>", v.symbol()).unwrap();
+    }
+    s.push_str("<span class=\"compat\">ᶜ via compatibility layer</span></p>\n");
+    writeln!(s, "<p>{}</p>", esc(&count_line(m, " · "))).unwrap();
 
     s.push_str("<h2>Cases</h2>\n<table><tr><th rowspan=\"2\">case</th>");
     for k in &m.kernels {
-        write!(s, "<th colspan=\"{}\" title=\"{}\">{}</th>", m.loaders.len(), esc(&kernel_title(k)), esc(&k.request)).unwrap();
+        write!(s, "<th colspan=\"{}\" title=\"{}\">{}</th>", m.loaders.len(), esc(&kernel_title(k)), esc(&k.label())).unwrap();
     }
     s.push_str("</tr><tr>");
     for _ in &m.kernels {
@@ -294,14 +363,18 @@ pub fn html(m: &Matrix) -> String {
             for k in &m.kernels {
                 for l in &m.loaders {
                     let cell = m.cell(&c.id, k, l);
-                    let target = match &k.status {
-                        ColumnStatus::Error { .. } => format!("k-{}", anchor("", &k.request, "")),
-                        _ => anchor(&c.id, &k.request, l),
+                    let Some(verdict) = cell.verdict else {
+                        s.push_str("<td class=\"v\" title=\"not in this shard\">·</td>");
+                        continue;
+                    };
+                    let target = match cell.result {
+                        None => format!("k-{}", anchor("", &k.label(), "")),
+                        Some(_) => anchor(&c.id, &k.label(), l),
                     };
                     write!(
                         s,
                         "<td class=\"v {}{}\"><a href=\"#{target}\" title=\"{}\">{}{}</a></td>",
-                        cell.verdict,
+                        verdict,
                         if cell.compat { " compat" } else { "" },
                         esc(cell.result.map(|r| r.detail.as_str()).unwrap_or("kernel column failed")),
                         short(cell.verdict),
@@ -334,7 +407,7 @@ pub fn html(m: &Matrix) -> String {
     }
     s.push_str("</table>\n<h2>Details</h2>\n");
     for k in &m.kernels {
-        writeln!(s, "<h3 id=\"k-{}\">{} ({:.0} s)</h3>", anchor("", &k.request, ""), esc(&kernel_title(k)), k.wall_secs).unwrap();
+        writeln!(s, "<h3 id=\"k-{}\">{} ({:.0} s)</h3>", anchor("", &k.label(), ""), esc(&kernel_title(k)), k.wall_secs).unwrap();
         if let ColumnStatus::Error { reason, console_tail } = &k.status {
             writeln!(s, "<p><b>error:</b> {}</p><pre>{}</pre>", esc(reason), esc(console_tail)).unwrap();
         }
@@ -345,12 +418,22 @@ pub fn html(m: &Matrix) -> String {
             writeln!(
                 s,
                 "<details id=\"{}\" open><summary><b>{}</b> {} [{}]</summary><p>{}</p>{}</details>",
-                anchor(&r.case, &k.request, &r.loader),
+                anchor(&r.case, &k.label(), &r.loader),
                 r.verdict,
                 esc(&r.case),
                 esc(&r.loader),
                 esc(&r.detail),
                 r.diff.as_deref().map(|d| format!("<pre>{}</pre>", esc(d))).unwrap_or_default()
+                    + &r.attempts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| format!(
+                            "<p>attempt {} ({})</p><pre>{}</pre>",
+                            i + 1,
+                            a.verdict,
+                            esc(a.observed.as_deref().unwrap_or(&a.detail))
+                        ))
+                        .collect::<String>()
             )
             .unwrap();
         }
@@ -358,7 +441,7 @@ pub fn html(m: &Matrix) -> String {
             writeln!(
                 s,
                 "<details id=\"{}\"><summary>pass {} [{}]</summary><pre>{}</pre></details>",
-                anchor(&r.case, &k.request, &r.loader),
+                anchor(&r.case, &k.label(), &r.loader),
                 esc(&r.case),
                 esc(&r.loader),
                 esc(r.observed.as_deref().unwrap_or(""))
@@ -376,7 +459,7 @@ pub fn terminal(m: &Matrix) -> String {
     let w = m.cases.iter().map(|c| c.id.len()).max().unwrap_or(4).max(6);
     write!(s, "{:<w$}", "").unwrap();
     for k in &m.kernels {
-        let col = format!("{}", k.request);
+        let col = k.label();
         write!(s, " {:^width$}", col, width = 2 * m.loaders.len() + 1).unwrap();
     }
     writeln!(s).unwrap();
@@ -391,18 +474,7 @@ pub fn terminal(m: &Matrix) -> String {
             writeln!(s).unwrap();
         }
     }
-    let counts = m.counts();
-    writeln!(
-        s,
-        "\n(each kernel: {}) {}",
-        m.loaders.join(" "),
-        [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
-            .iter()
-            .map(|v| format!("{} {}", counts.get(v).unwrap_or(&0), v))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-    .unwrap();
+    writeln!(s, "\n(each kernel: {}) {}", m.loaders.join(" "), count_line(m, ", ")).unwrap();
     s
 }
 
@@ -432,7 +504,8 @@ pub fn kernel_snapshot(m: &Matrix, k: &KernelColumn) -> String {
                 .iter()
                 .map(|l| {
                     let cell = m.cell(&c.id, k, l);
-                    format!("{l}={}{}", cell.verdict, if cell.compat { "(compat)" } else { "" })
+                    let v = cell.verdict.map(|v| v.as_str()).unwrap_or("not-run");
+                    format!("{l}={v}{}", if cell.compat { "(compat)" } else { "" })
                 })
                 .collect();
             writeln!(s, "  {}: {}", c.id, cells.join(" ")).unwrap();
@@ -460,6 +533,9 @@ mod tests {
             expected: None,
             diff: Some("- a\n+ b".into()),
             duration_ms: 1,
+            preempt: None,
+            attempts: vec![],
+            known: None,
         }
     }
 
@@ -473,6 +549,8 @@ mod tests {
             results: vec![result("a", "libbpf", Verdict::Pass), result("a", "cilium", Verdict::Fail)],
             wall_secs: 61.0,
             crashes: vec![],
+            preempt: None,
+            cases: vec![],
         };
         let broken = KernelColumn {
             request: "9.9".into(),
@@ -483,6 +561,8 @@ mod tests {
             results: vec![],
             wall_secs: 1.0,
             crashes: vec![],
+            preempt: None,
+            cases: vec![],
         };
         Matrix {
             generated_utc: "2026-11-26T00:00:00Z".into(),
@@ -490,6 +570,8 @@ mod tests {
             loaders: vec!["libbpf".into(), "cilium".into()],
             cases: vec![CaseMeta { id: "a".into(), group: "uprobe.session".into(), description: "x".into() }],
             kernels: vec![ok, broken],
+            settings: Default::default(),
+            shard: None,
         }
     }
 

@@ -3,9 +3,10 @@
 //! matrix. A kernel that is missing, panics, hangs or breaks the guest gets an
 //! `error` column with its console tail; the other columns complete.
 
-use crate::case::{discover, Case, LoaderId};
+use crate::case::{discover, LoaderId};
 use crate::kernels::{self, KernelImage};
-use crate::matrix::{config_flags, CaseMeta, ColumnStatus, KernelColumn, Matrix};
+use crate::matrix::{config_flags, CaseMeta, ColumnStatus, Crash, KernelColumn, Matrix};
+use crate::shard::{ColumnSpec, Shard};
 use crate::runner::CaseResult;
 use crate::vm::{BootOptions, BootOutcome, BootStatus, GuestMode, GuestOptions, ImageSpec};
 use std::path::PathBuf;
@@ -26,6 +27,43 @@ pub struct MatrixOptions {
     pub target_timeout_s: u64,
     /// The static probeconf to use as the guest's /init (default: this binary).
     pub init: Option<PathBuf>,
+    /// A boot whose guest sends nothing for this long is killed (a hang).
+    pub stall_timeout: Duration,
+    pub tcg_threads: crate::vm::TcgThreads,
+    /// Attempts per case in the guest.
+    pub attempts: crate::attempts::AttemptPolicy,
+    /// A deliberate crash in every column, for testing recovery (`probeconf.crash=`).
+    pub crash: Option<crate::vm::cmdline::CrashPlan>,
+    /// Boot each kernel under each of these preemption models (`preempt=`),
+    /// one column each; empty = the kernel's default only.
+    pub preempt: Vec<crate::case::PreemptMode>,
+    /// Run only this share of the columns (CI job matrices).
+    pub shard: Option<Shard>,
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+}
+
+impl MatrixOptions {
+    /// Options with the defaults for everything but what to run where.
+    pub fn new(kernels: Vec<String>, cases: Vec<PathBuf>, loaders: Vec<LoaderId>, work_dir: PathBuf) -> Self {
+        MatrixOptions {
+            kernels,
+            cases,
+            loaders,
+            timeout: Duration::from_secs(900),
+            parallel: 0,
+            work_dir,
+            target_timeout_s: 60,
+            init: None,
+            stall_timeout: Duration::from_secs(240),
+            tcg_threads: Default::default(),
+            attempts: Default::default(),
+            crash: None,
+            preempt: Vec::new(),
+            shard: None,
+            qemu: PathBuf::from("qemu-system-x86_64"),
+        }
+    }
 }
 
 /// A request that names a kernel image file (contains `/`): a developer's own
@@ -69,139 +107,211 @@ fn utc_now() -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
-fn error_column(request: &str, release: &str, reason: String, console_tail: String, wall: f64) -> KernelColumn {
+fn error_column(spec: &ColumnSpec, cases: Vec<String>, reason: String) -> KernelColumn {
     KernelColumn {
-        request: request.into(),
-        release: release.into(),
-        status: ColumnStatus::Error { reason, console_tail },
+        request: spec.kernel.clone(),
+        release: String::new(),
+        status: ColumnStatus::Error { reason, console_tail: String::new() },
         features: None,
         config: Default::default(),
         results: Vec::new(),
-        wall_secs: wall,
+        wall_secs: 0.0,
         crashes: Vec::new(),
+        preempt: spec.preempt,
+        cases,
     }
 }
 
-/// One VM's lines → its column.
-fn column_from(img: &KernelImage, out: &BootOutcome) -> KernelColumn {
-    let wall = out.wall.as_secs_f64();
-    let config = img.config.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|t| config_flags(&t)).unwrap_or_default();
-    let release = out.hello().and_then(|h| h["kernel"].as_str()).unwrap_or(&img.release).to_string();
-    let status = match &out.status {
-        BootStatus::Completed { .. } => ColumnStatus::Completed,
-        BootStatus::Panicked => ColumnStatus::Error { reason: "kernel panic".into(), console_tail: out.console_tail.clone() },
-        BootStatus::TimedOut => ColumnStatus::Error {
-            reason: format!("timed out after {:.0} s", wall),
-            console_tail: out.console_tail.clone(),
-        },
-        BootStatus::QemuFailed(e) => ColumnStatus::Error { reason: format!("qemu failed: {e}"), console_tail: out.console_tail.clone() },
-        BootStatus::Incomplete(e) => ColumnStatus::Error { reason: format!("guest did not finish: {e}"), console_tail: out.console_tail.clone() },
-    };
+/// The longest the guest may rightly be silent: one case with every attempt
+/// of every loader running into the target timeout, plus a margin for
+/// feature probing and a harness build.
+fn worst_case_silence(opts: &MatrixOptions) -> Duration {
+    let runs = (opts.attempts.repeat.max(1) + opts.attempts.reruns) * opts.loaders.len().max(1);
+    Duration::from_secs(opts.target_timeout_s * runs as u64 + 180)
+}
+
+/// What one boot's results channel holds: the probed features (if the guest
+/// got that far) and every result it sent.
+fn boot_results(out: &BootOutcome) -> (Option<crate::features::FeatureSet>, Vec<CaseResult>) {
     let features = out
         .lines
         .iter()
         .find(|l| l["type"] == "features")
         .and_then(|l| serde_json::from_value(l["features"].clone()).ok());
-    let results: Vec<CaseResult> = out
+    let results = out
         .lines
         .iter()
         .filter(|l| l["type"] == "result")
         .filter_map(|l| serde_json::from_value(l["result"].clone()).ok())
         .collect();
-    let mut col = KernelColumn { request: img.request.clone(), release, status, features, config, results, wall_secs: wall, crashes: Vec::new() };
+    (features, results)
+}
+
+/// Boots in a row that may crash before reaching their first case; after
+/// that the column is an `error` (the kernel cannot run the suite here).
+pub const MAX_FAILED_STARTS: usize = 3;
+/// Kernel crashes a column may have in all before it gives up.
+pub const MAX_CRASHES: usize = 8;
+
+fn column_counts(col: &KernelColumn) -> String {
+    let counts = crate::report::counts(&col.results);
+    let parts: Vec<String> =
+        crate::check::Verdict::ALL.iter().map(|v| format!("{} {v}", counts.get(v).copied().unwrap_or(0))).collect();
+    format!("{} runs: {}", col.results.len(), parts.join(", "))
+}
+
+/// What one boot got through: the cases it started (index, id), in order.
+fn started_cases(out: &BootOutcome) -> Vec<(usize, String)> {
+    out.lines
+        .iter()
+        .filter(|l| l["type"] == "case-start")
+        .filter_map(|l| Some((l["index"].as_u64()? as usize, l["case"].as_str()?.to_string())))
+        .collect()
+}
+
+/// Why a boot ended early, when it did (`None`: it completed).
+fn crash_reason(out: &BootOutcome) -> Option<String> {
+    match &out.status {
+        BootStatus::Completed { .. } => None,
+        BootStatus::Crashed(line) => Some(format!("kernel crash: {line}")),
+        BootStatus::TimedOut => Some(format!("the VM stopped making progress and was killed after {:.0} s", out.wall.as_secs_f64())),
+        BootStatus::QemuFailed(e) => Some(format!("qemu failed: {e}")),
+        BootStatus::Incomplete(e) => Some(format!("guest did not finish: {e}")),
+    }
+}
+
+/// One kernel's column. The guest announces each case before it runs it and
+/// streams each result, so when the kernel crashes the host knows exactly
+/// where. Any crash after the kernel booted — while probing features,
+/// between cases, during a case — logs the crash with its console tail and
+/// boots the kernel again from where it stopped:
+///
+/// * a crash before the boot's first case started (boot, feature probing)
+///   boots again from the same place; only [`MAX_FAILED_STARTS`] such boots
+///   in a row make the column an `error`;
+/// * a crash during a case boots again from that case; the same case
+///   crashing the kernel a second time gets `error` (the crash is its
+///   result) and the column goes on with the next case;
+/// * a crash between cases resumes with the next case, blaming none.
+///
+/// QEMU failing or the guest itself breaking is not a kernel crash: the
+/// column is an `error` at once.
+fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &MatrixOptions) -> KernelColumn {
+    let (img, initramfs, case_ids) = (&job.image, job.initramfs.as_path(), job.case_ids.as_slice());
+    let mut col = KernelColumn {
+        preempt: job.spec.preempt,
+        cases: if job.partial { job.case_ids.clone() } else { Vec::new() },
+        request: img.request.clone(),
+        release: img.release.clone(),
+        status: ColumnStatus::Completed,
+        features: None,
+        config: img.config.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|t| config_flags(&t)).unwrap_or_default(),
+        results: Vec::new(),
+        wall_secs: 0.0,
+        crashes: Vec::new(),
+    };
     if col.config.is_empty() {
         // No config package in the archive for this release: say so per flag.
         col.config = crate::matrix::CONFIG_FLAGS.iter().map(|f| (f.to_string(), "?".to_string())).collect();
     }
-    col
-}
-
-/// How many boots a column may take: the first, plus a resume per kernel crash.
-const MAX_BOOTS: usize = 5;
-
-fn column_counts(col: &KernelColumn) -> String {
-    let n = |v: crate::check::Verdict| col.results.iter().filter(|r| r.verdict == v).count();
-    use crate::check::Verdict::*;
-    format!("{} runs: {} pass, {} fail, {} unsupported, {} error", col.results.len(), n(Pass), n(Fail), n(Unsupported), n(Error))
-}
-
-/// One kernel's column. The guest runs cases in order and streams each
-/// result, so when the kernel crashes (panic, a guest that stops talking) the
-/// host knows the case that was running. It logs the crash with the console
-/// tail and boots the kernel again from that case; a case that crashes the
-/// kernel a second time gets `error` and the column goes on after it.
-fn run_column(
-    img: &KernelImage,
-    initramfs: &std::path::Path,
-    guest: &GuestOptions,
-    case_ids: &[String],
-    loaders: &[String],
-    opts: &MatrixOptions,
-) -> KernelColumn {
-    let mut column: Option<KernelColumn> = None;
+    let mut name = if img.release.is_empty() { img.request.clone() } else { img.release.clone() };
+    if let Some(p) = job.spec.preempt {
+        name = format!("{name}-preempt-{p}");
+    }
+    if job.partial {
+        name = format!("{name}-slice-{}", job.slice);
+    }
     let mut skip = 0usize;
-    for boot_no in 0..MAX_BOOTS {
+    let mut failed_starts = 0usize;
+    for boot_no in 0.. {
         let mut g = guest.clone();
         g.skip = skip;
+        g.boot = boot_no;
         let mut b = BootOptions::new(&img.vmlinuz, initramfs);
         b.kernel_cmdline_extra = g.to_kernel_args();
+        if let Some(p) = job.spec.preempt {
+            b.kernel_cmdline_extra = format!("preempt={p} {}", b.kernel_cmdline_extra);
+        }
         b.timeout = opts.timeout;
-        b.work_dir = Some(opts.work_dir.join(format!("vm-{}-{}", if img.release.is_empty() { &img.request } else { &img.release }, boot_no)));
-        let (out, boot_crashes) = crate::vm::boot_retrying(&b, 3);
-        let part = column_from(img, &out);
-        let crashed = !matches!(out.status, BootStatus::Completed { .. });
-        let progressed = !part.results.is_empty() || part.features.is_some();
-        let col = column.get_or_insert_with(|| KernelColumn { results: Vec::new(), crashes: Vec::new(), wall_secs: 0.0, ..part.clone() });
-        for c in &boot_crashes {
-            col.wall_secs += c.wall.as_secs_f64();
-            col.crashes.push(crate::matrix::Crash {
-                case: "(boot, before any case)".into(),
-                reason: "kernel panic".into(),
-                console_tail: c.console_tail.clone(),
-            });
+        b.stall_timeout = Some(opts.stall_timeout.max(worst_case_silence(opts)));
+        b.tcg_threads = opts.tcg_threads;
+        b.qemu = opts.qemu.clone();
+        b.work_dir = Some(opts.work_dir.join(format!("vm-{name}-{boot_no}")));
+        let out = crate::vm::boot(&b);
+        col.wall_secs += out.wall.as_secs_f64();
+        let (features, results) = boot_results(&out);
+        if let Some(h) = out.hello().and_then(|h| h["kernel"].as_str()) {
+            col.release = h.to_string();
         }
-        col.wall_secs += part.wall_secs;
+        let probed = features.is_some();
         if col.features.is_none() {
-            col.features = part.features.clone();
+            col.features = features;
         }
-        col.results.extend(part.results.iter().cloned());
-        if !crashed {
+        col.results.extend(results);
+        let Some(reason) = crash_reason(&out) else {
+            col.status = ColumnStatus::Completed;
+            break;
+        };
+        if matches!(out.status, BootStatus::QemuFailed(_) | BootStatus::Incomplete(_)) {
+            col.status = ColumnStatus::Error { reason, console_tail: out.console_tail.clone() };
+            break;
+        }
+        let started = started_cases(&out);
+        let Some((at, culprit)) = started.last().cloned() else {
+            // Before the first case of this boot: booting, or probing features.
+            let stage = if out.hello().is_none() {
+                "(boot, before the guest started)"
+            } else if !probed {
+                "(feature probing)"
+            } else {
+                "(before the first case)"
+            };
+            col.crashes.push(Crash { case: stage.into(), reason: reason.clone(), console_tail: out.console_tail.clone() });
+            failed_starts += 1;
+            if failed_starts >= MAX_FAILED_STARTS {
+                col.status = ColumnStatus::Error {
+                    reason: format!("the kernel crashed {failed_starts} times in a row before the first case ({reason})"),
+                    console_tail: out.console_tail.clone(),
+                };
+                break;
+            }
+            continue;
+        };
+        failed_starts = 0;
+        let finished = loaders.iter().all(|l| col.results.iter().any(|r| r.case == culprit && r.loader == *l));
+        if finished {
+            // Between cases: the next one had not started.
+            let next = case_ids.get(at + 1).map(|c| format!(" and `{c}`")).unwrap_or_default();
+            col.crashes.push(Crash { case: format!("(between `{culprit}`{next})"), reason, console_tail: out.console_tail.clone() });
+            skip = at + 1;
+        } else {
+            let crashed_before = col.crashes.iter().any(|c| c.case == culprit);
+            col.crashes.push(Crash { case: culprit.clone(), reason: reason.clone(), console_tail: out.console_tail.clone() });
+            // Runs of the culprit that finished before the crash are dropped:
+            // the case runs again whole, or becomes the crash's error.
+            col.results.retain(|r| r.case != culprit);
+            if crashed_before {
+                for l in loaders {
+                    col.results.push(crash_result(&culprit, l, &col.release, &reason));
+                }
+                skip = at + 1;
+            } else {
+                skip = at;
+            }
+        }
+        if skip >= case_ids.len() {
             col.status = ColumnStatus::Completed;
             break;
         }
-        // Which case was running: the first whose runs are not all in.
-        let finished = |id: &str| loaders.iter().all(|l| col.results.iter().any(|r| r.case == id && r.loader == *l));
-        let running = case_ids.iter().skip(skip).position(|id| !finished(id)).map(|p| p + skip);
-        let (ColumnStatus::Error { reason, console_tail }, Some(at), true) = (&part.status, running, progressed) else {
-            // Crashed before any case ran, or after the last: the column is an error.
-            col.status = part.status.clone();
+        if col.crashes.len() >= MAX_CRASHES {
+            col.status = ColumnStatus::Error {
+                reason: format!("{} kernel crashes; gave up", col.crashes.len()),
+                console_tail: out.console_tail.clone(),
+            };
             break;
-        };
-        let culprit = case_ids[at].clone();
-        let crashed_before = col.crashes.iter().any(|c| c.case == culprit);
-        col.crashes.push(crate::matrix::Crash { case: culprit.clone(), reason: reason.clone(), console_tail: console_tail.clone() });
-        // Runs of the culprit that finished before the crash are kept; the
-        // retry reruns the whole case, so drop them to avoid duplicates.
-        col.results.retain(|r| r.case != culprit);
-        if crashed_before {
-            // The same case crashed the kernel twice: its runs are errors.
-            for l in loaders {
-                col.results.push(crash_result(&culprit, l, &col.release, reason));
-            }
-            skip = at + 1;
-        } else {
-            // One crash: boot again from this case (the crash stays in the log).
-            skip = at;
-        }
-        col.status = ColumnStatus::Completed;
-        if skip >= case_ids.len() {
-            break;
-        }
-        if boot_no + 1 == MAX_BOOTS {
-            col.status = ColumnStatus::Error { reason: format!("{} kernel crashes; gave up", col.crashes.len()), console_tail: console_tail.clone() };
         }
     }
-    column.expect("at least one boot")
+    col
 }
 
 fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseResult {
@@ -211,7 +321,7 @@ fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseRes
         loader_id: if loader.starts_with("cilium") { LoaderId::Cilium } else { LoaderId::Libbpf },
         kernel: kernel.into(),
         verdict: crate::check::Verdict::Error,
-        detail: format!("the kernel crashed ({reason}) while this case ran; see the column's crash log"),
+        detail: format!("the kernel crashed twice while this case ran (last: {reason}); see the column's crash log"),
         via: crate::loader::ViaKind::Native,
         vias: Vec::new(),
         library: String::new(),
@@ -219,20 +329,45 @@ fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseRes
         expected: None,
         diff: None,
         duration_ms: 0,
+        preempt: None,
+        attempts: Vec::new(),
+        known: None,
     }
 }
 
-/// Runs the whole matrix. `progress` gets one line per event (fetch, boot done).
+/// One column to run: its kernel, its image and the cases in it.
+struct ColumnJob {
+    spec: ColumnSpec,
+    image: KernelImage,
+    initramfs: PathBuf,
+    /// The ids of the cases in the image, in the order the guest runs them.
+    case_ids: Vec<String>,
+    /// A share of the cases (a shard's slice), not all of them.
+    partial: bool,
+    slice: usize,
+}
+
+/// The first line of `qemu --version`.
+fn qemu_version(qemu: &std::path::Path) -> String {
+    duct::cmd(qemu, ["--version"])
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .read()
+        .ok()
+        .and_then(|o| o.lines().next().map(str::to_string))
+        .unwrap_or_else(|| format!("{}: version unknown", qemu.display()))
+}
+
+/// Runs the matrix: every column of the plan, or the shard's share.
+/// `progress` gets one line per event (fetch, image, column done).
 pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Matrix, String> {
     std::fs::create_dir_all(&opts.work_dir).map_err(|e| format!("{}: {e}", opts.work_dir.display()))?;
     // Cases, for the row list (the guest reads the same files).
     let files = discover(&opts.cases).map_err(|e| e.to_string())?;
-    let mut cases = Vec::new();
-    for f in &files {
-        match Case::load(f) {
-            Ok(c) => cases.push(c),
-            Err(e) => return Err(format!("{e}")),
-        }
+    let (cases, errors) = crate::case::load_set(&files);
+    if !errors.is_empty() {
+        return Err(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"));
     }
     let metas: Vec<CaseMeta> = cases
         .iter()
@@ -243,85 +378,95 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
         })
         .collect();
 
-    // Kernels: a missing one becomes an error column, not the end of the run.
-    let mut images: Vec<(String, Result<KernelImage, String>)> = Vec::new();
-    let (files_req, debian_req): (Vec<String>, Vec<String>) = opts.kernels.iter().cloned().partition(|k| k.contains('/'));
-    let mut fetched = files_req
-        .iter()
-        .map(|r| image_from_path(r))
-        .chain(kernels::fetch(&debian_req).into_iter().map(|r| r.map_err(|e| e.to_string())));
-    let ordered: Vec<String> = files_req.iter().chain(debian_req.iter()).cloned().collect();
-    let mut by_request: std::collections::HashMap<String, Result<KernelImage, String>> = std::collections::HashMap::new();
-    for req in &ordered {
-        by_request.insert(req.clone(), fetched.next().expect("one result per request"));
-    }
-    for req in &opts.kernels {
-        let r = by_request.remove(req).expect("every request resolved");
-        match &r {
-            Ok(img) => progress(format!("{req}: {} ({})", img.release, img.vmlinuz.display())),
-            Err(e) => progress(format!("{req}: {e}")),
-        }
-        images.push((req.clone(), r));
+    let plan = crate::shard::columns(&opts.kernels, &opts.preempt);
+    let units = crate::shard::units(plan.len(), opts.shard);
+    if let Some(s) = opts.shard {
+        let mine: Vec<String> = units.iter().map(|u| format!("{}{}", plan[u.column].label(), if u.slices > 1 { format!(" (cases slice {}/{})", u.slice + 1, u.slices) } else { String::new() })).collect();
+        progress(format!("shard {s}: {}", if mine.is_empty() { "nothing to do".to_string() } else { mine.join(", ") }));
     }
 
-    let initramfs = opts.work_dir.join("initramfs.cpio");
-    let size = crate::vm::image::write(&ImageSpec { init: opts.init.clone(), harness: None, cases: files.clone() }, &initramfs)?;
-    progress(format!("image: {} ({:.1} MB, {} cases)", initramfs.display(), size as f64 / 1e6, cases.len()));
+    // Kernels of this share: a missing one becomes an error column, not the end of the run.
+    let mut requests: Vec<String> = Vec::new();
+    for u in &units {
+        if !requests.contains(&plan[u.column].kernel) {
+            requests.push(plan[u.column].kernel.clone());
+        }
+    }
+    let (files_req, debian_req): (Vec<String>, Vec<String>) = requests.iter().cloned().partition(|k| k.contains('/'));
+    let mut resolved: std::collections::HashMap<String, Result<KernelImage, String>> = std::collections::HashMap::new();
+    for r in &files_req {
+        resolved.insert(r.clone(), image_from_path(r));
+    }
+    for (r, img) in debian_req.iter().zip(kernels::fetch(&debian_req)) {
+        resolved.insert(r.clone(), img.map_err(|e| e.to_string()));
+    }
+    for r in &requests {
+        match &resolved[r] {
+            Ok(img) => progress(format!("{r}: {} ({})", img.release, img.vmlinuz.display())),
+            Err(e) => progress(format!("{r}: {e}")),
+        }
+    }
+
+    // One image per distinct set of cases (all of them, or a shard's slice).
+    let mut images: std::collections::BTreeMap<(usize, usize), PathBuf> = std::collections::BTreeMap::new();
+    let mut jobs: Vec<(usize, ColumnJob)> = Vec::new();
+    let mut out_columns: Vec<(usize, KernelColumn)> = Vec::new();
+    for (n, u) in units.iter().enumerate() {
+        let in_unit: Vec<usize> = (0..cases.len()).filter(|i| u.has_case(*i)).collect();
+        let case_ids: Vec<String> = in_unit.iter().map(|i| cases[*i].id.clone()).collect();
+        let spec = plan[u.column].clone();
+        let partial = u.slices > 1;
+        let img = match &resolved[&spec.kernel] {
+            Ok(img) => img.clone(),
+            Err(e) => {
+                out_columns.push((n, error_column(&spec, if partial { case_ids } else { Vec::new() }, format!("kernel not available: {e}"))));
+                continue;
+            }
+        };
+        let key = (u.slice, u.slices);
+        if !images.contains_key(&key) {
+            let path = if partial { opts.work_dir.join(format!("initramfs-slice-{}-of-{}.cpio", u.slice + 1, u.slices)) } else { opts.work_dir.join("initramfs.cpio") };
+            let slice_files: Vec<PathBuf> = in_unit.iter().map(|i| cases[*i].path.clone()).collect();
+            let size = crate::vm::image::write(&ImageSpec { init: opts.init.clone(), harness: None, cases: slice_files }, &path)?;
+            progress(format!("image: {} ({:.1} MB, {} cases)", path.display(), size as f64 / 1e6, in_unit.len()));
+            images.insert(key, path);
+        }
+        jobs.push((n, ColumnJob { spec, image: img, initramfs: images[&key].clone(), case_ids, partial, slice: u.slice }));
+    }
 
     let guest = GuestOptions {
         mode: GuestMode::Run,
         loaders: opts.loaders.clone(),
         target_timeout_s: opts.target_timeout_s,
+        attempts: opts.attempts,
+        crash: opts.crash.clone(),
         ..GuestOptions::default()
     };
-    let case_ids: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
     let loader_labels: Vec<String> = opts.loaders.iter().map(|l| l.to_string()).collect();
 
-    // Columns run in parallel (up to `parallel`), each in its own thread; a
-    // column may boot its kernel several times (see run_column).
-    let parallel = if opts.parallel == 0 { crate::vm::default_parallelism() } else { opts.parallel }.max(1);
-    let jobs: Vec<(usize, KernelImage)> =
-        images.iter().enumerate().filter_map(|(i, (_, img))| img.as_ref().ok().map(|k| (i, k.clone()))).collect();
+    // Columns run in the one worker pool, one VM per core; a column may boot
+    // its kernel several times (see run_column).
     let total = jobs.len();
-    let queue = std::sync::Mutex::new(jobs.into_iter());
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, KernelColumn)>();
-    let mut columns: std::collections::HashMap<usize, KernelColumn> = std::collections::HashMap::new();
-    std::thread::scope(|scope| {
-        for _ in 0..parallel.min(total.max(1)) {
-            let tx = tx.clone();
-            let queue = &queue;
-            let (guest, case_ids, loader_labels, initramfs) = (&guest, &case_ids, &loader_labels, &initramfs);
-            scope.spawn(move || loop {
-                let next = queue.lock().unwrap().next();
-                let Some((i, img)) = next else { break };
-                let col = run_column(&img, initramfs, guest, case_ids, loader_labels, opts);
-                if tx.send((i, col)).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        let mut done = 0;
-        for (i, col) in rx {
+    let labels: Vec<String> = jobs.iter().map(|(_, j)| j.spec.label()).collect();
+    let order: Vec<usize> = jobs.iter().map(|(n, _)| *n).collect();
+    let mut done = 0;
+    let columns = crate::vm::run_pool(
+        jobs.into_iter().map(|(_, j)| j).collect(),
+        opts.parallel,
+        |job| run_column(&job, &guest, &loader_labels, opts),
+        |i, col| {
             done += 1;
-            let counts = column_counts(&col);
             let crashes = if col.crashes.is_empty() { String::new() } else { format!(", {} kernel crash(es), resumed", col.crashes.len()) };
             let status = match &col.status {
-                ColumnStatus::Completed => counts,
+                ColumnStatus::Completed => column_counts(col),
                 ColumnStatus::Error { reason, .. } => format!("error: {reason}"),
             };
-            progress(format!("[{done}/{total}] {}: {:.0} s — {status}{crashes}", images[i].0, col.wall_secs));
-            columns.insert(i, col);
-        }
-    });
+            progress(format!("[{done}/{total}] {}: {:.0} s — {status}{crashes}", labels[i], col.wall_secs));
+        },
+    );
+    out_columns.extend(order.into_iter().zip(columns));
+    out_columns.sort_by_key(|(n, _)| *n);
 
-    let mut kernels_out = Vec::new();
-    for (i, (req, img)) in images.iter().enumerate() {
-        match img {
-            Ok(_) => kernels_out.push(columns.remove(&i).expect("every job reports")),
-            Err(e) => kernels_out.push(error_column(req, "", format!("kernel not available: {e}"), String::new(), 0.0)),
-        }
-    }
     let mut libraries = vec![crate::loader::Loader::library(&crate::loader::libbpf::LibbpfLoader)];
     if opts.loaders.contains(&LoaderId::Cilium) {
         if let Ok(c) = crate::loader::cilium::CiliumLoader::build(None) {
@@ -334,9 +479,15 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
     Ok(Matrix {
         generated_utc: utc_now(),
         libraries,
-        loaders: opts.loaders.iter().map(|l| l.to_string()).collect(),
+        loaders: loader_labels,
         cases: metas,
-        kernels: kernels_out,
+        kernels: out_columns.into_iter().map(|(_, c)| c).collect(),
+        settings: crate::matrix::RunSettings {
+            qemu: qemu_version(&opts.qemu),
+            accel: format!("tcg,thread={}", opts.tcg_threads.as_str()),
+            attempts: opts.attempts,
+        },
+        shard: opts.shard.map(|shard| crate::matrix::ShardInfo { shard, columns: plan.clone() }),
     })
 }
 

@@ -632,6 +632,7 @@ pub fn probe_all() -> FeatureSet {
             Feature::UprobeNop5Optimize => probe_nop5_optimize(),
             Feature::UretprobeSeccompPassthrough => probe_seccomp(true),
             Feature::UprobeSeccompPassthrough => probe_seccomp(false),
+            Feature::PreemptDynamic => crate::preempt::probe(),
         };
         results.insert(f, r);
     }

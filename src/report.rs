@@ -22,9 +22,28 @@ fn paint(v: Verdict, color: bool) -> String {
     match v {
         Verdict::Pass => s.green().to_string(),
         Verdict::Fail => s.red().bold().to_string(),
+        Verdict::Flaky => s.truecolor(255, 140, 0).bold().to_string(),
+        Verdict::Known => s.blue().to_string(),
         Verdict::Unsupported => s.yellow().to_string(),
         Verdict::Error => s.magenta().bold().to_string(),
     }
+}
+
+/// How many lines of a diff or trace the terminal shows; the JSON report
+/// always has all of it.
+pub const TERMINAL_DIFF_LINES: usize = 40;
+
+/// The first `max` lines of `text`, and a note of how many were left out.
+pub fn truncate_lines(text: &str, max: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= max {
+        return text.trim_end().to_string();
+    }
+    format!(
+        "{}\n… {} more lines (the whole text is in --format json)",
+        lines[..max].join("\n"),
+        lines.len() - max
+    )
 }
 
 pub fn counts(results: &[CaseResult]) -> BTreeMap<Verdict, usize> {
@@ -74,11 +93,21 @@ pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String 
         }
         out.push('\n');
     }
-    for r in results.iter().filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Error)) {
+    for r in results.iter().filter(|r| r.verdict.is_failure() || r.verdict == Verdict::Known) {
         writeln!(out, "\n{} {} [{}]: {}", paint(r.verdict, color), r.case, r.loader, r.detail).unwrap();
         if let Some(d) = &r.diff {
-            let d = if color { crate::check::diff_colorize(d) } else { d.clone() };
+            let d = truncate_lines(d, TERMINAL_DIFF_LINES);
+            let d = if color { crate::check::diff_colorize(&d) } else { d };
             writeln!(out, "{}", d.trim_end()).unwrap();
+        }
+        if r.verdict == Verdict::Flaky || r.known.as_ref().is_some_and(|k| k.was == Verdict::Flaky) {
+            for (i, a) in r.attempts.iter().enumerate() {
+                writeln!(out, "  attempt {} ({}):", i + 1, a.verdict).unwrap();
+                let t = truncate_lines(a.observed.as_deref().unwrap_or(&a.detail), TERMINAL_DIFF_LINES / 2);
+                for l in t.lines() {
+                    writeln!(out, "    {l}").unwrap();
+                }
+            }
         }
     }
     let regressions = version_differences(results);
@@ -89,7 +118,7 @@ pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String 
         }
     }
     let c = counts(results);
-    let summary: Vec<String> = [Verdict::Pass, Verdict::Fail, Verdict::Unsupported, Verdict::Error]
+    let summary: Vec<String> = Verdict::ALL
         .iter()
         .map(|v| format!("{} {}", c.get(v).copied().unwrap_or(0), paint(*v, color)))
         .collect();
@@ -130,13 +159,14 @@ fn xml_escape(s: &str) -> String {
 pub fn junit(header: &RunHeader, results: &[CaseResult]) -> String {
     let c = counts(results);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let n = |v: Verdict| c.get(&v).copied().unwrap_or(0);
     writeln!(
         out,
         "<testsuite name=\"probeconf\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">",
         results.len(),
-        c.get(&Verdict::Fail).unwrap_or(&0),
-        c.get(&Verdict::Error).unwrap_or(&0),
-        c.get(&Verdict::Unsupported).unwrap_or(&0)
+        n(Verdict::Fail) + n(Verdict::Flaky),
+        n(Verdict::Error),
+        n(Verdict::Unsupported) + n(Verdict::Known)
     )
     .unwrap();
     writeln!(out, "  <properties><property name=\"kernel\" value=\"{}\"/></properties>", xml_escape(&header.kernel)).unwrap();
@@ -159,6 +189,23 @@ pub fn junit(header: &RunHeader, results: &[CaseResult]) -> String {
                 xml_escape(r.diff.as_deref().unwrap_or(""))
             )
             .unwrap(),
+            Verdict::Flaky => {
+                let attempts: Vec<String> = r
+                    .attempts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("attempt {} ({}):\n{}", i + 1, a.verdict, a.observed.as_deref().unwrap_or(&a.detail)))
+                    .collect();
+                write!(
+                    out,
+                    "<failure type=\"flaky\" message=\"flaky: {}\">{}</failure>",
+                    xml_escape(&r.detail),
+                    xml_escape(&attempts.join("\n"))
+                )
+                .unwrap()
+            }
+            // Shown and counted, not a failure: JUnit's nearest is a skip with the reason.
+            Verdict::Known => write!(out, "<skipped type=\"known\" message=\"{}\"/>", xml_escape(&r.detail)).unwrap(),
             Verdict::Error => write!(out, "<error message=\"{}\"/>", xml_escape(&r.detail)).unwrap(),
         }
         out.push_str("</testcase>\n");

@@ -40,16 +40,49 @@ pub struct CaseResult {
     /// Expected vs observed, for failures.
     pub diff: Option<String>,
     pub duration_ms: u64,
+    /// The preemption model the case ran under, when the kernel says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt: Option<crate::case::PreemptMode>,
+    /// Every attempt, when there was more than one (repeats, reruns of a
+    /// run that did not pass): what each observed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// The known issue this result matched (verdict `known`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<KnownMatch>,
+}
+
+/// One attempt of a case through a loader, judged on its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Attempt {
+    pub verdict: Verdict,
+    pub observed: Option<String>,
+    pub detail: String,
+}
+
+/// Why a `fail` or `flaky` became `known`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct KnownMatch {
+    /// What the run would have been without the known issue.
+    pub was: Verdict,
+    pub reason: String,
+    pub see: String,
 }
 
 pub struct RunOptions {
     /// How long a target may run its steps.
     pub target_timeout: Duration,
+    /// Attempts per case: always `repeat`, and up to `reruns` more while the
+    /// attempts agree on a result that is not a pass (src/attempts.rs).
+    pub attempts: crate::attempts::AttemptPolicy,
+    /// The probeconf binary that runs further attempts in a fresh process
+    /// (`probeconf attempt`); `None` = this executable.
+    pub self_exe: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { target_timeout: Duration::from_secs(20) }
+        RunOptions { target_timeout: Duration::from_secs(20), attempts: Default::default(), self_exe: None }
     }
 }
 
@@ -94,11 +127,31 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
         expected: None,
         diff: None,
         duration_ms: 0,
+        preempt: None,
+        attempts: Vec::new(),
+        known: None,
     };
-    let cx = Context { kernel: KernelVersion::parse(&features.kernel), features, loader: loader.id() };
+    // The preemption model first: a case that cannot have it does not run.
+    let _preempt = match case.preempt.map(crate::preempt::switch) {
+        Some(Err(why)) => {
+            result.verdict = Verdict::Unsupported;
+            result.detail = format!("preempt-dynamic: {why}");
+            return result;
+        }
+        Some(Ok(guard)) => Some(guard),
+        None => None,
+    };
+    result.preempt = crate::preempt::current();
+    let cx = Context { kernel: KernelVersion::parse(&features.kernel), features, loader: loader.id(), preempt: result.preempt };
     let expected = case.expect.resolve(&cx);
     result.expected = Some(outcome_text(expected));
-    let missing: Vec<_> = features.missing(&case.required_features()).into_iter().map(|f| (f, features.why(f).to_string())).collect();
+    // preempt-dynamic was settled above (the switch is the probe's proof).
+    let missing: Vec<_> = features
+        .missing(&case.required_features())
+        .into_iter()
+        .filter(|f| *f != crate::features::Feature::PreemptDynamic)
+        .map(|f| (f, features.why(f).to_string()))
+        .collect();
 
     match catch_unwind(AssertUnwindSafe(|| execute(case, loader, opts))) {
         Ok(Ok(exec)) => {
@@ -205,8 +258,9 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     Ok(Execution { observed: Observed::Trace(trace), vias, plan })
 }
 
-/// Every case through every loader, in order, with the cross-loader check
-/// after each case; `progress` is called after each run.
+/// Every case through every loader, in order: one attempt in this process,
+/// further attempts as `opts.attempts` asks (src/attempts.rs), the
+/// cross-loader check, known issues. `progress` is called per final result.
 pub fn run_all(
     cases: &[Case],
     loaders: &[&dyn Loader],
@@ -216,18 +270,27 @@ pub fn run_all(
 ) -> Vec<CaseResult> {
     let mut out = Vec::new();
     for case in cases {
-        let mut of_case = Vec::new();
+        let mut first = Vec::new();
         for loader in loaders {
             if crate::interrupt::requested() {
-                out.extend(of_case);
+                crate::check::cross_check(&mut first);
+                out.extend(first);
                 return out;
             }
-            let r = run_case(case, *loader, features, opts);
-            progress(&r);
-            of_case.push(r);
+            first.push(run_case(case, *loader, features, opts));
         }
-        crate::check::cross_check(&mut of_case);
-        out.extend(of_case);
+        let specs: Option<Vec<crate::attempts::LoaderSpec>> = loaders.iter().map(|l| l.respawn()).collect();
+        let exe = opts.self_exe.clone().map(Ok).unwrap_or_else(std::env::current_exe);
+        let again = || -> Result<Vec<CaseResult>, String> {
+            let specs = specs.as_ref().ok_or("a loader cannot be opened in another process")?;
+            let exe = exe.as_ref().map_err(|e| format!("this executable: {e}"))?;
+            crate::attempts::attempt_in_child(exe, case, features, specs, opts.target_timeout.as_secs())
+        };
+        let settled = crate::attempts::settle(case, features, opts.attempts, first, again);
+        for r in &settled {
+            progress(r);
+        }
+        out.extend(settled);
     }
     out
 }

@@ -1,6 +1,10 @@
 // Package compat is the Go side of probeconf's compatibility registry: what
-// cilium/ebpf lacks or does differently from libbpf, and the bridges the
-// harness uses so that a case runs the same way under both loaders.
+// cilium/ebpf lacks or does differently from libbpf, and which bridge the
+// harness uses so that a case runs the same way under both loaders, plus the
+// harness-only glue (the protocol's pid scope, CiliumPID). The bridges
+// themselves are the bridge module (go-harness/bridge, import path
+// probeconf/bridge), which tool authors import too; entries that name
+// compat.X for a bridge function mean bridge.X.
 //
 // Every bridge has one registry entry; a probe attached through a bridge is
 // reported with via "compat" and the entry's id, so a verdict can say which

@@ -55,6 +55,12 @@ impl CiliumLoader {
     pub fn version(&self) -> &str {
         &self.version
     }
+
+    /// Labels the loader with its version even when it is the pinned one
+    /// (it was asked for by version).
+    pub fn set_explicit(&mut self, explicit: bool) {
+        self.explicit = explicit;
+    }
 }
 
 fn harness_error(detail: String) -> LoaderError {
@@ -202,6 +208,10 @@ impl Loader for CiliumLoader {
 
     fn library(&self) -> LibraryInfo {
         LibraryInfo { loader: LoaderId::Cilium, library: "github.com/cilium/ebpf".into(), version: self.version.clone() }
+    }
+
+    fn respawn(&self) -> Option<crate::attempts::LoaderSpec> {
+        Some(crate::attempts::LoaderSpec::Cilium { harness: self.harness.clone(), explicit: self.explicit })
     }
 
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError> {

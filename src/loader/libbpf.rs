@@ -32,6 +32,10 @@ impl Loader for LibbpfLoader {
         LibraryInfo { loader: LoaderId::Libbpf, library: "libbpf-rs 0.27.2".into(), version: format!("libbpf {}", libbpf_version()) }
     }
 
+    fn respawn(&self) -> Option<crate::attempts::LoaderSpec> {
+        Some(crate::attempts::LoaderSpec::Libbpf)
+    }
+
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError> {
         // The exact files the plan names, which the harness loads too.
         let mut objects: std::collections::HashMap<&std::path::Path, Vec<u8>> = std::collections::HashMap::new();

@@ -107,6 +107,11 @@ pub trait Loader: Send + Sync {
         self.id().to_string()
     }
     fn library(&self) -> LibraryInfo;
+    /// How a fresh process opens this same loader again (further attempts of
+    /// a case run in a child process); `None` for a loader that cannot be.
+    fn respawn(&self) -> Option<crate::attempts::LoaderSpec> {
+        None
+    }
     /// Loads and attaches every probe of the plan. On error nothing stays attached.
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError>;
 }

@@ -10,8 +10,9 @@
 //! {"type":"features","features":FeatureSet,"kfunc_variant":V,"config":{CONFIG_X:V}|null,"config_error":S?,"uptime_s":F}
 //! {"type":"loaders","loaders":[LibraryInfo+label]}          (a loader that cannot start: {"type":"loader-error",...})
 //! {"type":"case-error","message":S}                         (a case file that cannot be read, an unknown id)
+//! {"type":"case-start","case":ID,"index":N,"uptime_s":F}   (before each case: the host knows which case a crash hit)
 //! {"type":"result","result":CaseResult}                     (one per case and loader, after the cross-loader check)
-//! {"type":"done","counts":{"runs","pass","fail","unsupported","error","case_errors"},"uptime_s":F}
+//! {"type":"done","counts":{"runs","pass","fail","flaky","known","unsupported","error","case_errors"},"uptime_s":F}
 //! {"type":"fatal","message":S}                              (instead of done: bad options, a panic)
 //! ```
 //!
@@ -19,7 +20,7 @@
 //! (+ done), `panic` mode panics after hello; options are in src/vm/cmdline.rs. The VM then exits through
 //! isa-debug-exit with 0 (done) or 1 (fatal).
 
-use super::cmdline::{GuestMode, GuestOptions, DEFAULT_RESULTS};
+use super::cmdline::{CrashPoint, GuestMode, GuestOptions, DEFAULT_RESULTS};
 use super::{kconfig, sys};
 use crate::case::{discover, Case, LoaderId};
 use crate::loader::cilium::CiliumLoader;
@@ -167,6 +168,16 @@ pub fn guest_main() -> ! {
     finish(1)
 }
 
+/// Crashes the kernel on purpose (`probeconf.crash=`): sysrq-c, which
+/// panics it the way a real crash would. Never returns.
+fn crash_here(what: &str) -> ! {
+    eprintln!("probeconf guest: crashing the kernel on purpose ({what})");
+    sys::sync();
+    let _ = std::fs::write("/proc/sysrq-trigger", "c");
+    // Not reached on a kernel with CONFIG_MAGIC_SYSRQ; make the failure loud.
+    panic!("probeconf.crash: writing /proc/sysrq-trigger did not crash the kernel");
+}
+
 fn hello(o: Option<&GuestOptions>, setup_errors: Vec<String>) {
     emit(&json!({
         "type": "hello",
@@ -179,6 +190,9 @@ fn hello(o: Option<&GuestOptions>, setup_errors: Vec<String>) {
             "cases": o.cases,
             "loaders": o.loaders.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
             "target_timeout_s": o.target_timeout_s,
+            "boot": o.boot,
+            "repeat": o.attempts.repeat,
+            "reruns": o.attempts.reruns,
         })),
     }));
 }
@@ -187,14 +201,30 @@ fn run(o: &GuestOptions) -> Result<(), String> {
     if o.mode == GuestMode::Panic {
         panic!("probeconf.mode=panic: a deliberate panic");
     }
-    let mut counts: BTreeMap<&str, u64> =
-        ["runs", "pass", "fail", "unsupported", "error", "case_errors"].into_iter().map(|k| (k, 0)).collect();
+    let mut counts: BTreeMap<&str, u64> = ["runs", "case_errors"]
+        .into_iter()
+        .chain(crate::check::Verdict::ALL.iter().map(|v| v.as_str()))
+        .map(|k| (k, 0))
+        .collect();
     if o.mode == GuestMode::Hello {
         emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
         return Ok(());
     }
 
+    if o.mode == GuestMode::StressKeys {
+        let r = super::stress::guest_run(o.stress_secs)?;
+        emit(&json!({"type": "stress", "stress": r}));
+        emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
+        return Ok(());
+    }
+
+    if o.crashes_at(CrashPoint::Hello) {
+        crash_here("after hello");
+    }
     let features = crate::probing::host_features();
+    if o.crashes_at(CrashPoint::Features) {
+        crash_here("while probing features");
+    }
     let (config, config_error) = match kconfig::running_kernel() {
         None => (Value::Null, None),
         Some(Ok(m)) => (json!(m), None),
@@ -232,16 +262,23 @@ fn run(o: &GuestOptions) -> Result<(), String> {
         *counts.get_mut("case_errors").unwrap() += 1;
         emit(&json!({"type": "case-error", "message": e}));
     }
-    let opts = RunOptions { target_timeout: Duration::from_secs(o.target_timeout_s) };
-    for case in cases.iter().skip(o.skip) {
+    let opts = RunOptions { target_timeout: Duration::from_secs(o.target_timeout_s), attempts: o.attempts, self_exe: None };
+    for (index, case) in cases.iter().enumerate().skip(o.skip) {
         // One case at a time, so that each result is sent after the
         // cross-loader check, and the host has everything up to a crash.
+        emit(&json!({"type": "case-start", "case": case.id, "index": index, "uptime_s": uptime_s()}));
+        if o.crashes_at(CrashPoint::Case(index)) {
+            crash_here(&format!("as case {index} starts"));
+        }
         for r in run_all(std::slice::from_ref(case), &loader_refs, features, &opts, |_| {}) {
             eprintln!("probeconf: {} [{}] {}", r.case, r.loader, r.verdict);
             *counts.get_mut("runs").unwrap() += 1;
             // Keys are Verdict::as_str values.
             *counts.get_mut(r.verdict.as_str()).unwrap() += 1;
             emit(&json!({"type": "result", "result": r}));
+        }
+        if o.crashes_at(CrashPoint::After(index)) {
+            crash_here(&format!("after case {index}"));
         }
     }
     emit(&json!({"type": "done", "counts": counts, "uptime_s": uptime_s()}));
@@ -277,16 +314,9 @@ fn start_loaders(ids: &[LoaderId]) -> Vec<Box<dyn Loader>> {
 pub fn select_cases(root: &Path, items: &[String]) -> (Vec<Case>, Vec<String>) {
     let mut errors = Vec::new();
     let load = |files: Vec<PathBuf>, errors: &mut Vec<String>| -> Vec<Case> {
-        files
-            .into_iter()
-            .filter_map(|f| match Case::load(&f) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    errors.push(e.to_string());
-                    None
-                }
-            })
-            .collect()
+        let (cases, errs) = crate::case::load_set(&files);
+        errors.extend(errs.iter().map(|e| e.to_string()));
+        cases
     };
     let discover_or_note = |paths: &[PathBuf], errors: &mut Vec<String>| match discover(paths) {
         Ok(f) => f,

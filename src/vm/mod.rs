@@ -17,11 +17,12 @@ pub mod initramfs;
 pub mod kconfig;
 pub mod qemu;
 pub mod schedule;
+pub mod stress;
 mod sys;
 pub mod vmlinux;
 
 pub use cmdline::{GuestMode, GuestOptions};
 pub use image::ImageSpec;
 pub use initramfs::Initramfs;
-pub use qemu::{boot, boot_retrying, Accel, BootOptions, BootOutcome, BootStatus};
-pub use schedule::{boot_many, default_parallelism};
+pub use qemu::{boot, boot_retrying, Accel, BootOptions, BootOutcome, BootStatus, TcgThreads};
+pub use schedule::{boot_many, default_parallelism, run_pool};

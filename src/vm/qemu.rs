@@ -17,8 +17,53 @@ use std::time::{Duration, Instant};
 pub const CONSOLE_TAIL_LINES: usize = 60;
 /// What the kernel prints when it panics.
 const PANIC_MARK: &str = "Kernel panic - not syncing";
+/// What the kernel prints when it oopses. With `oops=panic` on the command
+/// line every oops also panics; an oops that did not (a kernel without that
+/// parameter) still makes the boot a crash: a tainted kernel's later results
+/// cannot be trusted.
+const OOPS_MARK: &str = "Oops: ";
 /// The KVM probe of [`Accel::Auto`] gives up after this long.
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How TCG runs the vCPUs.
+///
+/// `Single` is the default. Multi-threaded TCG (one host thread per vCPU, the
+/// default of QEMU for x86 guests) mishandles the kernel's cross-modifying code:
+/// while one vCPU patches a static-key site with `text_poke_bp` (int3 first,
+/// sync IPIs, then the other bytes), another vCPU can still execute a stale
+/// translation holding the temporary int3 after the patch is complete, and the
+/// kernel reports `Oops: int3` (measured: README "TCG and kernel crashes";
+/// `probeconf tcg-stress` reproduces it in seconds). Round-robin single-threaded
+/// TCG runs one vCPU at a time, so every vCPU sees the patch before it runs
+/// again. It costs nothing here: a column is I/O- and syscall-bound, and the
+/// matrix runs one VM per host core anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcgThreads {
+    #[default]
+    Single,
+    Multi,
+}
+
+impl TcgThreads {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcgThreads::Single => "single",
+            TcgThreads::Multi => "multi",
+        }
+    }
+}
+
+impl std::str::FromStr for TcgThreads {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "single" => Ok(TcgThreads::Single),
+            "multi" => Ok(TcgThreads::Multi),
+            _ => Err(format!("TCG threading `{s}`: expected single or multi")),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -36,10 +81,15 @@ pub struct BootOptions {
     /// Appended to the kernel command line (e.g. `GuestOptions::to_kernel_args`).
     pub kernel_cmdline_extra: String,
     pub timeout: Duration,
+    /// Kill the VM when the guest's results channel has not grown for this
+    /// long (a hung kernel or case), instead of waiting for `timeout`.
+    pub stall_timeout: Option<Duration>,
     /// QEMU's `-m`, e.g. `1G`.
     pub memory: String,
     pub smp: u32,
     pub accel: Accel,
+    /// TCG's vCPU threading (ignored under KVM).
+    pub tcg_threads: TcgThreads,
     /// Where console.log, results.jsonl and qemu.log are written and kept;
     /// `None` = a temporary directory, removed after the boot.
     pub work_dir: Option<PathBuf>,
@@ -58,9 +108,11 @@ impl BootOptions {
             initramfs: initramfs.into(),
             kernel_cmdline_extra: String::new(),
             timeout: Duration::from_secs(600),
+            stall_timeout: None,
             memory: "1G".into(),
             smp: 2,
             accel: Accel::Tcg,
+            tcg_threads: TcgThreads::default(),
             work_dir: None,
             qemu: "qemu-system-x86_64".into(),
             pvh: true,
@@ -70,8 +122,10 @@ impl BootOptions {
     /// The whole kernel command line.
     pub fn kernel_cmdline(&self) -> String {
         // 8250.nr_uarts=4: some configs register fewer ports than QEMU has,
-        // and ttyS1 is the results channel.
-        let base = "console=ttyS0 panic=-1 8250.nr_uarts=4";
+        // and ttyS1 is the results channel. oops=panic: an oops ends the VM
+        // at once, so the host sees the crash and the case that caused it,
+        // instead of results from a tainted kernel.
+        let base = "console=ttyS0 panic=-1 oops=panic 8250.nr_uarts=4";
         if self.kernel_cmdline_extra.trim().is_empty() {
             base.to_string()
         } else {
@@ -83,13 +137,13 @@ impl BootOptions {
     /// output files go to `dir`.
     pub fn qemu_args(&self, accel: Accel, kernel: &Path, dir: &Path) -> Vec<String> {
         let (accel_arg, cpu) = match accel {
-            Accel::Kvm => ("kvm", "host"),
-            Accel::Tcg | Accel::Auto => ("tcg", "max"),
+            Accel::Kvm => ("kvm".to_string(), "host"),
+            Accel::Tcg | Accel::Auto => (format!("tcg,thread={}", self.tcg_threads.as_str()), "max"),
         };
         let file = |name: &str| format!("file:{}", dir.join(name).display());
         [
             "-accel",
-            accel_arg,
+            &accel_arg,
             "-cpu",
             cpu,
             "-m",
@@ -127,8 +181,10 @@ impl BootOptions {
 pub enum BootStatus {
     /// The guest wrote its `done` line and ended the VM with this code.
     Completed { exit_code: i32 },
-    /// The console shows a kernel panic (init dying included).
-    Panicked,
+    /// The kernel crashed: the console shows a panic (init dying included) or
+    /// an oops. The text is the kernel's own first crash line
+    /// (`Oops: int3: 0000 [#1] SMP NOPTI`, `Kernel panic - not syncing: …`).
+    Crashed(String),
     /// Still running at the timeout; killed.
     TimedOut,
     /// QEMU could not run the VM (bad kernel image, bad option…): its message.
@@ -230,11 +286,21 @@ fn parse_lines(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// The kernel's first crash line (an oops, or else the panic), without the
+/// timestamp; `None` when the console shows neither.
+pub fn crash_line(console: &str) -> Option<String> {
+    let text = strip_escapes(console);
+    let find = |mark: &str| {
+        text.lines().find_map(|l| l.find(mark).map(|at| l[at..].trim_end_matches('\r').trim().to_string()))
+    };
+    find(OOPS_MARK).or_else(|| find(PANIC_MARK))
+}
+
 /// The status from how QEMU ended and what the guest said. Pure, for tests.
 fn classify(ended: Ended, console: &str, lines: &[Value], qemu_log: &str) -> BootStatus {
-    // First: a panic explains a timeout or an odd exit better than either.
-    if console.contains(PANIC_MARK) {
-        return BootStatus::Panicked;
+    // First: a panic (or an oops) explains a timeout or an odd exit better than either.
+    if let Some(line) = crash_line(console) {
+        return BootStatus::Crashed(line);
     }
     // Any line at all: QEMU itself never writes to the results port.
     let guest_ran = !lines.is_empty();
@@ -306,7 +372,7 @@ pub fn boot_retrying(opts: &BootOptions, max_boots: usize) -> (BootOutcome, Vec<
     let mut crashed = Vec::new();
     loop {
         let out = boot(opts);
-        let boot_crash = matches!(out.status, BootStatus::Panicked) && out.hello().is_none();
+        let boot_crash = matches!(out.status, BootStatus::Crashed(_)) && out.hello().is_none();
         if !boot_crash || crashed.len() + 1 >= max_boots.max(1) {
             return (out, crashed);
         }
@@ -375,6 +441,8 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
 
     let results_path = dir.join("results.jsonl");
     let mut to_userspace = None;
+    // The results channel's size and when it last changed (stall detection).
+    let (mut seen_len, mut last_growth) = (0u64, Instant::now());
     let ended = loop {
         match child.try_wait() {
             Ok(Some(st)) => {
@@ -388,10 +456,15 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
             Ok(None) => {}
             Err(_) => break Ended::Code(-1),
         }
-        if to_userspace.is_none() && std::fs::metadata(&results_path).is_ok_and(|m| m.len() > 0) {
+        let len = std::fs::metadata(&results_path).map(|m| m.len()).unwrap_or(0);
+        if len != seen_len {
+            (seen_len, last_growth) = (len, Instant::now());
+        }
+        if to_userspace.is_none() && len > 0 {
             to_userspace = Some(start.elapsed());
         }
-        if start.elapsed() > opts.timeout {
+        let stalled = opts.stall_timeout.is_some_and(|t| last_growth.elapsed() > t);
+        if start.elapsed() > opts.timeout || stalled {
             let _ = child.kill();
             let _ = child.wait();
             break Ended::TimedOut;
@@ -438,8 +511,12 @@ mod tests {
         );
         assert_eq!(classify(Ended::TimedOut, "booting", &[], ""), BootStatus::TimedOut);
         let panic = "[ 1.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000006\n";
-        assert_eq!(classify(Ended::Code(0), panic, &[hello()], ""), BootStatus::Panicked);
-        assert_eq!(classify(Ended::TimedOut, panic, &[], ""), BootStatus::Panicked);
+        let crashed = BootStatus::Crashed("Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000006".into());
+        assert_eq!(classify(Ended::Code(0), panic, &[hello()], ""), crashed);
+        assert_eq!(classify(Ended::TimedOut, panic, &[], ""), crashed);
+        // An oops is the crash, and its line is the reason even when a panic follows.
+        let oops = "[   10.1] Oops: int3: 0000 [#1] SMP NOPTI\r\n[   10.2] RIP: 0010:__schedule+0x3d5/0x1590\n[  10.3] Kernel panic - not syncing: Fatal exception\n";
+        assert_eq!(classify(Ended::Code(0), oops, &[hello()], ""), BootStatus::Crashed("Oops: int3: 0000 [#1] SMP NOPTI".into()));
     }
 
     #[test]
@@ -458,10 +535,13 @@ mod tests {
         o.kernel_cmdline_extra = "probeconf.mode=hello".into();
         let args = o.qemu_args(Accel::Tcg, Path::new("/k"), Path::new("/w"));
         let s = args.join(" ");
-        assert!(s.starts_with("-accel tcg -cpu max -m 1G -smp 2"), "{s}");
+        assert!(s.starts_with("-accel tcg,thread=single -cpu max -m 1G -smp 2"), "{s}");
+        o.tcg_threads = TcgThreads::Multi;
+        assert!(o.qemu_args(Accel::Tcg, Path::new("/k"), Path::new("/w")).join(" ").starts_with("-accel tcg,thread=multi "));
+        assert!(o.qemu_args(Accel::Kvm, Path::new("/k"), Path::new("/w")).join(" ").starts_with("-accel kvm -cpu host "));
         assert!(s.contains("-serial file:/w/console.log -serial file:/w/results.jsonl"), "{s}");
         assert!(s.contains("isa-debug-exit,iobase=0xf4,iosize=0x04"));
         let append = &args[args.iter().position(|a| a == "-append").unwrap() + 1];
-        assert_eq!(append, "console=ttyS0 panic=-1 8250.nr_uarts=4 probeconf.mode=hello");
+        assert_eq!(append, "console=ttyS0 panic=-1 oops=panic 8250.nr_uarts=4 probeconf.mode=hello");
     }
 }

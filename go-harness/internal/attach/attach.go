@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"probeconf/bridge"
 	"probeconf/go-harness/compat"
+	"probeconf/go-harness/internal/classify"
 	"probeconf/go-harness/internal/loader"
 	"probeconf/go-harness/internal/protocol"
 )
@@ -58,13 +61,13 @@ type Options struct {
 	// Log receives human notes (stderr).
 	Log io.Writer
 	// PrefixSyscalls is the kprobe-multi syscall bridge; nil means
-	// compat.PrefixSyscallSymbolsFromKernel.
+	// bridge.PrefixSyscallSymbols.
 	PrefixSyscalls func(symbols []string) ([]string, bool, error)
 	// USDTFeatures gives the kernel features the cilium-usdt bridge decides
 	// by (uprobe_multi or single uprobes, cookies or the ip map, nop;nop5);
-	// nil means compat.ProbeUSDTFeatures. Tests force the fallbacks with it.
+	// nil means bridge.ProbeUSDTFeatures. Tests force the fallbacks with it.
 	// It must agree with the loader's (LINUX_HAS_BPF_COOKIE).
-	USDTFeatures func() (compat.USDTFeatures, error)
+	USDTFeatures func() (bridge.USDTFeatures, error)
 }
 
 // Probe attaches one loaded instance. On error nothing of it stays attached
@@ -74,10 +77,10 @@ func Probe(inst *loader.Instance, opts Options) (*Attachment, error) {
 		opts.Log = io.Discard
 	}
 	if opts.PrefixSyscalls == nil {
-		opts.PrefixSyscalls = compat.PrefixSyscallSymbolsFromKernel
+		opts.PrefixSyscalls = bridge.PrefixSyscallSymbols
 	}
 	if opts.USDTFeatures == nil {
-		opts.USDTFeatures = compat.ProbeUSDTFeatures
+		opts.USDTFeatures = bridge.ProbeUSDTFeatures
 	}
 	var (
 		a   *Attachment
@@ -102,12 +105,12 @@ const (
 	CallUretprobe      Call = "link.Executable.Uretprobe"
 	CallUprobeMulti    Call = "link.Executable.UprobeMulti"
 	CallUretprobeMulti Call = "link.Executable.UretprobeMulti"
-	CallUprobeSession  Call = "compat.AttachUprobeSession" // bridge cilium-uprobe-session
+	CallUprobeSession  Call = "bridge.UprobeMultiSession" // bridge cilium-uprobe-session
 	CallKprobe         Call = "link.Kprobe"
 	CallKretprobe      Call = "link.Kretprobe"
 	CallKprobeMulti    Call = "link.KprobeMulti"
 	CallKretprobeMulti Call = "link.KretprobeMulti"
-	CallUSDT           Call = "compat.USDTManager.Attach" // bridge cilium-usdt
+	CallUSDT           Call = "bridge.AttachUSDT" // bridge cilium-usdt
 )
 
 // Plan is how one probe is attached: the call and the flags it gets. It
@@ -173,24 +176,18 @@ func attach(p *protocol.Probe, prog *ebpf.Program, opts Options) (*Attachment, e
 		if err != nil {
 			return nil, err
 		}
-		if plan.Call == CallUprobeSession {
-			targets := make([]compat.UprobeTarget, len(p.Targets))
-			for i, t := range p.Targets {
-				targets[i] = compat.UprobeTarget{Symbol: t.Symbol, Offset: t.Offset, Cookie: t.Cookie}
-			}
-			l, err := compat.AttachUprobeSession(prog, p.Binary, targets,
-				compat.UprobeSessionOptions{PID: pid, Return: plan.Return})
-			if err != nil {
-				return nil, err
-			}
-			a.Via, a.Bridge, a.Links = protocol.ViaCompat, compat.BridgeUprobeSession, []link.Link{l}
-			return a, nil
-		}
 		// A missing binary fails here (stat), a file that is not ELF at the
-		// first symbol lookup: both at attach, classified by the classifier.
+		// first symbol lookup (v0.17.3 and v0.20.0: here too): both at
+		// attach, classified by the classifier.
 		ex, err := link.OpenExecutable(p.Binary)
 		if err != nil {
+			if plan.Call == CallUprobeSession {
+				err = fmt.Errorf("uprobe session: %w", err)
+			}
 			return nil, err
+		}
+		if plan.Call == CallUprobeSession {
+			a.Via, a.Bridge = protocol.ViaCompat, compat.BridgeUprobeSession
 		}
 		if a.Links, err = attachUser(ex, p, plan, prog, pid); err != nil {
 			return nil, err
@@ -249,7 +246,7 @@ func attachUser(ex *link.Executable, p *protocol.Probe, plan Plan, prog *ebpf.Pr
 		}
 		return links, nil
 
-	case CallUprobeMulti, CallUretprobeMulti:
+	case CallUprobeMulti, CallUretprobeMulti, CallUprobeSession:
 		symbols := make([]string, len(p.Targets))
 		opts := &link.UprobeMultiOptions{
 			Cookies: make([]uint64, len(p.Targets)),
@@ -273,10 +270,14 @@ func attachUser(ex *link.Executable, p *protocol.Probe, plan Plan, prog *ebpf.Pr
 		}
 		opts.Addresses = addresses
 		var l link.Link
-		if plan.Call == CallUprobeMulti {
+		switch plan.Call {
+		case CallUprobeMulti:
 			l, err = ex.UprobeMulti(symbols, prog, opts)
-		} else {
+		case CallUretprobeMulti:
 			l, err = ex.UretprobeMulti(symbols, prog, opts)
+		default:
+			l, err = bridge.UprobeMultiSession(ex, symbols, prog, &bridge.UprobeSessionOptions{
+				Addresses: opts.Addresses, Offsets: opts.Offsets, Cookies: opts.Cookies, PID: pid, Return: plan.Return})
 		}
 		if err != nil {
 			return nil, err
@@ -304,7 +305,7 @@ func attachKernel(p *protocol.Probe, plan Plan, prog *ebpf.Program, opts Options
 				l, err = link.Kretprobe(t.Symbol, prog, ko)
 			}
 			if err != nil {
-				return nil, false, fmt.Errorf("targets[%d] %s: %w", i, t.Symbol, compat.NormalizeKprobeError(err))
+				return nil, false, fmt.Errorf("targets[%d] %s: %w", i, t.Symbol, bridge.KprobeError(err))
 			}
 			links = append(links, l)
 		}
@@ -341,10 +342,11 @@ func attachKernel(p *protocol.Probe, plan Plan, prog *ebpf.Program, opts Options
 	return nil, false, errors.New("unreachable: " + string(plan.Call) + " for kernel kind " + string(p.Kind))
 }
 
-// attachUSDT attaches a usdt probe through the cilium-usdt bridge: one
-// USDTManager for the probe's instance (its object), one USDT attachment per
-// target, as the libbpf loader makes one bpf_program__attach_usdt call per
-// target (each a uprobe_multi link, or single uprobes as a fallback).
+// attachUSDT attaches a usdt probe through the cilium-usdt bridge, one
+// bridge.AttachUSDT per target, as the libbpf loader makes one
+// bpf_program__attach_usdt call per target (each a uprobe_multi link, or
+// single uprobes as a fallback). Spec ids are per object (= per probe: each
+// probe loads its own instance).
 func attachUSDT(inst *loader.Instance, opts Options) (_ *Attachment, err error) {
 	p := inst.Probe
 	scope, pidN := pidOf(p)
@@ -356,9 +358,9 @@ func attachUSDT(inst *loader.Instance, opts Options) (_ *Attachment, err error) 
 	if err != nil {
 		return nil, err
 	}
-	man, err := compat.NewUSDTManager(inst.Collection, inst.Types, feat)
+	ex, err := link.OpenExecutable(p.Binary)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("usdt: %w", err)
 	}
 	a := &Attachment{Name: p.Name, Via: protocol.ViaCompat, Bridge: compat.BridgeUSDT, ProgID: progID(inst.Program)}
 	defer func() {
@@ -368,16 +370,38 @@ func attachUSDT(inst *loader.Instance, opts Options) (_ *Attachment, err error) 
 	}()
 	fmt.Fprintf(opts.Log, "probe %s: %s: kernel features: %v\n", p.Name, compat.BridgeUSDT, feat)
 	for i, t := range p.Targets {
-		target, err := compat.ParseUSDTTarget(t.Symbol, t.Cookie)
-		if err != nil {
-			return nil, fmt.Errorf("targets[%d]: %w", i, err)
+		provider, name, ok := strings.Cut(t.Symbol, ":")
+		if !ok || provider == "" || name == "" {
+			return nil, fmt.Errorf("targets[%d]: %w", i, classify.Invalidf("usdt target %q: want provider:name", t.Symbol))
 		}
-		ua, err := man.Attach(inst.Program, p.Binary, pid, target)
+		l, err := bridge.AttachUSDT(ex, provider, name, inst.Program, &bridge.USDTOptions{PID: pid, Cookie: t.Cookie, Features: &feat})
 		if err != nil {
 			return nil, fmt.Errorf("targets[%d] %s: %w", i, t.Symbol, err)
 		}
-		ua.Describe(opts.Log, fmt.Sprintf("probe %s: %s: %s: ", p.Name, compat.BridgeUSDT, t.Symbol))
-		a.Links = append(a.Links, ua.Links...)
+		a.Links = append(a.Links, l)
+		describeUSDT(opts.Log, fmt.Sprintf("probe %s: %s: %s: ", p.Name, compat.BridgeUSDT, t.Symbol), l)
 	}
 	return a, nil
+}
+
+// describeUSDT is one human line per site of a USDT link, for stderr.
+func describeUSDT(w io.Writer, prefix string, l link.Link) {
+	ul, ok := l.(*bridge.USDTLink)
+	if !ok {
+		return
+	}
+	sites := ul.Sites()
+	how := "one uprobe_multi link"
+	if !ul.UprobeMulti() {
+		how = "one uprobe per site"
+	}
+	fmt.Fprintf(w, "%s%d site(s), %s\n", prefix, len(sites), how)
+	for i, s := range sites {
+		moved := ""
+		if s.NopCombo {
+			moved = " (nop;nop5: +1)"
+		}
+		fmt.Fprintf(w, "%s  site %d: address %#x, file offset %#x%s, semaphore offset %#x, spec #%d, args %q\n",
+			prefix, i, s.Address, s.FileOffset, moved, s.Semaphore, s.SpecID, s.Args)
+	}
 }

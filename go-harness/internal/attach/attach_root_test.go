@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"testing"
 
+	"probeconf/bridge/bridgetest"
 	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/loader"
 	"probeconf/go-harness/internal/protocol"
-	"probeconf/go-harness/internal/testutil"
 )
 
 const targetSrc = `
@@ -23,18 +23,18 @@ int main(void) { return (int)pc_leaf(1) - 3; }
 // TestRetprobeSessionLinks checks, from the kernel's link info, that the
 // retprobe and session fields pick the link the protocol promises.
 func TestRetprobeSessionLinks(t *testing.T) {
-	objs := testutil.RequireObjects(t)
-	target := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "target", targetSrc)
+	objs := bridgetest.RequireObjects(t)
+	target := bridgetest.BuildC(t, bridgetest.GCC(t), t.TempDir(), "target", targetSrc)
 	yes, no := true, false
 	type want struct {
 		linkType, perfType, flags uint32
 		via, bridge               string
 	}
 	perf := func(typ uint32) want {
-		return want{linkType: testutil.LinkTypePerfEvent, perfType: typ, via: protocol.ViaNative}
+		return want{linkType: bridgetest.LinkTypePerfEvent, perfType: typ, via: protocol.ViaNative}
 	}
 	multi := func(flags uint32, bridged bool) want {
-		w := want{linkType: testutil.LinkTypeUprobeMulti, flags: flags, via: protocol.ViaNative}
+		w := want{linkType: bridgetest.LinkTypeUprobeMulti, flags: flags, via: protocol.ViaNative}
 		if bridged {
 			w.via, w.bridge = protocol.ViaCompat, compat.BridgeUprobeSession
 		}
@@ -46,16 +46,16 @@ func TestRetprobeSessionLinks(t *testing.T) {
 		retprobe, session *bool
 		want              want
 	}{
-		{"pc_uprobe", protocol.KindUprobe, nil, nil, perf(testutil.PerfEventUprobe)},
-		{"pc_uprobe", protocol.KindUprobe, &yes, nil, perf(testutil.PerfEventUretprobe)},
-		{"pc_uretprobe", protocol.KindUretprobe, nil, &no, perf(testutil.PerfEventUretprobe)},
-		{"pc_uretprobe", protocol.KindUretprobe, &no, nil, perf(testutil.PerfEventUprobe)},
+		{"pc_uprobe", protocol.KindUprobe, nil, nil, perf(bridgetest.PerfEventUprobe)},
+		{"pc_uprobe", protocol.KindUprobe, &yes, nil, perf(bridgetest.PerfEventUretprobe)},
+		{"pc_uretprobe", protocol.KindUretprobe, nil, &no, perf(bridgetest.PerfEventUretprobe)},
+		{"pc_uretprobe", protocol.KindUretprobe, &no, nil, perf(bridgetest.PerfEventUprobe)},
 		{"pc_uprobe_multi", protocol.KindUprobeMulti, nil, nil, multi(0, false)},
-		{"pc_uprobe_multi", protocol.KindUprobeMulti, &yes, nil, multi(compat.BPFFUprobeMultiReturn, false)},
-		{"pc_uretprobe_multi", protocol.KindUretprobeMulti, nil, nil, multi(compat.BPFFUprobeMultiReturn, false)},
+		{"pc_uprobe_multi", protocol.KindUprobeMulti, &yes, nil, multi(bridgetest.UprobeMultiReturn, false)},
+		{"pc_uretprobe_multi", protocol.KindUretprobeMulti, nil, nil, multi(bridgetest.UprobeMultiReturn, false)},
 		{"pc_uretprobe_multi", protocol.KindUretprobeMulti, &no, &no, multi(0, false)},
 		{"pc_uprobe_session", protocol.KindUprobeSession, nil, nil, multi(0, true)},
-		{"pc_uprobe_session", protocol.KindUprobeSession, &yes, nil, multi(compat.BPFFUprobeMultiReturn, true)},
+		{"pc_uprobe_session", protocol.KindUprobeSession, &yes, nil, multi(bridgetest.UprobeMultiReturn, true)},
 	} {
 		name := fmt.Sprintf("%s retprobe=%v session=%v", tc.kind, deref(tc.retprobe), deref(tc.session))
 		t.Run(name, func(t *testing.T) {
@@ -84,7 +84,7 @@ func TestRetprobeSessionLinks(t *testing.T) {
 			if !ok {
 				t.Fatalf("link %T has no FD()", a.Links[0])
 			}
-			info := testutil.ReadLinkInfo(t, fder.FD())
+			info := bridgetest.ReadLinkInfo(t, fder.FD())
 			got := want{linkType: info.Type, perfType: info.PerfEventType, flags: info.MultiFlags, via: a.Via, bridge: a.Bridge}
 			if got != tc.want {
 				t.Errorf("link %+v, want %+v", got, tc.want)

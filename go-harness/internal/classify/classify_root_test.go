@@ -7,8 +7,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"probeconf/go-harness/compat"
-	"probeconf/go-harness/internal/testutil"
+	"probeconf/bridge"
+	"probeconf/bridge/bridgetest"
 )
 
 // TestIncompatibleKfuncRealLoad loads the session program of the build made
@@ -20,13 +20,13 @@ import (
 // with the prototype hint. If cilium renames or exports that type, this test
 // says so.
 func TestIncompatibleKfuncRealLoad(t *testing.T) {
-	noarg, ctx := testutil.RequireObjectPair(t)
-	kernel, reason := compat.SessionKfuncPrototype()
+	noarg, ctx := bridgetest.RequireObjectPair(t)
+	kernel, reason := bridge.SessionKfuncPrototype()
 	var wrong string
 	switch kernel {
-	case compat.KfuncNoArg:
+	case bridge.KfuncNoArg:
 		wrong = ctx
-	case compat.KfuncCtx:
+	case bridge.KfuncCtx:
 		wrong = noarg
 	default:
 		t.Skipf("kernel has no session kfuncs (%s): no prototype to mismatch", reason)
@@ -41,7 +41,7 @@ func TestIncompatibleKfuncRealLoad(t *testing.T) {
 			delete(spec.Programs, name)
 		}
 	}
-	compat.PrepareUprobeSessionSpec(spec.Programs["pc_uprobe_session"])
+	bridge.PrepareUprobeSessionSpec(spec.Programs["pc_uprobe_session"])
 	coll, err := ebpf.NewCollection(spec)
 	if err == nil {
 		coll.Close()

@@ -7,8 +7,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 
+	"probeconf/bridge/bridgetest"
 	"probeconf/go-harness/internal/classify"
-	"probeconf/go-harness/internal/testutil"
 )
 
 // writer is a socket filter that puts one zeroed record of size bytes into
@@ -53,7 +53,7 @@ func emit(t *testing.T, prog *ebpf.Program, n int) {
 // the caller read from the object's BTF, whatever it is (104 in ABI v1, more
 // in a later ABI), not against a built-in constant.
 func TestReadChecksTheObjectsEventSize(t *testing.T) {
-	testutil.RequireObject(t) // root; the object itself is not needed
+	bridgetest.RequireObject(t) // root; the object itself is not needed
 	newMaps := func(t *testing.T) (rb, dropped *ebpf.Map) {
 		var err error
 		if rb, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 4096}); err != nil {

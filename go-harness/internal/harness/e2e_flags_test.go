@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"testing"
 
+	"probeconf/bridge/bridgetest"
 	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/protocol"
-	"probeconf/go-harness/internal/testutil"
 )
 
 // requestError sends one request and returns the error line it ends with.
@@ -35,7 +35,7 @@ func requestError(t *testing.T, req protocol.Request) protocol.ErrorLine {
 // ELF is the library's to find (link.OpenExecutable, or the session bridge's
 // ELF open), at attach; the request's validation only checks the path's shape.
 func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	dir := t.TempDir()
 	text := filepath.Join(dir, "not-elf.txt")
 	if err := os.WriteFile(text, []byte("this is not an ELF file\n"), 0o755); err != nil {
@@ -47,7 +47,7 @@ func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "no-such-file")
-	before := testutil.BPFFDs(t)
+	before := bridgetest.BPFFDs(t)
 
 	for _, tc := range []struct {
 		name, program string
@@ -106,7 +106,7 @@ func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
 		}
 	})
 
-	if after := testutil.BPFFDs(t); after["link"] != before["link"] || after["prog"] != before["prog"] {
+	if after := bridgetest.BPFFDs(t); after["link"] != before["link"] || after["prog"] != before["prog"] {
 		t.Errorf("BPF fds before %v, after %v: a failed attach left something behind", before, after)
 	}
 }
@@ -124,7 +124,7 @@ func TestEndToEndBinaryErrorsAtAttach(t *testing.T) {
 // session program keeps its return handler.) If this fails on another kernel,
 // the kernel's answer changed: record the new behaviour, do not "fix" the harness.
 func TestEndToEndUprobeSessionReturnFlag(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	target := startTarget(t)
 	pid := uint32(target.cmd.Process.Pid)
 	yes := true
@@ -177,7 +177,7 @@ func TestEndToEndUprobeSessionReturnFlag(t *testing.T) {
 // The harness does not second-guess it; on Linux 6.18 the kernel answers
 // EINVAL for each (bpf_prog_attach_check_attach_type).
 func TestEndToEndSessionFlagAttachTypeMismatch(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	target := startTarget(t)
 	yes, no := true, false
 	for _, tc := range []struct {

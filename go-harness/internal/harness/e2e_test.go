@@ -17,10 +17,10 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"probeconf/bridge/bridgetest"
 	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/loader"
 	"probeconf/go-harness/internal/protocol"
-	"probeconf/go-harness/internal/testutil"
 )
 
 // The target waits for n on stdin, so the test can attach with its pid first,
@@ -116,7 +116,7 @@ type e2eTarget struct {
 
 func startTarget(t *testing.T) *e2eTarget {
 	t.Helper()
-	path := testutil.BuildC(t, testutil.GCC(t), t.TempDir(), "probe-target", e2eTargetSrc)
+	path := bridgetest.BuildC(t, bridgetest.GCC(t), t.TempDir(), "probe-target", e2eTargetSrc)
 	cmd := exec.Command(path)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -144,7 +144,7 @@ func u32p(v uint32) *uint32 { return &v }
 // (sessions.bpf.o) as the top-level object, and recorders.bpf.o as the own
 // object of every non-session probe that names none (usdt probes name
 // usdt_recorder.bpf.o themselves).
-func runnerRequest(objs testutil.Objects, probes ...protocol.Probe) protocol.Request {
+func runnerRequest(objs bridgetest.Objects, probes ...protocol.Probe) protocol.Request {
 	own := make([]protocol.Probe, len(probes))
 	for i, p := range probes {
 		if p.Object == "" {
@@ -156,10 +156,10 @@ func runnerRequest(objs testutil.Objects, probes ...protocol.Probe) protocol.Req
 }
 
 func TestEndToEndSessionAndUprobe(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	target := startTarget(t)
 	pid := uint32(target.cmd.Process.Pid)
-	before := testutil.BPFFDs(t)
+	before := bridgetest.BPFFDs(t)
 
 	req := runnerRequest(objs, []protocol.Probe{
 		{
@@ -276,7 +276,7 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 		}
 	}
 
-	if after := testutil.BPFFDs(t); after["link"] != before["link"] || after["prog"] != before["prog"] {
+	if after := bridgetest.BPFFDs(t); after["link"] != before["link"] || after["prog"] != before["prog"] {
 		t.Errorf("BPF fds before %v, after %v: the session leaked links or programs", before, after)
 	}
 }
@@ -284,9 +284,9 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 // TestEndToEndReleaseOnFailureAndEOF: an attach failure after a successful
 // attach, and EOF after `attached`, both leave nothing attached.
 func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	target := startTarget(t)
-	before := testutil.BPFFDs(t)
+	before := bridgetest.BPFFDs(t)
 	cfg := func(i uint32) map[string][]byte {
 		return map[string][]byte{".rodata.pc_cfg": pcConfig(i, 0, 0, 0, 0, 0)}
 	}
@@ -350,7 +350,7 @@ func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
 		c.sendJSON(runnerRequest(objs, bad))
 		var e protocol.ErrorLine
 		c.recv("error", &e)
-		if e.Phase != protocol.PhaseLoad || e.Class != "invalid" || !strings.Contains(e.Detail, "32 bytes but the request has 24") {
+		if e.Phase != protocol.PhaseLoad || e.Class != "invalid" || !strings.Contains(e.Detail, "32 bytes but the data has 24") {
 			t.Errorf("error line %+v", e)
 		}
 		c.wait()
@@ -361,7 +361,7 @@ func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
 		c.recv("hello", nil)
 		c.sendJSON(runnerRequest(objs, good))
 		c.recv("attached", nil)
-		if now := testutil.BPFFDs(t); now["link"] <= before["link"] {
+		if now := bridgetest.BPFFDs(t); now["link"] <= before["link"] {
 			t.Errorf("no link held while attached: %v", now)
 		}
 		c.in.Close()
@@ -390,7 +390,7 @@ func TestEndToEndReleaseOnFailureAndEOF(t *testing.T) {
 		c.wait()
 	})
 
-	if after := testutil.BPFFDs(t); after["link"] != before["link"] || after["prog"] != before["prog"] {
+	if after := bridgetest.BPFFDs(t); after["link"] != before["link"] || after["prog"] != before["prog"] {
 		t.Errorf("BPF fds before %v, after %v: something stayed attached", before, after)
 	}
 }

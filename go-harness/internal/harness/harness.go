@@ -13,6 +13,7 @@ import (
 	"io"
 	"runtime/debug"
 
+	"probeconf/bridge"
 	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/attach"
 	"probeconf/go-harness/internal/buildinfo"
@@ -28,14 +29,14 @@ type Config struct {
 	Log    io.Writer // free text for humans (stderr)
 	Attach attach.Options
 	// SessionKfuncs tells the running kernel's session-kfunc prototype, to
-	// pick a build from a request's "objects". nil: compat.SessionKfuncPrototype
+	// pick a build from a request's "objects". nil: bridge.SessionKfuncPrototype
 	// (kernel BTF); tests may pretend another kernel.
-	SessionKfuncs func() (compat.KfuncVariant, string)
+	SessionKfuncs func() (bridge.KfuncVariant, string)
 	// USDTFeatures gives the kernel features of the cilium-usdt bridge to
 	// both the loader (LINUX_HAS_BPF_COOKIE) and the attach step, so they
-	// agree. nil: Attach.USDTFeatures if set, else compat.ProbeUSDTFeatures;
-	// tests force the fallbacks with it.
-	USDTFeatures func() (compat.USDTFeatures, error)
+	// agree. nil: Attach.USDTFeatures if set, else bridge.ProbeUSDTFeatures;
+	// tests force the fallbacks with it (then it is asked for every object).
+	USDTFeatures func() (bridge.USDTFeatures, error)
 }
 
 // Run runs one session and returns the process exit status (0 after `done`,
@@ -49,14 +50,13 @@ func Run(ctx context.Context, cfg Config) (status int) {
 		cfg.Attach.Log = cfg.Log
 	}
 	if cfg.SessionKfuncs == nil {
-		cfg.SessionKfuncs = compat.SessionKfuncPrototype
+		cfg.SessionKfuncs = bridge.SessionKfuncPrototype
 	}
 	if cfg.USDTFeatures == nil {
 		cfg.USDTFeatures = cfg.Attach.USDTFeatures
 	}
-	if cfg.USDTFeatures == nil {
-		cfg.USDTFeatures = compat.ProbeUSDTFeatures
-	}
+	// Still nil: loader and attach step both ask bridge.ProbeUSDTFeatures
+	// (once per process), the loader only for an object that needs them.
 	cfg.Attach.USDTFeatures = cfg.USDTFeatures
 	out := json.NewEncoder(cfg.Out)
 	out.SetEscapeHTML(false) // details quote kernel messages with < and >
@@ -159,8 +159,8 @@ func (s *session) pickObject(req *protocol.Request) string {
 		return req.Object
 	}
 	kernel, reason := s.cfg.SessionKfuncs()
-	variant := compat.ObjectVariant(kernel)
-	if kernel == compat.KfuncNone {
+	variant := bridge.ObjectVariant(kernel)
+	if kernel == bridge.KfuncNone {
 		reason += "; no session kfuncs: the noarg build"
 	}
 	s.choice = protocol.ObjectChoice{ObjectVariant: string(variant), ObjectReason: reason}

@@ -11,14 +11,15 @@ import (
 	"syscall"
 	"testing"
 
+	"probeconf/bridge"
+	"probeconf/bridge/bridgetest"
 	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/protocol"
-	"probeconf/go-harness/internal/testutil"
 )
 
 // kernelWith pretends the running kernel's session kfuncs look like v.
-func kernelWith(v compat.KfuncVariant, reason string) Config {
-	return Config{SessionKfuncs: func() (compat.KfuncVariant, string) { return v, reason }}
+func kernelWith(v bridge.KfuncVariant, reason string) Config {
+	return Config{SessionKfuncs: func() (bridge.KfuncVariant, string) { return v, reason }}
 }
 
 func objectsRequest(noarg, ctx string, probes ...protocol.Probe) protocol.Request {
@@ -52,15 +53,15 @@ func TestObjectsPickWithoutKernel(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		kernel      compat.KfuncVariant
+		kernel      bridge.KfuncVariant
 		reason      string
 		wantVariant string
 		wantObject  string
 		wantReason  string
 	}{
-		{compat.KfuncNoArg, "kernel BTF: bpf_session_cookie(void)", protocol.VariantNoArg, noarg, "bpf_session_cookie(void)"},
-		{compat.KfuncCtx, "kernel BTF: bpf_session_cookie(void *ctx)", protocol.VariantCtx, ctx, "bpf_session_cookie(void *ctx)"},
-		{compat.KfuncNone, "kernel BTF has no bpf_session_cookie kfunc", protocol.VariantNoArg, noarg, "no session kfuncs: the noarg build"},
+		{bridge.KfuncNoArg, "kernel BTF: bpf_session_cookie(void)", protocol.VariantNoArg, noarg, "bpf_session_cookie(void)"},
+		{bridge.KfuncCtx, "kernel BTF: bpf_session_cookie(void *ctx)", protocol.VariantCtx, ctx, "bpf_session_cookie(void *ctx)"},
+		{bridge.KfuncNone, "kernel BTF has no bpf_session_cookie kfunc", protocol.VariantNoArg, noarg, "no session kfuncs: the noarg build"},
 	} {
 		t.Run(string(tc.kernel), func(t *testing.T) {
 			e := sessionError(t, kernelWith(tc.kernel, tc.reason), objectsRequest(noarg, ctx, leafProbe))
@@ -74,7 +75,7 @@ func TestObjectsPickWithoutKernel(t *testing.T) {
 
 	// Both builds are checked before anything is picked: no object_variant.
 	t.Run("missing build", func(t *testing.T) {
-		e := sessionError(t, kernelWith(compat.KfuncNoArg, "r"), objectsRequest(noarg, filepath.Join(dir, "nope.o"), leafProbe))
+		e := sessionError(t, kernelWith(bridge.KfuncNoArg, "r"), objectsRequest(noarg, filepath.Join(dir, "nope.o"), leafProbe))
 		if e.Phase != protocol.PhaseProtocol || e.Class != "not-found" || e.Errno != int(syscall.ENOENT) ||
 			e.ObjectVariant != "" || e.ObjectReason != "" || !strings.Contains(e.Detail, "objects.ctx") {
 			t.Errorf("error line %+v: want protocol/not-found on objects.ctx, no object_variant", e)
@@ -96,8 +97,8 @@ func TestObjectsPickWithoutKernel(t *testing.T) {
 // the session probe works. Pretending a 7.0 kernel makes it pick the ctx
 // build, which this kernel refuses at load (invalid, object_variant ctx).
 func TestObjectsOnThisKernel(t *testing.T) {
-	noarg, ctx := testutil.RequireObjectPair(t)
-	major, minor := testutil.KernelVersion(t)
+	noarg, ctx := bridgetest.RequireObjectPair(t)
+	major, minor := bridgetest.KernelVersion(t)
 	if major != 6 || minor < 13 {
 		t.Skipf("kernel %d.%d: this test expects no-argument session kfuncs and uprobe sessions (6.13 to 6.19)", major, minor)
 	}
@@ -110,7 +111,7 @@ func TestObjectsOnThisKernel(t *testing.T) {
 	}
 
 	t.Run("pretend 7.0", func(t *testing.T) {
-		e := sessionError(t, kernelWith(compat.KfuncCtx, "pretend: bpf_session_cookie(void *ctx)"), objectsRequest(noarg, ctx, probe))
+		e := sessionError(t, kernelWith(bridge.KfuncCtx, "pretend: bpf_session_cookie(void *ctx)"), objectsRequest(noarg, ctx, probe))
 		if e.Phase != protocol.PhaseLoad || e.Class != "invalid" || e.Probe != "s" || e.Errno != 0 ||
 			e.ObjectVariant != protocol.VariantCtx || e.ObjectReason != "pretend: bpf_session_cookie(void *ctx)" ||
 			!strings.Contains(e.Detail, "fixing up kfuncs") || !strings.Contains(e.Detail, "(hint: a kfunc prototype") {

@@ -13,9 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"probeconf/bridge"
+	"probeconf/bridge/bridgetest"
 	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/protocol"
-	"probeconf/go-harness/internal/testutil"
 )
 
 // usdtFields are the struct pc_event (ABI v2) fields a USDT event is checked by.
@@ -43,10 +44,10 @@ func decodeUSDT(t *testing.T, raw []byte) usdtFields {
 // usdtSession runs one session with the given probes against a probe-target
 // running steps (pid-scoped probes), and returns the attached line, the
 // target's output and the events by probe index.
-func usdtSession(t *testing.T, cfg Config, objs testutil.Objects, steps string, probes func(pid uint32) []protocol.Probe) (protocol.Attached, []string, map[uint32][]usdtFields) {
+func usdtSession(t *testing.T, cfg Config, objs bridgetest.Objects, steps string, probes func(pid uint32) []protocol.Probe) (protocol.Attached, []string, map[uint32][]usdtFields) {
 	t.Helper()
-	path := testutil.ProbeTargetFile(t)
-	target := testutil.StartProbeTarget(t, path, steps)
+	path := bridgetest.ProbeTargetFile(t)
+	target := bridgetest.StartProbeTarget(t, path, steps)
 	pid := uint32(target.Pid)
 	c := startSessionWith(t, context.Background(), cfg)
 	c.recv("hello", nil)
@@ -88,18 +89,18 @@ func usdtProbe(name, object, binary, symbol string, cookie uint64, index, pid ui
 // probeconf:sema through the cilium-usdt bridge, and a plain uprobe from the
 // other object, all into one ring buffer; libbpf's expected values.
 func TestEndToEndUSDT(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	usdtObject := objs.USDT
-	path := testutil.ProbeTargetFile(t)
-	before := testutil.BPFFDs(t)
+	path := bridgetest.ProbeTargetFile(t)
+	before := bridgetest.BPFFDs(t)
 	for _, tc := range []struct {
 		name string
 		cfg  Config
 	}{
 		{"uprobe_multi", Config{}},
 		// libbpf on a kernel without uprobe_multi: one uprobe per site.
-		{"single uprobes", Config{USDTFeatures: func() (compat.USDTFeatures, error) {
-			f, err := compat.ProbeUSDTFeatures()
+		{"single uprobes", Config{USDTFeatures: func() (bridge.USDTFeatures, error) {
+			f, err := bridge.ProbeUSDTFeatures()
 			f.UprobeMulti = false
 			return f, err
 		}}},
@@ -144,7 +145,7 @@ func TestEndToEndUSDT(t *testing.T) {
 			}
 		})
 	}
-	if after := testutil.BPFFDs(t); after["link"] != before["link"] || after["prog"] != before["prog"] || after["map"] != before["map"] {
+	if after := bridgetest.BPFFDs(t); after["link"] != before["link"] || after["prog"] != before["prog"] || after["map"] != before["map"] {
 		t.Errorf("BPF fds before %v, after %v", before, after)
 	}
 }
@@ -152,9 +153,9 @@ func TestEndToEndUSDT(t *testing.T) {
 // TestEndToEndUSDTRIPRelative: probeconf:rip (`-8@pc_usdt_global(%rip)`) is
 // refused at attach as invalid, naming the argument, like libbpf.
 func TestEndToEndUSDTRIPRelative(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	usdtObject := objs.USDT
-	path := testutil.ProbeTargetFile(t)
+	path := bridgetest.ProbeTargetFile(t)
 	c := startSession(t, context.Background())
 	c.recv("hello", nil)
 	c.sendJSON(runnerRequest(objs, usdtProbe("u", usdtObject, path, "probeconf:rip", 0, 0, 1)))
@@ -169,9 +170,9 @@ func TestEndToEndUSDTRIPRelative(t *testing.T) {
 
 // TestEndToEndUSDTErrors: what else fails, and how it is classified.
 func TestEndToEndUSDTErrors(t *testing.T) {
-	objs := testutil.RequireObjects(t)
+	objs := bridgetest.RequireObjects(t)
 	usdtObject := objs.USDT
-	path := testutil.ProbeTargetFile(t)
+	path := bridgetest.ProbeTargetFile(t)
 	for _, tc := range []struct {
 		name  string
 		probe protocol.Probe

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"probeconf/bridge"
 	"probeconf/go-harness/compat"
 	"probeconf/go-harness/internal/classify"
 	"probeconf/go-harness/internal/protocol"
@@ -37,10 +38,11 @@ type Instance struct {
 type Options struct {
 	// Log receives human notes (stderr).
 	Log io.Writer
-	// USDTFeatures gives the kernel features of the cilium-usdt bridge; the
-	// loader asks only when an object declares LINUX_HAS_BPF_COOKIE. nil:
-	// compat.ProbeUSDTFeatures. The attach step must see the same answer.
-	USDTFeatures func() (compat.USDTFeatures, error)
+	// USDTFeatures gives the kernel features of the cilium-usdt bridge
+	// (asked for every object when set). nil: bridge.LoadCollectionSpec
+	// probes the kernel, only for an object that needs them. The attach
+	// step must see the same answer.
+	USDTFeatures func() (bridge.USDTFeatures, error)
 }
 
 // Set is every instance of a request, in request order.
@@ -111,9 +113,6 @@ func LoadWithOptions(object string, req *protocol.Request, opts Options) (_ *Set
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
-	if opts.USDTFeatures == nil {
-		opts.USDTFeatures = compat.ProbeUSDTFeatures
-	}
 	log := opts.Log
 	set := &Set{}
 	defer func() {
@@ -121,7 +120,7 @@ func LoadWithOptions(object string, req *protocol.Request, opts Options) (_ *Set
 			set.Close()
 		}
 	}()
-	spec, err := loadSpec(object, log)
+	spec, err := loadSpec(object, log, opts)
 	if err != nil {
 		return nil, protocol.Fail(protocol.PhaseLoad, nil, err)
 	}
@@ -135,7 +134,7 @@ func LoadWithOptions(object string, req *protocol.Request, opts Options) (_ *Set
 		probeObject := object
 		if p.Object != "" && p.Object != object {
 			probeObject = p.Object
-			own, err := loadSpec(probeObject, io.Discard)
+			own, err := loadSpec(probeObject, io.Discard, opts)
 			if err != nil {
 				return nil, protocol.Fail(protocol.PhaseLoad, p, err)
 			}
@@ -167,32 +166,54 @@ func LoadWithOptions(object string, req *protocol.Request, opts Options) (_ *Set
 	return set, nil
 }
 
-// loadSpec parses an object (compat.LoadCollectionSpec: cilium's parser,
-// with usdt.bpf.h's weak maps rebound and hidden subprograms made static)
-// and notes those changes on log.
-func loadSpec(object string, log io.Writer) (*ebpf.CollectionSpec, error) {
-	spec, fixes, err := compat.LoadCollectionSpec(object)
+// loadSpec parses an object with bridge.LoadCollectionSpec (cilium's
+// parser, plus what libbpf does and cilium does not: usdt.bpf.h's weak maps
+// rebound, hidden subprograms made static, LINUX_HAS_BPF_COOKIE filled, usdt
+// and uprobe.session sections typed as libbpf types them) and notes those
+// changes on log.
+func loadSpec(object string, log io.Writer, opts Options) (*ebpf.CollectionSpec, error) {
+	var fixes bridge.SpecFixes
+	so := &bridge.SpecOptions{Fixes: &fixes}
+	if opts.USDTFeatures != nil {
+		f, err := opts.USDTFeatures()
+		if err != nil {
+			return nil, err
+		}
+		so.USDTFeatures = &f
+	}
+	spec, err := bridge.LoadCollectionSpec(object, so)
 	if err != nil {
 		return nil, fmt.Errorf("load collection spec %s: %w", object, err)
 	}
-	if len(fixes.ReboundMaps) > 0 {
+	if len(fixes.WeakMaps) > 0 {
 		fmt.Fprintf(log, "object %s: weak map symbols %v read as global (cilium refuses STB_WEAK map references) [%s]\n",
-			object, fixes.ReboundMaps, compat.BridgeUSDT)
+			object, fixes.WeakMaps, compat.BridgeUSDT)
 	}
-	if len(fixes.ReboundFuncs) > 0 {
+	if len(fixes.WeakFuncs) > 0 {
 		fmt.Fprintf(log, "object %s: weak subprograms %v read as global (this cilium refuses calls to STB_WEAK functions) [%s]\n",
-			object, fixes.ReboundFuncs, compat.BridgeUSDT)
+			object, fixes.WeakFuncs, compat.BridgeUSDT)
 	}
 	if len(fixes.StaticFuncs) > 0 {
 		fmt.Fprintf(log, "object %s: hidden subprograms %v marked static in BTF, as libbpf does [%s]\n",
 			object, fixes.StaticFuncs, compat.BridgeUSDT)
+	}
+	if len(fixes.UprobeSessions) > 0 {
+		fmt.Fprintf(log, "object %s: programs %v: cilium did not type section uprobe.session; set Kprobe/attach type %d (%s)\n",
+			object, fixes.UprobeSessions, bridge.AttachTraceUprobeSession, compat.BridgeUprobeSession)
+	}
+	if len(fixes.USDTPrograms) > 0 {
+		fmt.Fprintf(log, "object %s: programs %v: section usdt typed as libbpf does: kprobe, expected attach type UPROBE_MULTI [%s]\n",
+			object, fixes.USDTPrograms, compat.BridgeUSDT)
+	}
+	if len(fixes.Kconfig) > 0 {
+		fmt.Fprintf(log, "object %s: .kconfig %v (cilium does not resolve it) [%s]\n", object, fixes.Kconfig, compat.BridgeUSDT)
 	}
 	return spec, nil
 }
 
 func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, opts Options) (*Instance, error) {
 	log := opts.Log
-	spec, err := loadSpec(object, log)
+	spec, err := loadSpec(object, log, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -209,53 +230,8 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, opts
 		}
 	}
 
-	// Keyed on the program's section, not the probe's kind: a uprobe.session
-	// program is loaded as one whatever link the probe asks for (the kernel
-	// then judges the link's attach type against it).
-	if compat.PrepareUprobeSessionSpec(ps) {
-		fmt.Fprintf(log, "probe %s: %s: cilium did not type section %q as a uprobe session; set Kprobe/attach type %d (%s)\n",
-			p.Name, p.Program, ps.SectionName, compat.AttachTraceUprobeSession, compat.BridgeUprobeSession)
-	}
-
-	// The cilium-usdt bridge, keyed on the program's section and the object's
-	// .kconfig, not on the kind. The kernel features are asked once, and only
-	// when needed; the attach step asks the same function.
-	var feat *compat.USDTFeatures
-	features := func() (compat.USDTFeatures, error) {
-		if feat == nil {
-			f, err := opts.USDTFeatures()
-			if err != nil {
-				return f, err
-			}
-			feat = &f
-		}
-		return *feat, nil
-	}
-	if compat.IsUSDTSection(ps.SectionName) {
-		f, err := features()
-		if err != nil {
-			return nil, err
-		}
-		if compat.PrepareUSDTSpec(ps, f) {
-			fmt.Fprintf(log, "probe %s: %s: section %q typed as libbpf does: kprobe, expected attach type %v (uprobe_multi %v) [%s]\n",
-				p.Name, p.Program, ps.SectionName, ps.AttachType, f.UprobeMulti, compat.BridgeUSDT)
-		}
-	}
-	// usdt.bpf.h's LINUX_HAS_BPF_COOKIE, which cilium cannot resolve.
-	filled, err := compat.FillBPFCookieKconfig(spec, func() (bool, error) {
-		f, err := features()
-		return f.BPFCookie, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if filled {
-		fmt.Fprintf(log, "probe %s: %s: .kconfig %s = %v (cilium does not resolve it) [%s]\n",
-			p.Name, p.Program, compat.KconfigBPFCookie, feat.BPFCookie, compat.BridgeUSDT)
-	}
-
 	for _, section := range sortedKeys(p.Rodata) {
-		if err := compat.SetDataSection(spec, section, p.Rodata[section]); err != nil {
+		if err := bridge.SetDataSection(spec, section, p.Rodata[section]); err != nil {
 			return nil, fmt.Errorf("rodata: %w", err)
 		}
 	}
@@ -269,7 +245,7 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, opts
 		return nil, fmt.Errorf("load %s: %w", p.Program, err)
 	}
 	for _, section := range sortedKeys(p.Rodata) {
-		if err := compat.VerifyDataSection(coll, section, p.Rodata[section]); err != nil {
+		if err := bridge.VerifyDataSection(coll, section, p.Rodata[section]); err != nil {
 			coll.Close()
 			return nil, fmt.Errorf("rodata: %w", err)
 		}

@@ -13,8 +13,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"probeconf/bridge/bridgetest"
 	"probeconf/go-harness/internal/protocol"
-	"probeconf/go-harness/internal/testutil"
 )
 
 // rawSpec marshals types into raw BTF and parses it back (the Builder's zero
@@ -88,7 +88,7 @@ var abiEventSizes = map[uint32]int{1: 104, 2: 144}
 // checks it against the ABI version the object carries (pc_event_layout in
 // .rodata.pc_abi, whose abi_version member is located through the same BTF).
 func TestEventSizeOfObject(t *testing.T) {
-	object := testutil.RequireObjectFile(t)
+	object := bridgetest.RequireObjectFile(t)
 	spec, err := ebpf.LoadCollectionSpec(object)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestEventSizeOfObject(t *testing.T) {
 // TestLoadWithoutEventType: an object whose BTF lacks struct pc_event fails
 // the load, before any program reaches the kernel, naming no probe.
 func TestLoadWithoutEventType(t *testing.T) {
-	object := testutil.RequireObjectFile(t)
+	object := bridgetest.RequireObjectFile(t)
 	patched := withoutEventType(t, object)
 	req := &protocol.Request{Protocol: 1, Object: patched, Probes: []protocol.Probe{{
 		Name: "u1", Program: "pc_uprobe", Kind: protocol.KindUprobe, Binary: "/bin/true",

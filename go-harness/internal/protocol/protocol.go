@@ -6,7 +6,7 @@ package protocol
 import (
 	"strings"
 
-	"probeconf/go-harness/compat"
+	"probeconf/bridge"
 )
 
 // Version is the protocol version this harness speaks.
@@ -102,7 +102,7 @@ type Request struct {
 }
 
 // Objects are the two builds of one object, by the session-kfunc prototype
-// they declare (compat.KfuncNoArg, compat.KfuncCtx).
+// they declare (bridge.KfuncNoArg, bridge.KfuncCtx).
 type Objects struct {
 	NoArg string `json:"noarg"`
 	Ctx   string `json:"ctx"`
@@ -111,8 +111,8 @@ type Objects struct {
 // Object variants, as in the attached and error lines' object_variant: the
 // names compat gives the session-kfunc prototypes.
 const (
-	VariantNoArg = string(compat.KfuncNoArg)
-	VariantCtx   = string(compat.KfuncCtx)
+	VariantNoArg = string(bridge.KfuncNoArg)
+	VariantCtx   = string(bridge.KfuncCtx)
 )
 
 // Path returns the build for variant ("" for an unknown variant).
