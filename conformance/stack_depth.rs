@@ -58,32 +58,6 @@ fn program_names(bytes: &[u8]) -> Vec<String> {
     open.progs().map(|p| p.name().to_string_lossy().into_owned()).collect()
 }
 
-/// Whether the JIT image sets up a private frame pointer: x86-64's
-/// `emit_priv_frame_ptr()` (arch/x86/net/bpf_jit_comp.c) emits `movabs r9, PTR`
-/// then `add r9, gs:[this_cpu_off]`, i.e. the bytes 65 4c 03 0c 25. `None` when
-/// the image cannot be read (or on another architecture).
-fn jit_private_frame(fd: std::os::fd::BorrowedFd<'_>) -> Option<bool> {
-    use libbpf_rs::libbpf_sys::{bpf_prog_get_info_by_fd, bpf_prog_info};
-    use std::os::fd::AsRawFd;
-    if !cfg!(target_arch = "x86_64") {
-        return None;
-    }
-    let mut info = bpf_prog_info::default();
-    let mut len = size_of::<bpf_prog_info>() as u32;
-    // SAFETY: info and len are valid for the call.
-    if unsafe { bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) } != 0 || info.jited_prog_len == 0 {
-        return None;
-    }
-    let mut image = vec![0u8; info.jited_prog_len as usize];
-    let mut info = bpf_prog_info { jited_prog_len: image.len() as u32, jited_prog_insns: image.as_mut_ptr() as u64, ..Default::default() };
-    let mut len = size_of::<bpf_prog_info>() as u32;
-    // SAFETY: the kernel writes at most jited_prog_len bytes into `image`.
-    if unsafe { bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) } != 0 {
-        return None;
-    }
-    Some(image.windows(5).any(|w| w == [0x65, 0x4c, 0x03, 0x0c, 0x25]))
-}
-
 struct Measured {
     /// The verifier's stack depth per subprogram.
     depths: Vec<u32>,
@@ -109,7 +83,7 @@ fn measure(bytes: &[u8], prog: &str) -> Result<Measured, String> {
         }
     }
     let obj = open.load().map_err(|e| format!("load: {e:#}"))?;
-    let jit_private = obj.progs().find(|p| p.name() == prog).and_then(|p| jit_private_frame(std::os::fd::AsFd::as_fd(&p)));
+    let jit_private = obj.progs().find(|p| p.name() == prog).and_then(|p| probeconf::probing::jit_private_frame(std::os::fd::AsFd::as_fd(&p)));
     drop(obj);
     let end = log.iter().position(|&c| c == 0).unwrap_or(log.len());
     let text = String::from_utf8_lossy(&log[..end]);
