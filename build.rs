@@ -7,6 +7,7 @@
 //!   from its instructions; the build fails when a recorder's frame would put it on the
 //!   kernel's per-CPU private stack (src/priv_stack.rs has the rule;
 //!   conformance/stack_depth.rs checks the verifier's own figures against it).
+//!
 //! The crate embeds these bytes (src/artifacts.rs); the Go harness is handed the same bytes.
 
 use std::env;
@@ -169,13 +170,11 @@ fn frame_estimate(insns: &[u8]) -> u32 {
         };
         match code & 0x07 {
             // LD: only the 16-byte ldimm64 writes a register here.
-            0x00 => {
-                if code == 0x18 {
-                    if dst < 10 {
-                        fp_off[dst] = None;
-                    }
-                    i += 8;
+            0x00 if code == 0x18 => {
+                if dst < 10 {
+                    fp_off[dst] = None;
                 }
+                i += 8;
             }
             // LDX: dst = *(src + off)
             0x01 => {
