@@ -11,6 +11,13 @@
  *                BPF_PRIV_STACK_MIN_SIZE = 64).
  *   rec_reserve  reserves first and fills the reservation in place (an 8-byte
  *                frame, the task's own kernel stack). The control.
+ *   rec_sleep    rec_stack as a sleepable uprobe (uprobe.s) that reads 8 bytes
+ *                of user memory (the traced call's fourth argument) between
+ *                building and copying the record. User space makes that read
+ *                fault into a userfaultfd and answers late, so the run sleeps
+ *                mid-frame on any preemption model; other threads then run the
+ *                program on the same CPU. bpf_enable_priv_stack() does not look
+ *                at prog->sleepable.
  *
  * Every field of a record is derived from the traced call's arguments or the
  * current task, so user space can tell whether a record is self-consistent.
@@ -35,6 +42,9 @@ struct record {
 	__u64 seq;           /* which call of the thread (its third argument) */
 	__u64 tid_at_submit; /* bpf_get_current_pid_tgid() after the copy */
 };
+
+/* rec_sleep's user read: 0 ok, else the error of the last failed read. */
+__u64 sleep_read_errors = 0;
 
 /* Calls of bpf_ktime_get_ns() between building and copying the record, to
  * widen the window in which a run can be preempted (0 = none, the natural shape). */
@@ -125,6 +135,62 @@ int rec_reserve(struct pt_regs *ctx)
 	e->seq = PT_REGS_PARM3(ctx);
 	if (window() == 1)
 		e->pad[0] = 0; /* never */
+	e->tid_at_submit = bpf_get_current_pid_tgid();
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("uprobe.s")
+int rec_sleep(struct pt_regs *ctx)
+{
+	struct record r;
+	struct record *e;
+	__u64 a = PT_REGS_PARM1(ctx), v = 0;
+
+	r.tid_at_entry = bpf_get_current_pid_tgid();
+	r.arg0 = a;
+	r.arg1 = PT_REGS_PARM2(ctx);
+	for (int i = 0; i < NPAD; i++)
+		r.pad[i] = a + 1 + i;
+	r.seq = PT_REGS_PARM3(ctx);
+	r.tid_at_submit = 0;
+	__asm__ volatile("" : : "r"(&r) : "memory");
+	/* May sleep: a page fault that user space answers late. */
+	if (bpf_copy_from_user(&v, sizeof(v), (void *)PT_REGS_PARM4(ctx)))
+		__sync_fetch_and_add(&sleep_read_errors, 1);
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop();
+		return 0;
+	}
+	__builtin_memcpy(e, &r, sizeof(*e));
+	e->tid_at_submit = bpf_get_current_pid_tgid();
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* The control for rec_sleep: the same sleep, the record built in the reservation. */
+SEC("uprobe.s")
+int rec_sleep_reserve(struct pt_regs *ctx)
+{
+	struct record *e;
+	__u64 a, v = 0;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop();
+		return 0;
+	}
+	a = PT_REGS_PARM1(ctx);
+	e->tid_at_entry = bpf_get_current_pid_tgid();
+	e->arg0 = a;
+	e->arg1 = PT_REGS_PARM2(ctx);
+	for (int i = 0; i < NPAD; i++)
+		e->pad[i] = a + 1 + i;
+	e->seq = PT_REGS_PARM3(ctx);
+	if (bpf_copy_from_user(&v, sizeof(v), (void *)PT_REGS_PARM4(ctx)))
+		__sync_fetch_and_add(&sleep_read_errors, 1);
 	e->tid_at_submit = bpf_get_current_pid_tgid();
 	bpf_ringbuf_submit(e, 0);
 	return 0;

@@ -4,16 +4,18 @@
  * frame is >= 64 bytes runs on a per-CPU private stack that two preempted
  * runs on one CPU share, so records built on the stack get corrupted.
  *
- * It attaches one of two uprobe programs (repro.bpf.c: rec_stack builds the
- * record on the stack, rec_reserve in the ring-buffer reservation) to traced()
- * in itself, starts THREADS threads that call traced(arg, 3 * arg + 1, k) CALLS
- * times each, thread i with its own arg, and checks every record:
+ * It attaches one uprobe program at a time (repro.bpf.c: rec_stack builds the
+ * record on the stack, rec_reserve in the ring-buffer reservation, rec_sleep is
+ * a sleepable rec_stack that sleeps mid-frame, rec_sleep_reserve its control)
+ * to traced() in itself, starts
+ * THREADS threads that call traced(arg, 3 * arg + 1, k, page) CALLS times
+ * each, thread i with its own arg, and checks every record:
  * the arguments must belong to the thread that submitted the record, the tid
  * read when the record was started must be the submitter's, and every call
  * must be recorded exactly once.
  *
- *   repro [-t THREADS] [-n CALLS] [-r RUNS] [-p stack|reserve|both]
- *         [-s SPIN] [-P MODE[,MODE...]] [-1] [-v]
+ *   repro [-t THREADS] [-n CALLS] [-r RUNS] [-p PROG[,PROG...]]
+ *         [-s SPIN] [-S USEC] [-P MODE[,MODE...]] [-1] [-v]
  *   repro --initramfs FILE    write a newc initramfs whose /init is this program
  *
  * -P switches the kernel's preemption model at run time through
@@ -23,7 +25,8 @@
  * its options from the kernel command line after `--`, and powers off.
  *
  * Output: one `RESULT key=value ...` line per (mode, program); exit status 1
- * when a reserve-built record was inconsistent (that would be a different bug).
+ * when a reserve-built record (rec_reserve, rec_sleep_reserve) was inconsistent
+ * (that would be a different bug).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +39,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -72,10 +79,11 @@ struct record {
 #define ARG_BASE 0x10000
 #define ARG_STEP 0x1000
 
-/* The traced function. noinline + used: a real call with a symbol to attach to. */
-__attribute__((noinline, used)) long traced(long a, long b, long k)
+/* The traced function. noinline + used: a real call with a symbol to attach to.
+ * `page` is what rec_sleep reads (the others ignore it). */
+__attribute__((noinline, used)) long traced(long a, long b, long k, const void *page)
 {
-	__asm__ volatile("" ::: "memory");
+	__asm__ volatile("" : : "r"(page) : "memory");
 	return a + b + k;
 }
 
@@ -86,9 +94,22 @@ static struct {
 	int spin;
 	int one_cpu;
 	int verbose;
+	int sleep_us;
 	const char *progs;
 	char modes[256];
-} opt = { 4, 2000, 20, 0, 0, 0, "both", "" };
+} opt = { 4, 2000, 20, 0, 0, 0, 2000, "stack,reserve", "" };
+
+/*
+ * rec_sleep's pages: one per (thread, call), registered with a userfaultfd in
+ * "missing" mode, so the program's read of its page faults and the fault
+ * waits until the handler thread answers (after opt.sleep_us). Emptied
+ * (MADV_DONTNEED) before every run so that every read faults again.
+ */
+static char *uffd_pages;
+static size_t uffd_len;
+static int uffd = -1;
+static long uffd_faults;
+#define PAGE 4096
 
 struct worker {
 	pthread_t thread;
@@ -112,8 +133,51 @@ static void *worker_main(void *p)
 	}
 	pthread_barrier_wait(w->start);
 	for (long k = 0; k < opt.calls; k++)
-		traced(a, 3 * a + 1, k);
+		traced(a, 3 * a + 1, k, uffd_pages ? uffd_pages + ((size_t)w->index * opt.calls + k) * PAGE : NULL);
 	return NULL;
+}
+
+static void *uffd_main(void *unused)
+{
+	(void)unused;
+	for (;;) {
+		struct uffd_msg msg;
+		struct pollfd p = { .fd = uffd, .events = POLLIN };
+
+		if (poll(&p, 1, -1) < 0 || read(uffd, &msg, sizeof(msg)) != sizeof(msg))
+			continue;
+		if (msg.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		if (opt.sleep_us)
+			usleep(opt.sleep_us);
+		struct uffdio_zeropage z = { .range = { .start = msg.arg.pagefault.address & ~(__u64)(PAGE - 1), .len = PAGE } };
+		ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+		__atomic_add_fetch(&uffd_faults, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* Sets up rec_sleep's pages and their fault handler (once). */
+static void uffd_setup(void)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg;
+	pthread_t t;
+
+	uffd_len = (size_t)opt.threads * opt.calls * PAGE;
+	uffd_pages = mmap(NULL, uffd_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd_pages == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api)) {
+		fprintf(stderr, "repro: userfaultfd: %s (needs CONFIG_USERFAULTFD)\n", strerror(errno));
+		exit(2);
+	}
+	reg = (struct uffdio_register){ .range = { .start = (unsigned long)uffd_pages, .len = uffd_len },
+					.mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg)) {
+		fprintf(stderr, "repro: UFFDIO_REGISTER: %s\n", strerror(errno));
+		exit(2);
+	}
+	pthread_create(&t, NULL, uffd_main, NULL);
 }
 
 /* What one run's records showed. */
@@ -247,7 +311,10 @@ static int set_preempt(const char *mode)
  * (6.18), or "subprog 0 (rec_stack) main ... stack 88" (7.3, which prints the
  * call chain's rounded maximum as "stack depth max 96" first).
  */
-static char logbuf[2][1 << 16];
+#define NPROGS 4
+static const char *const prog_names[NPROGS] = { "rec_stack", "rec_reserve", "rec_sleep", "rec_sleep_reserve" };
+#define SLEEPS(which) ((which) >= 2)
+static char logbuf[NPROGS][1 << 16];
 
 static void stack_depth(int which, char *out, size_t n)
 {
@@ -307,6 +374,25 @@ static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list 
 	return level == LIBBPF_WARN ? vfprintf(stderr, fmt, ap) : 0;
 }
 
+/* rec_sleep's failed user reads so far (its .bss counter), then reset. */
+static unsigned long long read_errors(struct bpf_object *obj)
+{
+	struct bpf_map *m;
+	unsigned long long n = 0;
+
+	bpf_object__for_each_map(m, obj) {
+		const char *name = bpf_map__name(m);
+		size_t sz;
+		__u64 *v;
+
+		if (strlen(name) >= 4 && !strcmp(name + strlen(name) - 4, ".bss") && (v = bpf_map__initial_value(m, &sz)) &&
+		    sz >= 8) {
+			n = __atomic_exchange_n(v, 0, __ATOMIC_RELAXED);
+		}
+	}
+	return n;
+}
+
 /* Runs the workload opt.runs times with `prog` attached; prints one RESULT line.
  * Returns the number of inconsistent records. */
 static long measure(struct bpf_object *obj, struct bpf_program *prog, int which, const char *mode_label)
@@ -334,9 +420,15 @@ static long measure(struct bpf_object *obj, struct bpf_program *prog, int which,
 		exit(2);
 	}
 	t.seen = malloc((size_t)opt.threads * opt.calls);
+	if (SLEEPS(which) && !uffd_pages)
+		uffd_setup();
+	long faults_before = uffd_faults;
 	for (int run = 0; run < opt.runs; run++) {
 		pthread_barrier_t start;
 		long before = t.bad;
+
+		if (SLEEPS(which) && madvise(uffd_pages, uffd_len, MADV_DONTNEED)) /* every page faults again */
+			perror("repro: madvise");
 
 		pthread_barrier_init(&start, NULL, opt.threads);
 		for (int i = 0; i < opt.threads; i++) {
@@ -379,10 +471,15 @@ static long measure(struct bpf_object *obj, struct bpf_program *prog, int which,
 			fclose(f);
 	}
 	stack_depth(which, depth, sizeof(depth));
+	char sleep_info[96] = "";
+
+	if (SLEEPS(which))
+		snprintf(sleep_info, sizeof(sleep_info), "sleep_us=%d faults=%ld read_errors=%llu ", opt.sleep_us,
+			 uffd_faults - faults_before, (unsigned long long)read_errors(obj));
 	printf("RESULT kernel=%s preempt=%s prog=%s stack_depth=%s jit_private_stack=%s threads=%d calls=%ld runs=%d spin=%d "
-	       "one_cpu=%d records=%ld bad=%ld foreign=%ld lost=%ld dup=%ld bad_runs=%d dropped=%llu cpu=\"%s\"\n",
+	       "one_cpu=%d %srecords=%ld bad=%ld foreign=%ld lost=%ld dup=%ld bad_runs=%d dropped=%llu cpu=\"%s\"\n",
 	       u.release, mode_label, bpf_program__name(prog), depth, jit_private_stack(bpf_program__fd(prog), bpf_program__name(prog)), opt.threads,
-	       opt.calls, opt.runs, opt.spin, opt.one_cpu, records, bad, foreign, lost, dup, bad_runs,
+	       opt.calls, opt.runs, opt.spin, opt.one_cpu, sleep_info, records, bad, foreign, lost, dup, bad_runs,
 	       (unsigned long long)dropped, cpu);
 	fflush(stdout);
 	/* Reset the drop counter for the next measurement. */
@@ -443,13 +540,17 @@ static int write_initramfs(const char *out)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: repro [-t THREADS] [-n CALLS] [-r RUNS] [-p stack|reserve|both] [-s SPIN] [-P MODE[,MODE...]] [-1] [-v]\n"
+		"usage: repro [-t THREADS] [-n CALLS] [-r RUNS] [-p PROG[,PROG...]] [-s SPIN] [-S USEC] [-P MODE[,MODE...]] [-1] [-v]\n"
 		"       repro --initramfs FILE\n"
 		"  -t  threads calling traced() at once, each with its own argument (default 4)\n"
 		"  -n  calls per thread per run (default 2000)\n"
 		"  -r  runs per measurement (default 20)\n"
-		"  -p  which program: rec_stack (record on the BPF stack), rec_reserve (in the reservation), or both\n"
+		"  -p  programs, in turn (default stack,reserve): stack = rec_stack (record on the BPF stack),\n"
+		"      reserve = rec_reserve (in the reservation), sleep = rec_sleep (sleepable rec_stack that\n"
+		"      faults on a userfaultfd page mid-frame), sleep-reserve = rec_sleep_reserve (the same\n"
+		"      with the record in the reservation)\n"
 		"  -s  bpf_ktime_get_ns() calls between building and copying the record (default 0; max 256)\n"
+		"  -S  rec_sleep: microseconds before a fault is answered (default 2000)\n"
 		"  -P  preemption models to switch to in turn via " PREEMPT_FILE "\n"
 		"  -1  pin every thread to CPU 0\n"
 		"  -v  print the verifier's stats log of both programs\n");
@@ -460,7 +561,8 @@ int main(int argc, char **argv)
 {
 	int init = getpid() == 1, c, status = 0;
 	struct bpf_object *obj;
-	struct bpf_program *progs[2];
+	struct bpf_program *progs[NPROGS];
+	int want[NPROGS] = { 0 };
 	char now[64], cmdline[1024];
 	struct utsname u;
 
@@ -472,13 +574,14 @@ int main(int argc, char **argv)
 		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
 		setvbuf(stdout, NULL, _IOLBF, 0);
 	}
-	while ((c = getopt(argc, argv, "t:n:r:p:s:P:1vh")) != -1) {
+	while ((c = getopt(argc, argv, "t:n:r:p:s:S:P:1vh")) != -1) {
 		switch (c) {
 		case 't': opt.threads = atoi(optarg); break;
 		case 'n': opt.calls = atol(optarg); break;
 		case 'r': opt.runs = atoi(optarg); break;
 		case 'p': opt.progs = optarg; break;
 		case 's': opt.spin = atoi(optarg); break;
+		case 'S': opt.sleep_us = atoi(optarg); break;
 		case 'P': snprintf(opt.modes, sizeof(opt.modes), "%s", optarg); break;
 		case '1': opt.one_cpu = 1; break;
 		case 'v': opt.verbose = 1; break;
@@ -486,8 +589,20 @@ int main(int argc, char **argv)
 		}
 	}
 	if (opt.threads < 1 || opt.threads > MAX_THREADS || opt.calls < 1 || opt.runs < 1 || opt.spin < 0 || opt.spin > 256 ||
-	    (strcmp(opt.progs, "stack") && strcmp(opt.progs, "reserve") && strcmp(opt.progs, "both")))
+	    opt.sleep_us < 0)
 		usage();
+	{
+		char list[128], *sv = NULL, *w;
+
+		snprintf(list, sizeof(list), "%s", !strcmp(opt.progs, "both") ? "stack,reserve" : opt.progs);
+		for (w = strtok_r(list, ",", &sv); w; w = strtok_r(NULL, ",", &sv)) {
+			int k = !strcmp(w, "stack") ? 0 : !strcmp(w, "reserve") ? 1 : !strcmp(w, "sleep") ? 2 : !strcmp(w, "sleep-reserve") ? 3 : -1;
+
+			if (k < 0)
+				usage();
+			want[k] = 1;
+		}
+	}
 
 	uname(&u);
 	read_file("/proc/cmdline", cmdline, sizeof(cmdline));
@@ -500,9 +615,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "repro: open BPF object: %s\n", strerror(errno));
 		return 2;
 	}
-	progs[0] = bpf_object__find_program_by_name(obj, "rec_stack");
-	progs[1] = bpf_object__find_program_by_name(obj, "rec_reserve");
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < NPROGS; i++) {
+		progs[i] = bpf_object__find_program_by_name(obj, prog_names[i]);
+		/* Only what was asked for: rec_sleep needs sleepable uprobes (6.0+). */
+		bpf_program__set_autoload(progs[i], want[i]);
 		bpf_program__set_log_level(progs[i], 4); /* BPF_LOG_STATS: "stack depth N" */
 		bpf_program__set_log_buf(progs[i], logbuf[i], sizeof(logbuf[i]));
 	}
@@ -524,8 +640,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (opt.verbose)
-		for (int i = 0; i < 2; i++)
-			printf("verifier stats log of %s:\n%s\n", bpf_program__name(progs[i]), logbuf[i]);
+		for (int i = 0; i < NPROGS; i++)
+			if (want[i])
+				printf("verifier stats log of %s:\n%s\n", bpf_program__name(progs[i]), logbuf[i]);
 
 	/* Each mode in -P (or the current one), each program asked for. */
 	char modes[256], *save = NULL, *mode;
@@ -541,10 +658,10 @@ int main(int argc, char **argv)
 		preempt_now(now, sizeof(now));
 		if (!strcmp(now, "unknown") && !strcmp(mode, "-"))
 			snprintf(now, sizeof(now), "unknown(boot)");
-		for (int i = 0; i < 2; i++) {
-			if ((i == 0 && !strcmp(opt.progs, "reserve")) || (i == 1 && !strcmp(opt.progs, "stack")))
+		for (int i = 0; i < NPROGS; i++) {
+			if (!want[i])
 				continue;
-			if (measure(obj, progs[i], i, now) && i == 1)
+			if (measure(obj, progs[i], i, now) && (i == 1 || i == 3))
 				status = 1;
 		}
 	}
