@@ -262,6 +262,7 @@ pub mod tests_support {
             preempt: None,
             attempts: vec![],
             known: None,
+            timing: None,
         }
     }
 }
@@ -302,6 +303,7 @@ mod tests {
             preempt: None,
             attempts: vec![],
             known: None,
+            timing: None,
         }
     }
 

@@ -30,6 +30,7 @@ pub mod preempt;
 pub mod priv_stack;
 pub mod probing;
 pub mod prog_stats;
+pub mod regression;
 pub mod report;
 pub mod runner;
 pub mod shard;

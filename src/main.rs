@@ -96,6 +96,10 @@ struct MatrixArgs {
     /// The QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64")]
     qemu: PathBuf,
+    /// Compare with an earlier matrix.json (or result file) and exit 1 on
+    /// regressions (see `probeconf diff`).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Crash every column's kernel on purpose at this point (tests recovery;
     /// see src/vm/cmdline.rs `probeconf.crash`).
     #[arg(long, hide = true)]
@@ -152,6 +156,19 @@ enum Cmd {
         /// pass, while its attempts agree; any disagreement is `flaky`.
         #[arg(long, default_value_t = 2)]
         reruns: usize,
+        /// Compare with an earlier result file (`--format json` output or a
+        /// matrix.json) and exit 1 on regressions (see `probeconf diff`).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
+    /// Compare two result files (`run --format json` outputs or matrix.json):
+    /// regressions (new fail/flaky/error, a changed trace, a run that
+    /// disappeared) and improvements. Exit 1 on regressions.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// One attempt of one case through the given loaders, in this fresh
     /// process; prints the results as JSON (used by the runner for reruns).
@@ -295,6 +312,24 @@ fn need_root() -> Result<(), String> {
     Ok(())
 }
 
+/// Prints the comparison of `current` with the baseline file; true when
+/// there are regressions.
+fn gate(baseline: &std::path::Path, current: &[probeconf::regression::Run]) -> Result<bool, String> {
+    let before = probeconf::regression::read(baseline)?;
+    let c = probeconf::regression::compare(&before, current);
+    eprint!("{}", probeconf::regression::text(&c, &baseline.display().to_string(), "this run"));
+    Ok(c.regressions() > 0)
+}
+
+fn cmd_diff(a: &std::path::Path, b: &std::path::Path, format: Format) -> Result<ExitCode, String> {
+    let c = probeconf::regression::compare(&probeconf::regression::read(a)?, &probeconf::regression::read(b)?);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&c).unwrap()),
+        _ => print!("{}", probeconf::regression::text(&c, &a.display().to_string(), &b.display().to_string())),
+    }
+    Ok(if c.regressions() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 fn cmd_attempt(case: &std::path::Path, features: &std::path::Path, loaders: &str, timeout: u64) -> Result<ExitCode, String> {
     need_root()?;
     let case = Case::load(case).map_err(|e| e.to_string())?;
@@ -317,6 +352,7 @@ fn cmd_run(
     timeout: u64,
     repeat: usize,
     reruns: usize,
+    baseline: Option<&std::path::Path>,
 ) -> Result<ExitCode, String> {
     need_root()?;
     probeconf::interrupt::install();
@@ -364,7 +400,11 @@ fn cmd_run(
         eprintln!("interrupted: {} of {total} runs done; everything attached was released", results.len());
         return Ok(ExitCode::from(130));
     }
-    let failed = results.iter().any(|r| r.verdict.is_failure());
+    let mut failed = results.iter().any(|r| r.verdict.is_failure());
+    if let Some(b) = baseline {
+        let runs = probeconf::regression::parse(&report::json(&results))?;
+        failed |= gate(b, &runs)?;
+    }
     if bad > 0 {
         eprintln!("{bad} case file(s) could not be read");
     }
@@ -505,7 +545,7 @@ fn cmd_matrix_merge(dirs: &[PathBuf], out: &std::path::Path, format: Format) -> 
 
 fn cmd_matrix(a: MatrixArgs) -> Result<ExitCode, String> {
     need_root()?;
-    let MatrixArgs { paths, mut kernels, all, loader, out, timeout, jobs, repeat, reruns, tcg_thread, preempt, shard, qemu, inject_crash, format } = a;
+    let MatrixArgs { paths, mut kernels, all, loader, out, timeout, jobs, repeat, reruns, tcg_thread, preempt, shard, qemu, baseline, inject_crash, format } = a;
     if all {
         kernels = probeconf::kernels::available(false).map_err(|e| e.to_string())?.into_iter().map(|a| a.request).collect();
     }
@@ -535,8 +575,13 @@ fn cmd_matrix(a: MatrixArgs) -> Result<ExitCode, String> {
     opts.qemu = qemu;
     let start = std::time::Instant::now();
     let m = probeconf::matrix_run::run(&opts, |line| eprintln!("{line}"))?;
-    let code = write_matrix(&m, &out, format)?;
+    let mut code = write_matrix(&m, &out, format)?;
     eprintln!("{} columns in {:.0} s; wrote {}/matrix.{{json,md,html}}", m.kernels.len(), start.elapsed().as_secs_f64(), out.display());
+    if let Some(b) = baseline {
+        if gate(&b, &probeconf::regression::parse(&probeconf::matrix::json(&m))?)? {
+            code = ExitCode::FAILURE;
+        }
+    }
     Ok(code)
 }
 
@@ -654,9 +699,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run { paths, loader, format, cilium_version, target_timeout, repeat, reruns } => {
-            cmd_run(&paths, loader, format, &cilium_version, target_timeout, repeat, reruns)
+        Cmd::Run { paths, loader, format, cilium_version, target_timeout, repeat, reruns, baseline } => {
+            cmd_run(&paths, loader, format, &cilium_version, target_timeout, repeat, reruns, baseline.as_deref())
         }
+        Cmd::Diff { a, b, format } => cmd_diff(&a, &b, format),
         Cmd::Attempt { case, features, loaders, target_timeout } => cmd_attempt(&case, &features, &loaders, target_timeout),
         Cmd::List { paths } => cmd_list(&paths),
         Cmd::Show { case, loader } => cmd_show(&case, loader),

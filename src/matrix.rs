@@ -70,6 +70,29 @@ pub struct KernelColumn {
     /// empty = every case.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cases: Vec<String>,
+    /// Where the column's time went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ColumnProfile>,
+}
+
+/// Seconds of one column, summed over its boots: from QEMU's start to the
+/// guest's hello (firmware, kernel boot), feature probing, the cases, and
+/// the rest (QEMU's exit, and the time lost to crashed boots before their
+/// first line). The case time is split by phase, summed over every run of
+/// every case; `attempts_s` is what further attempts (reruns, repeats) took.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ColumnProfile {
+    pub boots: usize,
+    pub boot_s: f64,
+    pub features_s: f64,
+    pub cases_s: f64,
+    pub other_s: f64,
+    pub spawn_s: f64,
+    pub attach_s: f64,
+    pub run_s: f64,
+    pub drain_s: f64,
+    pub normalise_s: f64,
+    pub attempts_s: f64,
 }
 
 impl KernelColumn {
@@ -289,6 +312,10 @@ pub fn markdown(m: &Matrix) -> String {
             writeln!(s).unwrap();
         }
     }
+    if m.kernels.iter().any(|k| k.profile.is_some()) {
+        writeln!(s, "\n## Where the time went (seconds)\n").unwrap();
+        writeln!(s, "{}", profile_table(m)).unwrap();
+    }
     writeln!(s, "\n## Kernels\n").unwrap();
     for k in &m.kernels {
         match &k.status {
@@ -300,6 +327,35 @@ pub fn markdown(m: &Matrix) -> String {
             }
             ColumnStatus::Error { reason, .. } => writeln!(s, "- {}: **error**: {reason}", kernel_title(k)).unwrap(),
         }
+    }
+    s
+}
+
+/// The per-column time profile as a markdown table.
+pub fn profile_table(m: &Matrix) -> String {
+    let mut s = String::new();
+    writeln!(s, "| column | wall | boots | boot | features | cases | other | of the cases: spawn | load+attach | run | drain+detach | normalise | further attempts |").unwrap();
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
+    for k in &m.kernels {
+        let Some(p) = &k.profile else { continue };
+        writeln!(
+            s,
+            "| {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            k.label(),
+            k.wall_secs,
+            p.boots,
+            p.boot_s,
+            p.features_s,
+            p.cases_s,
+            p.other_s,
+            p.spawn_s,
+            p.attach_s,
+            p.run_s,
+            p.drain_s,
+            p.normalise_s,
+            p.attempts_s
+        )
+        .unwrap();
     }
     s
 }
@@ -481,6 +537,19 @@ pub fn terminal(m: &Matrix) -> String {
         }
     }
     writeln!(s, "\n(each kernel: {}) {}", m.loaders.join(" "), count_line(m, ", ")).unwrap();
+    // What needs a look: every cell that is not a pass or unsupported, in one line each.
+    for k in &m.kernels {
+        if let ColumnStatus::Error { reason, .. } = &k.status {
+            writeln!(s, "E {}: column error: {reason}", k.label()).unwrap();
+        }
+        for c in &k.crashes {
+            writeln!(s, "! {}: kernel crash during {}: {}", k.label(), c.case, c.reason).unwrap();
+        }
+        for r in k.results.iter().filter(|r| r.verdict.is_failure() || r.verdict == Verdict::Known) {
+            let detail: String = r.detail.chars().take(160).collect();
+            writeln!(s, "{} {} {} [{}]: {}", r.verdict.symbol(), k.label(), r.case, r.loader, detail).unwrap();
+        }
+    }
     s
 }
 
@@ -547,6 +616,7 @@ mod tests {
             preempt: None,
             attempts: vec![],
             known: None,
+            timing: None,
         }
     }
 
@@ -562,6 +632,7 @@ mod tests {
             crashes: vec![],
             preempt: None,
             cases: vec![],
+            profile: None,
         };
         let broken = KernelColumn {
             request: "9.9".into(),
@@ -574,6 +645,7 @@ mod tests {
             crashes: vec![],
             preempt: None,
             cases: vec![],
+            profile: None,
         };
         Matrix {
             generated_utc: "2026-11-26T00:00:00Z".into(),

@@ -119,6 +119,43 @@ fn error_column(spec: &ColumnSpec, cases: Vec<String>, reason: String) -> Kernel
         crashes: Vec::new(),
         preempt: spec.preempt,
         cases,
+        profile: None,
+    }
+}
+
+/// Adds one boot to a column's profile: the guest's uptime at its hello,
+/// features and done lines splits the boot, the results' timings split the cases.
+fn add_profile(p: &mut crate::matrix::ColumnProfile, out: &BootOutcome, results: &[CaseResult]) {
+    let uptime = |t: &str| out.lines.iter().find(|l| l["type"] == t).and_then(|l| l["uptime_s"].as_f64());
+    let wall = out.wall.as_secs_f64();
+    let to_user = out.to_userspace.map(|d| d.as_secs_f64()).unwrap_or(wall);
+    p.boots += 1;
+    let (hello, features, last) = (uptime("hello"), uptime("features"), out.lines.iter().rev().find_map(|l| l["uptime_s"].as_f64()));
+    // Host time to the first line, then guest time between lines.
+    p.boot_s += to_user;
+    let feat = match (hello, features) {
+        (Some(h), Some(f)) => (f - h).max(0.0),
+        _ => 0.0,
+    };
+    let cases = match (features, last) {
+        (Some(f), Some(l)) => (l - f).max(0.0),
+        _ => 0.0,
+    };
+    p.features_s += feat;
+    p.cases_s += cases;
+    p.other_s += (wall - to_user - feat - cases).max(0.0);
+    for r in results {
+        if let Some(t) = &r.timing {
+            p.spawn_s += t.spawn_ms as f64 / 1e3;
+            p.attach_s += t.attach_ms as f64 / 1e3;
+            p.run_s += t.run_ms as f64 / 1e3;
+            p.drain_s += t.drain_ms as f64 / 1e3;
+            p.normalise_s += t.normalise_ms as f64 / 1e3;
+        }
+        if r.attempts.len() > 1 {
+            let first = r.timing.as_ref().map(|t| t.spawn_ms + t.attach_ms + t.run_ms + t.drain_ms + t.normalise_ms).unwrap_or(0);
+            p.attempts_s += r.duration_ms.saturating_sub(first) as f64 / 1e3;
+        }
     }
 }
 
@@ -201,6 +238,7 @@ fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &
     let mut col = KernelColumn {
         preempt: job.spec.preempt,
         cases: if job.partial { job.case_ids.clone() } else { Vec::new() },
+        profile: Some(Default::default()),
         request: img.request.clone(),
         release: img.release.clone(),
         status: ColumnStatus::Completed,
@@ -240,6 +278,9 @@ fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &
         let out = crate::vm::boot(&b);
         col.wall_secs += out.wall.as_secs_f64();
         let (features, results) = boot_results(&out);
+        if let Some(p) = col.profile.as_mut() {
+            add_profile(p, &out, &results);
+        }
         if let Some(h) = out.hello().and_then(|h| h["kernel"].as_str()) {
             col.release = h.to_string();
         }
@@ -332,6 +373,7 @@ fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseRes
         preempt: None,
         attempts: Vec::new(),
         known: None,
+        timing: None,
     }
 }
 

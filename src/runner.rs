@@ -50,6 +50,22 @@ pub struct CaseResult {
     /// The known issue this result matched (verdict `known`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known: Option<KnownMatch>,
+    /// Where the run's time went (the first attempt's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// Milliseconds per phase of one run: starting the target processes, loading
+/// and attaching (verifier included; for the Go harness also its start),
+/// running the steps, draining the ring buffer and detaching (grace periods
+/// included), and decoding + normalising.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Timing {
+    pub spawn_ms: u64,
+    pub attach_ms: u64,
+    pub run_ms: u64,
+    pub drain_ms: u64,
+    pub normalise_ms: u64,
 }
 
 /// One attempt of a case through a loader, judged on its own.
@@ -100,6 +116,7 @@ pub struct Execution {
     pub observed: Observed,
     pub vias: Vec<Via>,
     pub plan: Plan,
+    pub timing: Timing,
 }
 
 fn outcome_text(o: &crate::case::Outcome) -> String {
@@ -130,6 +147,7 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
         preempt: None,
         attempts: Vec::new(),
         known: None,
+        timing: None,
     };
     // The preemption model first: a case that cannot have it does not run.
     let _preempt = match case.preempt.map(crate::preempt::switch) {
@@ -162,6 +180,7 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
             result.observed = Some(exec.observed.normalised());
             result.via = if exec.vias.iter().any(|v| v.via == ViaKind::Compat) { ViaKind::Compat } else { ViaKind::Native };
             result.vias = exec.vias;
+            result.timing = Some(exec.timing);
         }
         Ok(Err(Trouble(msg))) => result.detail = msg,
         Err(panic) => {
@@ -186,6 +205,13 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     if crate::interrupt::requested() {
         return Err(Trouble("interrupted".into()));
     }
+    let mut timing = Timing::default();
+    let mut clock = Instant::now();
+    let mut lap = || {
+        let ms = clock.elapsed().as_millis() as u64;
+        clock = Instant::now();
+        ms
+    };
     let dir = RunDir::new()?;
     let variant = crate::probing::kfunc_variant();
     let plan = plan(case, &dir, variant);
@@ -201,10 +227,15 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         symbols.add_process(p.pid, &p.maps, dir.path());
     }
 
+    timing.spawn_ms = lap();
     let attached = match loader.attach(&AttachRequest { plan: &plan, pids }) {
         Ok(a) => a,
-        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias: Vec::new(), plan }),
+        Err(e) => {
+            timing.attach_ms = lap();
+            return Ok(Execution { observed: Observed::Error(e), vias: Vec::new(), plan, timing });
+        }
     };
+    timing.attach_ms = lap();
     let vias = attached.vias();
     let mut facts = RunFacts::default();
     let (exit, observed, stderr) = p0.run_to_end(opts.target_timeout)?;
@@ -228,16 +259,18 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         let text = misses.map(|m| m.to_string()).unwrap_or_else(|| "?".into());
         facts.counters.push((p.name.clone(), format!("recursion_misses={text}")));
     }
+    timing.run_ms = lap();
     let drained = match attached.drain() {
         Ok(d) => d,
-        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias, plan }),
+        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias, plan, timing }),
     };
+    timing.drain_ms = lap();
     facts.dropped = drained.dropped;
     let mut events = Vec::with_capacity(drained.records.len());
     for r in &drained.records {
         match RawEvent::decode(r) {
             Ok(e) => events.push(e),
-            Err(e) => return Ok(Execution { observed: Observed::Error(decode_error(e.to_string())), vias, plan }),
+            Err(e) => return Ok(Execution { observed: Observed::Error(decode_error(e.to_string())), vias, plan, timing }),
         }
     }
     let probe_names: Vec<String> = plan.probes.iter().map(|p| p.name.clone()).collect();
@@ -255,7 +288,8 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     let probe_ret_width: Vec<u8> = plan.probes.iter().map(|p| p.ret_width).collect();
     let names = Names { probes: &probe_names, args: &probe_args, ret_width: &probe_ret_width, single_target: &single_target, processes: &processes, user: &symbols, kernel: kernel_symbols };
     let trace = normalise(&events, &names, &facts);
-    Ok(Execution { observed: Observed::Trace(trace), vias, plan })
+    timing.normalise_ms = lap();
+    Ok(Execution { observed: Observed::Trace(trace), vias, plan, timing })
 }
 
 /// Every case through every loader, in order: one attempt in this process,

@@ -229,6 +229,7 @@ mod tests {
             wall_secs: 10.0,
             crashes: vec![],
             preempt: None,
+            profile: None,
             cases: if partial { only.iter().map(|i| cases[*i].to_string()).collect() } else { vec![] },
         };
         let matrix = |kernels: Vec<KernelColumn>, shard: Option<Shard>| Matrix {

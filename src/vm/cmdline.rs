@@ -6,7 +6,7 @@
 //!
 //! | option | default | meaning |
 //! |---|---|---|
-//! | `probeconf.mode=run\|features\|hello\|panic` | `run` | `hello`: only the hello and done lines (a smoke boot, the KVM probe); `features`: also probe features; `run`: also run the cases; `panic`: panic after hello (tests that a panic still ends the VM with a `fatal` line) |
+//! | `probeconf.mode=run\|features\|hello\|hang\|panic` | `run` | `hello`: only the hello and done lines (a smoke boot, the KVM probe); `features`: also probe features; `run`: also run the cases; `panic`: panic after hello (tests that a panic still ends the VM with a `fatal` line) |
 //! | `probeconf.cases=ITEM,…` | every case under `/cases` | ITEM is a path relative to `/cases` (file or directory) or a case `id` |
 //! | `probeconf.skip=N` | `0` | skip the first N selected cases (the host resumes a column after a kernel crash) |
 //! | `probeconf.loaders=libbpf,cilium` | both | which loaders run, in this order |
@@ -38,6 +38,9 @@ pub enum GuestMode {
     BenchAttach,
     /// Flips a static key while both vCPUs context-switch (probeconf tcg-stress).
     StressKeys,
+    /// Says hello, then never another word: the self-test of the host's
+    /// stall detection.
+    Hang,
 }
 
 impl GuestMode {
@@ -49,6 +52,7 @@ impl GuestMode {
             GuestMode::Panic => "panic",
             GuestMode::BenchAttach => "bench-attach",
             GuestMode::StressKeys => "stress-keys",
+            GuestMode::Hang => "hang",
         }
     }
 }
@@ -187,9 +191,10 @@ impl GuestOptions {
                         "panic" => GuestMode::Panic,
                         "bench-attach" => GuestMode::BenchAttach,
                         "stress-keys" => GuestMode::StressKeys,
+                        "hang" => GuestMode::Hang,
                         _ => {
                             return Err(format!(
-                                "probeconf.mode=`{value}`: expected hello, features, run, bench-attach, stress-keys or panic"
+                                "probeconf.mode=`{value}`: expected hello, features, run, bench-attach, stress-keys, hang or panic"
                             ))
                         }
                     }

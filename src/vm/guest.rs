@@ -201,6 +201,11 @@ fn run(o: &GuestOptions) -> Result<(), String> {
     if o.mode == GuestMode::Panic {
         panic!("probeconf.mode=panic: a deliberate panic");
     }
+    if o.mode == GuestMode::Hang {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     let mut counts: BTreeMap<&str, u64> = ["runs", "case_errors"]
         .into_iter()
         .chain(crate::check::Verdict::ALL.iter().map(|v| v.as_str()))

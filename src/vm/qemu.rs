@@ -82,7 +82,9 @@ pub struct BootOptions {
     pub kernel_cmdline_extra: String,
     pub timeout: Duration,
     /// Kill the VM when the guest's results channel has not grown for this
-    /// long (a hung kernel or case), instead of waiting for `timeout`.
+    /// long once the guest has started writing to it (a hung kernel or
+    /// case), instead of waiting for `timeout`. Booting up to the guest's
+    /// first line is bounded by `timeout` alone.
     pub stall_timeout: Option<Duration>,
     /// QEMU's `-m`, e.g. `1G`.
     pub memory: String,
@@ -463,7 +465,7 @@ pub fn boot(opts: &BootOptions) -> BootOutcome {
         if to_userspace.is_none() && len > 0 {
             to_userspace = Some(start.elapsed());
         }
-        let stalled = opts.stall_timeout.is_some_and(|t| last_growth.elapsed() > t);
+        let stalled = seen_len > 0 && opts.stall_timeout.is_some_and(|t| last_growth.elapsed() > t);
         if start.elapsed() > opts.timeout || stalled {
             let _ = child.kill();
             let _ = child.wait();
