@@ -17,8 +17,8 @@
 //! - this kernel's JIT image of an ordinary recorder sets up a private frame
 //!   pointer (x86-64; whatever the rule says). The table also shows what the JIT
 //!   did with the `*_large` twins; that depends on the kernel (this project's
-//!   host kernel gives KPROBE-type programs no private stack at all, Debian's
-//!   6.18 and 7.3 do), so it is reported, not asserted.
+//!   host kernel gives only its kprobe.multi/kprobe.session twins one, Debian's
+//!   6.18 and 7.3 give every twin one), so it is reported, not asserted.
 //!
 //! Needs root (it loads programs); without it the test says so and checks nothing.
 
