@@ -2,7 +2,12 @@
 //! - the BPF objects (clang -target bpf), compiled once per session-kfunc prototype;
 //! - probe-target and libprobetarget.so (gcc), the traced program;
 //! - abi_consts.rs, the `#define`s of bpf/probeconf_abi.h as Rust constants, so the
-//!   constants cannot drift from the C header (the layout is checked against BTF in tests).
+//!   constants cannot drift from the C header (the layout is checked against BTF in tests);
+//! - stack_estimate.txt, a static estimate of every BPF (sub)program's stack frame
+//!   from its instructions; the build fails when a recorder's frame would put it on the
+//!   kernel's per-CPU private stack (src/priv_stack.rs has the rule;
+//!   conformance/stack_depth.rs checks the verifier's own figures against it).
+//!
 //! The crate embeds these bytes (src/artifacts.rs); the Go harness is handed the same bytes.
 
 use std::env;
@@ -10,6 +15,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "src/priv_stack.rs"]
+#[allow(dead_code)]
+mod priv_stack;
 
 fn run(cmd: &mut Command, what: &str) {
     let status = cmd
@@ -121,6 +130,152 @@ fn abi_consts(header: &Path) -> String {
     out
 }
 
+/// The BPF objects build.rs compiles (file names in OUT_DIR).
+const BPF_OBJECTS: &[&str] = &[
+    "recorders.bpf.o",
+    "sessions.bpf.o",
+    "sessions.ctx.bpf.o",
+    "usdt_recorder.bpf.o",
+    "bench.bpf.o",
+    "bench.ctx.bpf.o",
+    "bench_usdt.bpf.o",
+    "feature_probes.bpf.o",
+    "feature_probes_session.bpf.o",
+    "feature_probes_session.ctx.bpf.o",
+];
+
+/// The deepest stack offset one BPF function touches, read from its
+/// instructions: every access through r10 (or through a register holding r10
+/// plus a constant, e.g. a helper's pointer argument `r2 = r10; r2 += -4`)
+/// counts with its offset, as the verifier's `stack_depth` does (rounded up to
+/// its 8-byte slots). Control flow is
+/// ignored (every instruction counts), so it is an upper bound of what the
+/// verifier finds on the paths it explores.
+fn frame_estimate(insns: &[u8]) -> u32 {
+    let mut fp_off: [Option<i64>; 11] = [None; 11];
+    fp_off[10] = Some(0);
+    let mut depth: i64 = 0;
+    let mut i = 0;
+    while i + 8 <= insns.len() {
+        let code = insns[i];
+        let dst = (insns[i + 1] & 0x0f) as usize;
+        let src = (insns[i + 1] >> 4) as usize;
+        let off = i16::from_le_bytes([insns[i + 2], insns[i + 3]]) as i64;
+        let imm = i32::from_le_bytes(insns[i + 4..i + 8].try_into().unwrap()) as i64;
+        let reg = |r: usize, fp_off: &[Option<i64>; 11]| fp_off.get(r).copied().flatten();
+        let mut touch = |base: Option<i64>| {
+            if let Some(b) = base {
+                depth = depth.max(-(b + off));
+            }
+        };
+        match code & 0x07 {
+            // LD: only the 16-byte ldimm64 writes a register here.
+            0x00 if code == 0x18 => {
+                if dst < 10 {
+                    fp_off[dst] = None;
+                }
+                i += 8;
+            }
+            // LDX: dst = *(src + off)
+            0x01 => {
+                touch(reg(src, &fp_off));
+                if dst < 10 {
+                    fp_off[dst] = None;
+                }
+            }
+            // ST / STX (atomics included): *(dst + off) = ...
+            0x02 | 0x03 => {
+                touch(reg(dst, &fp_off));
+                // An atomic with BPF_FETCH writes src (cmpxchg: r0); be safe.
+                if code & 0xe0 == 0xc0 {
+                    if src < 10 {
+                        fp_off[src] = None;
+                    }
+                    fp_off[0] = None;
+                }
+            }
+            // ALU64
+            0x07 if dst < 10 => {
+                fp_off[dst] = match (code, reg(dst, &fp_off), reg(src, &fp_off)) {
+                    (0xbf, _, Some(s)) => Some(s),        // mov dst, src (src is fp-based)
+                    (0x07, Some(d), _) => Some(d + imm),  // add dst, imm
+                    (0x17, Some(d), _) => Some(d - imm),  // sub dst, imm
+                    _ => None,
+                };
+                if let Some(o) = fp_off[dst] {
+                    depth = depth.max(-o);
+                }
+            }
+            // ALU (32-bit) writes dst
+            0x04 if dst < 10 => fp_off[dst] = None,
+            // JMP/JMP32: a call clobbers r0-r5
+            0x05 | 0x06 if code == 0x85 => {
+                for r in fp_off.iter_mut().take(6) {
+                    *r = None;
+                }
+            }
+            _ => {}
+        }
+        i += 8;
+    }
+    // The verifier grows a frame in 8-byte slots (grow_stack_state(), called with
+    // round_up(-off, BPF_REG_SIZE)), and its stack_depth follows.
+    (depth.max(0) as u32).div_ceil(8) * 8
+}
+
+/// Every program of every object, with a frame estimate for it and for each
+/// subprogram in `.text` (all of them: a conservative superset of what the
+/// program calls). Fails the build when a recorder other than a deliberate
+/// `*_large` twin would reach the private-stack threshold, or when a `*_large`
+/// twin would not (the finding cases need it to).
+fn check_stack_frames(out_dir: &Path) {
+    use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
+    let mut report = String::new();
+    let mut problems = Vec::new();
+    for name in BPF_OBJECTS {
+        let bytes = fs::read(out_dir.join(name)).unwrap();
+        let file = object::File::parse(&*bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut funcs: Vec<(String, bool, u32)> = Vec::new(); // (name, in .text, estimate)
+        for sym in file.symbols() {
+            if sym.kind() != SymbolKind::Text || sym.size() == 0 {
+                continue;
+            }
+            let Some(idx) = sym.section_index() else { continue };
+            let sec = file.section_by_index(idx).unwrap();
+            let exec = matches!(sec.flags(), SectionFlags::Elf { sh_flags } if sh_flags & 0x4 != 0);
+            if !exec {
+                continue;
+            }
+            let data = sec.data().unwrap();
+            let start = (sym.address() - sec.address()) as usize;
+            let body = &data[start..start + sym.size() as usize];
+            funcs.push((sym.name().unwrap().to_string(), sec.name().unwrap_or("") == ".text", frame_estimate(body)));
+        }
+        let subprogs: Vec<u32> = funcs.iter().filter(|f| f.1).map(|f| f.2).collect();
+        for (prog, _, main) in funcs.iter().filter(|f| !f.1) {
+            let mut frames = vec![*main];
+            frames.extend(&subprogs);
+            let text: Vec<String> = frames.iter().map(u32::to_string).collect();
+            writeln!(report, "{name} {prog} {}", text.join("+")).unwrap();
+            if prog.ends_with("_large") {
+                if !priv_stack::uses_private_stack(*main) {
+                    problems.push(format!("{name} {prog}: the deliberate large-frame recorder's frame is only {main} bytes"));
+                }
+            } else if let Some(d) = frames.iter().find(|&&d| priv_stack::uses_private_stack(d)) {
+                problems.push(format!(
+                    "{name} {prog}: a {d}-byte frame (the program or a .text subprogram) would run on the kernel's per-CPU \
+                     private stack (raw depth > {}, see src/priv_stack.rs); build events in the ring-buffer reservation",
+                    priv_stack::MAX_SHARED_SAFE_DEPTH
+                ));
+            }
+        }
+    }
+    fs::write(out_dir.join("stack_estimate.txt"), report).unwrap();
+    if !problems.is_empty() {
+        panic!("BPF stack frames:\n{}", problems.join("\n"));
+    }
+}
+
 fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let include = PathBuf::from(env::var("DEP_BPF_INCLUDE").expect("libbpf-sys must export its include dir"));
@@ -142,6 +297,7 @@ fn main() {
     compile_bpf(&clang, &include, Path::new("bpf/bench_usdt.bpf.c"), &out_dir.join("bench_usdt.bpf.o"), &[]);
     compile_target(&out_dir);
     compile_bench_target(&out_dir);
+    check_stack_frames(&out_dir);
 
     for dir in ["bpf", "target-src"] {
         println!("cargo:rerun-if-changed={dir}");

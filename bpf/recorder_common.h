@@ -1,8 +1,26 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * What every recorder object shares: its config, the maps every instance of a
- * case shares (the loaders reuse the first instance's fds), and the one event
- * emitter. Included once per object (recorders.bpf.c, usdt_recorder.bpf.c).
+ * case shares (the loaders reuse the first instance's fds), and the event
+ * emitters. Included once per object (recorders.bpf.c, sessions.bpf.c,
+ * usdt_recorder.bpf.c, and the bench objects for the maps and config).
+ *
+ * Events are built in the ring-buffer reservation, never on the BPF stack.
+ * Since 6.13 the x86-64 JIT gives a BPF_PROG_TYPE_KPROBE program (kprobes and
+ * uprobes alike) a per-CPU private stack when a (sub)program's frame, rounded
+ * up to 16 bytes, is at least 64 bytes (kernel/bpf/verifier.c
+ * bpf_enable_priv_stack(), check_max_stack_depth_subprog(),
+ * BPF_PRIV_STACK_MIN_SIZE). Uprobe programs run under migrate_disable() only,
+ * so on a preemptible kernel two threads' runs of one program on one CPU then
+ * share that stack, and an event built there can be overwritten half-way (seen
+ * as one thread's event carrying another's fields). So: reserve first, fill
+ * the reservation in place, submit; keep every frame far below 64 bytes.
+ * src/priv_stack.rs holds the rule; tests/stack_depth (conformance/) loads every
+ * program with the verifier's stats log and fails when a frame reaches it.
+ *
+ * The deliberate exception is the *_large twin of each recorder (PC_LARGE_FRAME
+ * below): the pre-fix shape, a struct pc_event on the stack copied into the
+ * reservation, kept so that cases/findings/ can show the kernel bug.
  */
 #ifndef PROBECONF_RECORDER_COMMON_H
 #define PROBECONF_RECORDER_COMMON_H
@@ -23,6 +41,12 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
+/*
+ * A per-CPU sequence number for pc_event.seq. Incremented atomically: uprobe
+ * programs are preemptible, so two runs on one CPU can interleave, and a plain
+ * increment could hand out one number twice. Nothing downstream relies on it
+ * (normalisation drops seq; the ring buffer's order is the event order).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -45,25 +69,86 @@ static __always_inline bool pc_skip_tgid(void)
 	return want && (bpf_get_current_pid_tgid() >> 32) != want;
 }
 
-static __always_inline int pc_emit(struct pc_event *tmpl)
+static __always_inline void pc_count_drop(void)
+{
+	__u32 zero = 0;
+	__u64 *d = bpf_map_lookup_elem(&dropped, &zero);
+
+	if (d)
+		__sync_fetch_and_add(d, 1);
+}
+
+/*
+ * Reserves one event in the ring buffer, zeroed (padding included, so records
+ * are byte-identical to the old build-on-stack ones), with its kind, phase,
+ * is_return and flags set. NULL when the ring is full; the drop is counted.
+ */
+static __always_inline struct pc_event *pc_reserve(__u16 kind, __u8 phase, __s8 is_return, __u32 flags)
+{
+	struct pc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		pc_count_drop();
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->phase = phase;
+	e->is_return = is_return;
+	e->flags = flags;
+	return e;
+}
+
+/* Fills the fields every event has and submits it. */
+static __always_inline void pc_submit(struct pc_event *e)
 {
 	__u32 zero = 0;
 	__u64 *seq = bpf_map_lookup_elem(&seq_by_cpu, &zero);
-	struct pc_event *e;
 	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!(e->flags & PC_F_HAS_ARGCNT))
+		e->arg_cnt = -1;
+	e->seq = seq ? __sync_fetch_and_add(seq, 1) : 0;
+	e->ktime_ns = bpf_ktime_get_ns();
+	e->abi_version = PC_ABI_VERSION;
+	e->probe_index = pc_cfg.probe_index;
+	e->tgid = id >> 32;
+	e->tid = (__u32)id;
+	e->cpu = bpf_get_smp_processor_id();
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * The pre-fix emitter, for the *_large recorders only: copies an event built
+ * on the BPF stack (a >= 64-byte frame, so a private stack from 6.13) into the
+ * reservation. Same record bytes as pc_reserve/pc_submit.
+ *
+ * The empty asm takes the event's address: clang must then keep the whole
+ * struct in stack memory. Without it clang (SROA) keeps the fields of the
+ * simple recorders in registers and spill slots (the pre-fix uprobe recorder's
+ * frame was 32-40 bytes, the session and USDT ones' 96 and 144), so the twin
+ * would not reliably have the large frame it exists to have.
+ */
+static __always_inline int pc_emit_copy(struct pc_event *tmpl)
+{
+	__u32 zero = 0;
+	__u64 *seq;
+	struct pc_event *e;
+	__u64 id;
+
+	__asm__ volatile("" : : "r"(tmpl) : "memory");
+	seq = bpf_map_lookup_elem(&seq_by_cpu, &zero);
+	id = bpf_get_current_pid_tgid();
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		__u64 *d = bpf_map_lookup_elem(&dropped, &zero);
-
-		if (d)
-			__sync_fetch_and_add(d, 1);
+		pc_count_drop();
 		return -1;
 	}
 	__builtin_memcpy(e, tmpl, sizeof(*e));
 	if (!(tmpl->flags & PC_F_HAS_ARGCNT))
 		e->arg_cnt = -1;
-	e->seq = seq ? (*seq)++ : 0;
+	e->seq = seq ? __sync_fetch_and_add(seq, 1) : 0;
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->abi_version = PC_ABI_VERSION;
 	e->probe_index = pc_cfg.probe_index;

@@ -5,6 +5,9 @@
  * sessions.bpf.o with the 6.10-6.19 session kfunc prototypes and
  * sessions.ctx.bpf.o with the 7.0 ones (session_kfuncs.h); the loaders get the
  * build matching the running kernel's BTF.
+ *
+ * Events are built in the ring-buffer reservation (see recorder_common.h);
+ * the *_large twins keep the pre-fix shape for cases/findings/.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -38,18 +41,92 @@ static __always_inline bool pc_want_skip_return(__u64 arg0)
 	}
 }
 
+/* What a session entry writes into its cookie (pc_cfg.cookie_mode). */
+static __always_inline __u64 pc_cookie_value(struct pt_regs *ctx, __u64 arg0)
+{
+	switch (pc_cfg.cookie_mode) {
+	case PC_CM_CONST:
+		return pc_cfg.cookie_value;
+	case PC_CM_ARG0:
+		return arg0;
+	case PC_CM_CONST_PLUS_ARG0:
+		return pc_cfg.cookie_value + arg0;
+	case PC_CM_ATTACH_COOKIE:
+		return bpf_get_attach_cookie(ctx);
+	default:
+		return 0;
+	}
+}
+
 /*
  * A session program: entry and return are the same program. The entry may write
  * the per-invocation session cookie and returns 1 to skip this invocation's return.
+ * When the ring is full the event is dropped (and counted), but the entry still
+ * writes its cookie and returns what the case asked for: recording never changes
+ * the behaviour under test.
  */
 static __always_inline int pc_record_session(struct pt_regs *ctx, __u16 kind)
+{
+	struct pc_event *e;
+	__u64 *cookie;
+	__u64 arg0;
+	bool is_return;
+	int skip = 0;
+
+	/* A filtered-out entry returns 0: the return run happens and is filtered again. */
+	if (pc_skip_tgid())
+		return 0;
+	is_return = PC_SESSION_IS_RETURN(ctx);
+	cookie = PC_SESSION_COOKIE(ctx);
+	e = pc_reserve(kind, is_return ? PC_PHASE_RETURN : PC_PHASE_ENTRY, is_return, PC_F_SESSION);
+	if (e) {
+		e->attach_cookie = bpf_get_attach_cookie(ctx);
+		e->func_ip = bpf_get_func_ip(ctx);
+		/* Read before any write: the entry shows the cookie it found. */
+		if (cookie)
+			e->cookie_in = *cookie;
+	}
+	if (is_return) {
+		if (e) {
+			e->flags |= PC_F_HAS_RET;
+			e->ret = PT_REGS_RC(ctx);
+			pc_submit(e);
+		}
+		return 0;
+	}
+	arg0 = PT_REGS_PARM1(ctx);
+	if (e) {
+		e->flags |= PC_F_HAS_ARGS;
+		e->arg0 = arg0;
+		e->arg1 = PT_REGS_PARM2(ctx);
+	}
+	if (pc_cfg.cookie_mode != PC_CM_NONE && cookie) {
+		__u64 val = pc_cookie_value(ctx, arg0);
+
+		*cookie = val;
+		if (e) {
+			e->cookie_out = val;
+			e->flags |= PC_F_COOKIE_WRITTEN;
+		}
+	}
+	if (pc_want_skip_return(arg0)) {
+		skip = 1;
+		if (e)
+			e->flags |= PC_F_SKIP_RETURN;
+	}
+	if (e)
+		pc_submit(e);
+	return skip;
+}
+
+/* The pre-fix shape: the event built on the stack (144 bytes), then copied. */
+static __always_inline int pc_record_session_large(struct pt_regs *ctx, __u16 kind)
 {
 	struct pc_event t = {};
 	__u64 *cookie;
 	bool is_return;
 	int skip = 0;
 
-	/* A filtered-out entry returns 0: the return run happens and is filtered again. */
 	if (pc_skip_tgid())
 		return 0;
 	is_return = PC_SESSION_IS_RETURN(ctx);
@@ -63,27 +140,14 @@ static __always_inline int pc_record_session(struct pt_regs *ctx, __u16 kind)
 		t.cookie_in = *cookie;
 	if (!is_return) {
 		__u64 arg0 = PT_REGS_PARM1(ctx);
-		__u64 val = 0;
 
 		t.phase = PC_PHASE_ENTRY;
 		t.flags |= PC_F_HAS_ARGS;
 		t.arg0 = arg0;
 		t.arg1 = PT_REGS_PARM2(ctx);
-		switch (pc_cfg.cookie_mode) {
-		case PC_CM_CONST:
-			val = pc_cfg.cookie_value;
-			break;
-		case PC_CM_ARG0:
-			val = arg0;
-			break;
-		case PC_CM_CONST_PLUS_ARG0:
-			val = pc_cfg.cookie_value + arg0;
-			break;
-		case PC_CM_ATTACH_COOKIE:
-			val = t.attach_cookie;
-			break;
-		}
 		if (pc_cfg.cookie_mode != PC_CM_NONE && cookie) {
+			__u64 val = pc_cookie_value(ctx, arg0);
+
 			*cookie = val;
 			t.cookie_out = val;
 			t.flags |= PC_F_COOKIE_WRITTEN;
@@ -97,12 +161,18 @@ static __always_inline int pc_record_session(struct pt_regs *ctx, __u16 kind)
 		t.flags |= PC_F_HAS_RET;
 		t.ret = PT_REGS_RC(ctx);
 	}
-	pc_emit(&t);
+	pc_emit_copy(&t);
 	return skip;
 }
 
 SEC("uprobe.session")
 int pc_uprobe_session(struct pt_regs *ctx) { return pc_record_session(ctx, PC_KIND_UPROBE_SESSION); }
 
+SEC("uprobe.session")
+int pc_uprobe_session_large(struct pt_regs *ctx) { return pc_record_session_large(ctx, PC_KIND_UPROBE_SESSION); }
+
 SEC("kprobe.session")
 int pc_kprobe_session(struct pt_regs *ctx) { return pc_record_session(ctx, PC_KIND_KPROBE_SESSION); }
+
+SEC("kprobe.session")
+int pc_kprobe_session_large(struct pt_regs *ctx) { return pc_record_session_large(ctx, PC_KIND_KPROBE_SESSION); }

@@ -82,7 +82,7 @@ fn kernel_matrix() {
         };
         for loader in ["libbpf", "cilium"] {
             let cell = m.cell("kprobe-session-cookie-filter", k, loader);
-            assert_eq!(cell.verdict, want, "kprobe-session-cookie-filter on {} via {loader}", k.request);
+            assert_eq!(cell.verdict, Some(want), "kprobe-session-cookie-filter on {} via {loader}", k.request);
         }
     }
 }

@@ -84,6 +84,26 @@ impl ProbeKind {
         }
     }
 
+    /// The deliberate large-frame twin of [`ProbeKind::program`] (`record:
+    /// {stack_frame: large}`): the pre-fix recorder shape, a 144-byte event on
+    /// the BPF stack copied into the ring buffer, which from 6.13 runs on the
+    /// kernel's per-CPU private stack (see src/priv_stack.rs, cases/findings/).
+    pub fn large_frame_program(self) -> &'static str {
+        match self {
+            ProbeKind::Uprobe => "pc_uprobe_large",
+            ProbeKind::Uretprobe => "pc_uretprobe_large",
+            ProbeKind::UprobeMulti => "pc_uprobe_multi_large",
+            ProbeKind::UretprobeMulti => "pc_uretprobe_multi_large",
+            ProbeKind::UprobeSession => "pc_uprobe_session_large",
+            ProbeKind::Kprobe => "pc_kprobe_large",
+            ProbeKind::Kretprobe => "pc_kretprobe_large",
+            ProbeKind::KprobeMulti => "pc_kprobe_multi_large",
+            ProbeKind::KretprobeMulti => "pc_kretprobe_multi_large",
+            ProbeKind::KprobeSession => "pc_kprobe_session_large",
+            ProbeKind::Usdt => "pc_usdt_large",
+        }
+    }
+
     pub fn is_kernel(self) -> bool {
         matches!(
             self,
@@ -221,6 +241,20 @@ knob_deserialize!(SkipReturn, what = "skip_return",
     units = ["never" => SkipReturn::Never, "always" => SkipReturn::Always, "odd-arg0" => SkipReturn::OddArg0, "even-arg0" => SkipReturn::EvenArg0],
     valued = ["arg0-eq" => SkipReturn::Arg0Eq, "arg0-lt" => SkipReturn::Arg0Lt]);
 
+/// Which shape of recorder program a probe loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StackFrame {
+    /// The recorder every case uses: the event is built in its ring-buffer
+    /// reservation, every frame far below the kernel's private-stack threshold.
+    #[default]
+    Small,
+    /// The deliberate pre-fix shape (a 144-byte event on the BPF stack, then
+    /// copied): a frame that runs on the kernel's per-CPU private stack from
+    /// 6.13 on, shared by preempted uprobe runs. For cases/findings/ only.
+    Large,
+}
+
 /// Recorder behaviour knobs (struct pc_config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -248,6 +282,10 @@ pub struct Record {
     /// BPF program was running on the CPU.
     #[serde(default)]
     pub recursion_misses: bool,
+    /// `small` (default) or `large`: which recorder program shape to load
+    /// ([`StackFrame`]). Every kind has both.
+    #[serde(default)]
+    pub stack_frame: StackFrame,
 }
 
 /// One place to probe, with its attach cookie.
@@ -963,6 +1001,20 @@ expect:
         assert!(e.message.contains("unknown session_cookie `{cnst: N}`"), "{e}");
         let c = Case::parse(&GOOD.replace("{const: 0x1001}", "attach-cookie"), Path::new("x")).unwrap();
         assert_eq!(c.probes[0].record.session_cookie, CookieWrite::AttachCookie);
+    }
+
+    #[test]
+    fn stack_frame_knob() {
+        let c = Case::parse(GOOD, Path::new("x")).unwrap();
+        assert_eq!(c.probes[0].record.stack_frame, StackFrame::Small);
+        let c = Case::parse(&GOOD.replace("skip_return: odd-arg0", "skip_return: odd-arg0\n      stack_frame: large"), Path::new("x")).unwrap();
+        assert_eq!(c.probes[0].record.stack_frame, StackFrame::Large);
+        let e = err(&GOOD.replace("skip_return: odd-arg0", "skip_return: odd-arg0\n      stack_frame: huge"));
+        assert!(e.message.contains("unknown variant `huge`") && e.message.contains("small") && e.message.contains("large"), "{e}");
+        assert_eq!(e.line, 11, "{e}");
+        for k in ProbeKind::ALL {
+            assert_eq!(k.large_frame_program(), format!("{}_large", k.program()));
+        }
     }
 
     #[test]

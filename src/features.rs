@@ -49,6 +49,7 @@ features! {
     UprobeNop10Optimize = "uprobe-nop10-optimize": "a uprobe on the CS-prefixed 10-byte nop is rewritten (no longer that nop or an int3) after its first hit",
     UretprobeSeccompPassthrough = "uretprobe-seccomp-passthrough": "a process under a strict seccomp allow-list survives a uretprobe hit (the uretprobe syscall, if used, bypasses seccomp)",
     UprobeSeccompPassthrough = "uprobe-seccomp-passthrough": "a process under a strict seccomp allow-list survives hits of an optimised nop5 uprobe (the uprobe syscall, if used, bypasses seccomp)",
+    UprobePrivateStack = "uprobe-private-stack": "the JIT runs a uprobe program whose frame is >= 64 bytes on a per-CPU private stack (read back from its x86-64 JIT image): preempted runs on one CPU then share it (6.13+; see docs/findings/uprobe-private-stack/)",
     PreemptDynamic = "preempt-dynamic": "the preemption model can be switched at run time (/sys/kernel/debug/sched/preempt reads and takes a write): cases with `preempt:` need it",
 }
 

@@ -27,6 +27,7 @@ pub mod matrix_run;
 pub mod normalise;
 pub mod plan;
 pub mod preempt;
+pub mod priv_stack;
 pub mod probing;
 pub mod prog_stats;
 pub mod regression;

@@ -430,6 +430,7 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
             id: c.id.clone(),
             group: c.probes.first().map(|p| p.kind.section().to_string()).unwrap_or_default(),
             description: c.description.clone(),
+            has_known: !c.known.is_empty(),
         })
         .collect();
 

@@ -190,11 +190,21 @@ fn plabel_pid(label: &str, names: &Names<'_>, events: &[RawEvent]) -> Option<u32
 }
 
 /// Canonical form of expected text: trimmed lines, single spaces, no blanks or `#` comments.
+/// A line ending in ` ×N` stands for N copies of the line without it (threads
+/// that call one function many times record many identical lines).
 pub fn canonical_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        match l.rsplit_once(" ×").and_then(|(line, n)| n.parse::<usize>().ok().map(|n| (line, n))) {
+            Some((line, n)) => out.extend(std::iter::repeat_n(line.to_string(), n)),
+            None => out.push(l),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -308,5 +318,11 @@ pub(crate) mod tests {
     #[test]
     fn canonical_lines_ignore_layout() {
         assert_eq!(canonical_lines("  # c\n P0/T0   a  entry\n\n"), vec!["P0/T0 a entry"]);
+        assert_eq!(canonical_lines("P0/T1 a entry f(1, 0)  ×3\nP0/T1 b ×x\nP0/T2 c ×0\n"), vec![
+            "P0/T1 a entry f(1, 0)",
+            "P0/T1 a entry f(1, 0)",
+            "P0/T1 a entry f(1, 0)",
+            "P0/T1 b ×x"
+        ]);
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::abi::{consts, RecorderConfig};
 use crate::artifacts::{KfuncVariant, RunDir};
-use crate::case::{Case, CookieWrite, PidScope, ProbeKind, SkipReturn, Target};
+use crate::case::{Case, CookieWrite, PidScope, ProbeKind, SkipReturn, StackFrame, Target};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -123,7 +123,10 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
                 name: p.name.clone(),
                 index: i as u32,
                 kind: p.kind,
-                program: p.kind.program(),
+                program: match p.record.stack_frame {
+                    StackFrame::Small => p.kind.program(),
+                    StackFrame::Large => p.kind.large_frame_program(),
+                },
                 object: if p.kind == crate::case::ProbeKind::Usdt {
                     dir.usdt_object()
                 } else if p.kind.is_session() {

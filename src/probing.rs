@@ -632,11 +632,68 @@ pub fn probe_all() -> FeatureSet {
             Feature::UprobeNop5Optimize => probe_nop5_optimize(),
             Feature::UretprobeSeccompPassthrough => probe_seccomp(true),
             Feature::UprobeSeccompPassthrough => probe_seccomp(false),
+            Feature::UprobePrivateStack => probe_uprobe_private_stack(),
             Feature::PreemptDynamic => crate::preempt::probe(),
         };
         results.insert(f, r);
     }
     FeatureSet { kernel: kernel_release(), results }
+}
+
+/// Whether a loaded program's JIT image runs it on a private stack: x86-64's
+/// `emit_priv_frame_ptr()` (arch/x86/net/bpf_jit_comp.c, 6.13+) loads the
+/// per-CPU stack's address into r9 and adds `gs:[this_cpu_off]`, the bytes
+/// 65 4c 03 0c 25. `None` when the image cannot be read, or off x86-64.
+pub fn jit_private_frame(fd: std::os::fd::BorrowedFd<'_>) -> Option<bool> {
+    use libbpf_rs::libbpf_sys::{bpf_prog_get_info_by_fd, bpf_prog_info};
+    use std::os::fd::AsRawFd;
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let mut info = bpf_prog_info::default();
+    let mut len = size_of::<bpf_prog_info>() as u32;
+    // SAFETY: info and len are valid for the call.
+    if unsafe { bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) } != 0 || info.jited_prog_len == 0 {
+        return None;
+    }
+    let mut image = vec![0u8; info.jited_prog_len as usize];
+    let mut info = bpf_prog_info { jited_prog_len: image.len() as u32, jited_prog_insns: image.as_mut_ptr() as u64, ..Default::default() };
+    let mut len = size_of::<bpf_prog_info>() as u32;
+    // SAFETY: the kernel writes at most jited_prog_len bytes into `image`.
+    if unsafe { bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) } != 0 {
+        return None;
+    }
+    Some(image.windows(5).any(|w| w == [0x65, 0x4c, 0x03, 0x0c, 0x25]))
+}
+
+/// `uprobe-private-stack`: loads the deliberate large-frame uprobe recorder
+/// (pc_uprobe_large, a 152-byte frame) and reads its JIT image back. Loading
+/// is enough: the JIT decides at load time.
+fn probe_uprobe_private_stack() -> ProbeResult {
+    const PROG: &str = "pc_uprobe_large";
+    let mut builder = ObjectBuilder::default();
+    let mut open = match builder.open_memory(crate::artifacts::RECORDERS) {
+        Ok(o) => o,
+        Err(e) => return no(format!("open recorders: {e:#}")),
+    };
+    for mut p in open.progs_mut() {
+        let keep = p.name() == PROG;
+        p.set_autoload(keep);
+    }
+    let obj = match open.load() {
+        Ok(o) => o,
+        Err(e) => return no(format!("load {PROG}: {}", classify_libbpf(&e).detail)),
+    };
+    let Some(prog) = obj.progs().find(|p| p.name() == PROG) else { return no(format!("{PROG} not in the object")) };
+    match jit_private_frame(std::os::fd::AsFd::as_fd(&prog)) {
+        Some(true) => ProbeResult {
+            supported: true,
+            detail: format!("{PROG}'s JIT prologue points r9 at a per-CPU stack (add r9, gs:[this_cpu_off])"),
+        },
+        Some(false) => ProbeResult { supported: false, detail: format!("{PROG}'s JIT image uses the task's stack (no private frame)") },
+        None if cfg!(target_arch = "x86_64") => no(format!("{PROG}'s JIT image could not be read")),
+        None => no("detected on x86-64 only (the JIT prologue is read back)"),
+    }
 }
 
 /// The features of this kernel, probed once per process.

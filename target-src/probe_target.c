@@ -93,6 +93,10 @@ static void usage(void)
 		"  repeat N FN A [B]       call FN(A, B) N times\n"
 		"  recurse N               call recurse(N, 0)\n"
 		"  threads N FN A [B]      N threads, started together, each call FN(A, B) once\n"
+		"  threads-distinct N M FN A [B]\n"
+		"                          N threads, started together; thread i (0..N-1) calls\n"
+		"                            FN(A + i, B) M times, so every thread's records are\n"
+		"                            told apart by their arguments (and return values)\n"
 		"  fork STEP               a child process runs STEP and exits; the parent waits\n"
 		"  sleep MS                sleep MS milliseconds\n"
 		"  inspect FN [OFF]        print `observe FN[+OFF] first=KIND trampoline=yes|no`:\n"
@@ -140,6 +144,7 @@ static long parse_long(const char *s)
 struct thread_arg {
 	const struct traced_fn *fn;
 	long a, b;
+	long calls;
 	pthread_barrier_t *start;
 };
 
@@ -148,11 +153,13 @@ static void *thread_main(void *p)
 	struct thread_arg *t = p;
 
 	pthread_barrier_wait(t->start);
-	t->fn->fn(t->a, t->b);
+	for (long i = 0; i < t->calls; i++)
+		t->fn->fn(t->a, t->b);
 	return NULL;
 }
 
-static void run_threads(int n, const struct traced_fn *fn, long a, long b)
+/* n threads started together; thread i calls fn(a + i * step, b) `calls` times. */
+static void run_threads(int n, long calls, long step, const struct traced_fn *fn, long a, long b)
 {
 	pthread_t tids[256];
 	struct thread_arg args[256];
@@ -164,7 +171,7 @@ static void run_threads(int n, const struct traced_fn *fn, long a, long b)
 	}
 	pthread_barrier_init(&start, NULL, n);
 	for (int i = 0; i < n; i++) {
-		args[i] = (struct thread_arg){ fn, a, b, &start };
+		args[i] = (struct thread_arg){ fn, a + i * step, b, calls, &start };
 		if (pthread_create(&tids[i], NULL, thread_main, &args[i])) {
 			perror("pthread_create");
 			exit(3);
@@ -341,8 +348,18 @@ static void run_step(char **w, int n)
 		pc_recurse(parse_long(w[1]), 0);
 	} else if (!strcmp(w[0], "threads")) {
 		need(n, 4, 5, "threads");
-		run_threads(parse_long(w[1]), find_fn(w[2]), parse_long(w[3]),
+		run_threads(parse_long(w[1]), 1, 0, find_fn(w[2]), parse_long(w[3]),
 			    n > 4 ? parse_long(w[4]) : 0);
+	} else if (!strcmp(w[0], "threads-distinct")) {
+		need(n, 5, 6, "threads-distinct");
+		long calls = parse_long(w[2]);
+
+		if (calls < 0) {
+			fprintf(stderr, "probe-target: threads-distinct: M must be >= 0\n");
+			exit(2);
+		}
+		run_threads(parse_long(w[1]), calls, 1, find_fn(w[3]), parse_long(w[4]),
+			    n > 5 ? parse_long(w[5]) : 0);
 	} else if (!strcmp(w[0], "fork")) {
 		need(n, 2, 64, "fork");
 		run_fork(w + 1, n - 1);

@@ -43,7 +43,8 @@ func TestLoadCollectionSpecFixesUSDTObject(t *testing.T) {
 		ps.Type != ebpf.Kprobe || ps.AttachType != ebpf.AttachType(attachTraceUprobeMulti) {
 		t.Fatalf("pc_usdt: %+v", ps)
 	}
-	if got := strings.Join(fixes.USDTPrograms, ",") + " " + strings.Join(fixes.Kconfig, ","); got != "pc_usdt LINUX_HAS_BPF_COOKIE=true" {
+	// pc_usdt_large: the recorder's deliberate large-frame twin (cases/findings/).
+	if got := strings.Join(fixes.USDTPrograms, ",") + " " + strings.Join(fixes.Kconfig, ","); got != "pc_usdt,pc_usdt_large LINUX_HAS_BPF_COOKIE=true" {
 		t.Errorf("typed programs and kconfig %q", got)
 	}
 	if _, ok := spec.Maps[kconfigMapName]; !ok {

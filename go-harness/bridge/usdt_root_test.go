@@ -63,7 +63,8 @@ func loadUSDT(t *testing.T, object string, feat USDTFeatures, probeIndex uint32,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fixes.Kconfig) != 1 || len(fixes.USDTPrograms) != map[bool]int{true: 1, false: 0}[feat.UprobeMulti] {
+	// Two usdt programs: pc_usdt and its large-frame twin pc_usdt_large.
+	if len(fixes.Kconfig) != 1 || len(fixes.USDTPrograms) != map[bool]int{true: 2, false: 0}[feat.UprobeMulti] {
 		t.Errorf("fixes %+v: want LINUX_HAS_BPF_COOKIE filled and pc_usdt typed", fixes)
 	}
 	cfg := make([]byte, 32)
