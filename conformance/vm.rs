@@ -49,7 +49,7 @@ fn show(o: &BootOutcome) -> String {
         o.wall,
         o.accel,
         o.kernel.display(),
-        o.lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"),
+        o.lines.iter().map(|l| l.render()).collect::<Vec<_>>().join("\n"),
         o.console_tail
     )
 }
@@ -112,7 +112,7 @@ fn a_panic_in_the_guest_ends_the_vm_with_a_fatal_line() {
     let dir = tempfile::tempdir().unwrap();
     let o = boot_guest(&options(dir.path(), Some(GuestMode::Panic)));
     assert!(matches!(&o.status, BootStatus::Incomplete(m) if m.contains("deliberate panic")), "{}", show(&o));
-    assert!(o.lines.iter().any(|l| l["type"] == "fatal"), "{}", show(&o));
+    assert!(o.lines.iter().any(|l| matches!(l, probeconf::vm::lines::GuestLine::Fatal { .. })), "{}", show(&o));
 }
 
 #[test]
