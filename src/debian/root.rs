@@ -1,0 +1,1 @@
+//! Private roots (in progress).
