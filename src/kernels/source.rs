@@ -257,4 +257,24 @@ mod tests {
         assert!(r[2].is_err());
         assert_eq!(r[3].as_ref().unwrap().release, "6.1.0-50-amd64");
     }
+
+    /// The lines `src/matrix_run.rs` is to use instead of its `contains('/')`
+    /// partition and `image_from_path`, verbatim (no Debian entry here, so no
+    /// apt and no cache is touched).
+    #[test]
+    fn matrix_run_replacement() {
+        use crate::kernels;
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("bzImage");
+        fs::write(&img, b"k").unwrap();
+        let requests: Vec<String> = vec![img.display().to_string(), "/nonexistent/bzImage".into()];
+        // --- as in matrix_run.rs:
+        let mut resolved: std::collections::HashMap<String, Result<KernelImage, String>> = std::collections::HashMap::new();
+        for (r, img) in requests.iter().zip(kernels::source::resolve_requests(&requests)) {
+            resolved.insert(r.clone(), img.map_err(|e| e.to_string()));
+        }
+        // ---
+        assert_eq!(resolved[&requests[0]].as_ref().unwrap().request, "bzImage");
+        assert!(resolved[&requests[1]].as_ref().unwrap_err().starts_with("/nonexistent/bzImage: not a file"));
+    }
 }
