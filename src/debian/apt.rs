@@ -31,9 +31,7 @@
 //!   lists do not change under it.
 
 use super::deb::{self, version_cmp};
-use super::{
-    display_cmd, io_err, run_capture, run_checked, sha256_hex, write_atomic, DebianError,
-};
+use super::{display_cmd, io_err, run_capture, run_checked, sha256_hex, write_atomic, DebianError};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,7 +101,9 @@ fn adopt_old_lists(old: &Path, new: &Path) {
         for sub in ["lists", "keyrings"] {
             let (from, to) = (old.join(sub), tmp.path().join(sub));
             fs::create_dir_all(&to)?;
-            let Ok(rd) = fs::read_dir(&from) else { continue };
+            let Ok(rd) = fs::read_dir(&from) else {
+                continue;
+            };
             for e in rd.flatten() {
                 if e.file_type()?.is_file() && e.file_name() != "lock" {
                     fs::copy(e.path(), to.join(e.file_name()))?;
@@ -535,7 +535,10 @@ impl Apt {
         cmd.args(self.options_with(&sources, ""));
         for (k, v) in [
             ("Dir::State::status", p(&status)),
-            ("Dir::State::extended_states", p(&state.join("extended_states"))),
+            (
+                "Dir::State::extended_states",
+                p(&state.join("extended_states")),
+            ),
             ("Dir::Cache", p(&work.join("cache"))),
             ("Dir::Cache::Archives", format!("{}/", p(&archives))),
             ("Dir::Log", p(&work.join("log"))),
@@ -813,7 +816,11 @@ pub(crate) mod tests {
         let (old, new) = (t.path().join("kernels/apt"), t.path().join("apt"));
         fs::create_dir_all(old.join("lists/partial")).unwrap();
         fs::create_dir_all(old.join("keyrings")).unwrap();
-        fs::write(old.join("lists/x_dists_sid_main_binary-amd64_Packages.lz4"), b"p").unwrap();
+        fs::write(
+            old.join("lists/x_dists_sid_main_binary-amd64_Packages.lz4"),
+            b"p",
+        )
+        .unwrap();
         fs::write(old.join("lists/lock"), b"").unwrap();
         fs::write(old.join("keyrings/debian-archive-keyring.gpg"), b"k").unwrap();
         adopt_old_lists(&old, &new);

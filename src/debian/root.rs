@@ -199,7 +199,13 @@ impl Root {
         want: &str,
         log: &mut dyn FnMut(&str),
     ) -> Result<Root, RootError> {
-        ensure_in(&roots_dir(), &Apt::shared(), package, &Want::parse(want), log)
+        ensure_in(
+            &roots_dir(),
+            &Apt::shared(),
+            package,
+            &Want::parse(want),
+            log,
+        )
     }
 
     /// The roots in the cache.
@@ -238,7 +244,10 @@ impl Root {
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         files.sort();
-        for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "conf")) {
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "conf"))
+        {
             let text = fs::read_to_string(f).unwrap_or_default();
             for line in text.lines() {
                 let l = line.split('#').next().unwrap_or("").trim();
@@ -521,7 +530,11 @@ pub(crate) fn ensure_in(
             .filter(|r| r.package == package && version_matches(w, &r.version))
             .max_by(|a, b| version_cmp(&a.version, &b.version));
         if let Some(r) = hit {
-            log(&format!("{package} {w}: cached {} ({})", r.version, r.dir.display()));
+            log(&format!(
+                "{package} {w}: cached {} ({})",
+                r.version,
+                r.dir.display()
+            ));
             return Ok(r);
         }
     }
@@ -534,7 +547,10 @@ pub(crate) fn ensure_in(
     let (version, suite) = choose(package, want, &versions)?;
     let dest = roots.join(entry_name(package, &version));
     if let Some(r) = read_root(&dest) {
-        log(&format!("{package} {want}: cached {version} ({})", dest.display()));
+        log(&format!(
+            "{package} {want}: cached {version} ({})",
+            dest.display()
+        ));
         return Ok(r);
     }
     build(roots, apt, package, &version, &suite, want, log)
@@ -586,7 +602,10 @@ fn build(
         // Drop each .deb as soon as it is extracted (QEMU's closure is big).
         fs::remove_file(&d.file).map_err(io_err(&d.file))?;
     }
-    if !packages.iter().any(|p| p.package == package && p.version == version) {
+    if !packages
+        .iter()
+        .any(|p| p.package == package && p.version == version)
+    {
         return Err(DebianError::Package {
             package: package.to_string(),
             version: version.to_string(),
@@ -654,16 +673,17 @@ fn make_self_contained(tree: &Path) -> Result<(), DebianError> {
             std::os::unix::fs::symlink(format!("usr/{d}"), &top).map_err(io_err(&top))?;
         }
     }
-    relink_absolute(tree, tree, 0)
+    relink_absolute(tree, 0)
 }
 
-fn relink_absolute(tree: &Path, dir: &Path, depth: usize) -> Result<(), DebianError> {
+/// Rewrite the absolute symlinks under `dir`, `depth` levels below the root.
+fn relink_absolute(dir: &Path, depth: usize) -> Result<(), DebianError> {
     let rd = fs::read_dir(dir).map_err(io_err(dir))?;
     for e in rd.flatten() {
         let p = e.path();
         let t = e.file_type().map_err(io_err(&p))?;
         if t.is_dir() {
-            relink_absolute(tree, &p, depth + 1)?;
+            relink_absolute(&p, depth + 1)?;
         } else if t.is_symlink() {
             let target = fs::read_link(&p).map_err(io_err(&p))?;
             if let Ok(rel) = target.strip_prefix("/") {
@@ -694,7 +714,11 @@ mod tests {
 
     fn qemu_versions() -> Vec<PkgVersion> {
         vec![
-            pv("qemu-system-x86", "1:11.1.3+ds-2~bpo13+1", "trixie-backports"),
+            pv(
+                "qemu-system-x86",
+                "1:11.1.3+ds-2~bpo13+1",
+                "trixie-backports",
+            ),
             pv("qemu-system-x86", "1:11.1.3+ds-1", "sid"),
             pv("qemu-system-x86", "1:10.0.13+ds-0+deb13u1", "trixie"),
             pv("qemu-system-x86", "1:7.2+dfsg-7+deb12u18+b3", "bookworm"),
@@ -712,14 +736,20 @@ mod tests {
             c("trixie-backports"),
             Ok(("1:11.1.3+ds-2~bpo13+1".into(), "trixie-backports".into()))
         );
-        assert_eq!(c("1:11.1.3+ds-1"), Ok(("1:11.1.3+ds-1".into(), "sid".into())));
+        assert_eq!(
+            c("1:11.1.3+ds-1"),
+            Ok(("1:11.1.3+ds-1".into(), "sid".into()))
+        );
         assert_eq!(c("11.1.3+ds-1"), Ok(("1:11.1.3+ds-1".into(), "sid".into())));
         // An upstream version: the newest Debian version of it.
         assert_eq!(
             c("11.1.3"),
             Ok(("1:11.1.3+ds-2~bpo13+1".into(), "trixie-backports".into()))
         );
-        assert_eq!(c("7.2"), Ok(("1:7.2+dfsg-7+deb12u18+b3".into(), "bookworm".into())));
+        assert_eq!(
+            c("7.2"),
+            Ok(("1:7.2+dfsg-7+deb12u18+b3".into(), "bookworm".into()))
+        );
         // Not a prefix match: 11.1 is not 11.1.3.
         let e = c("11.1").unwrap_err();
         assert_eq!(
@@ -729,10 +759,18 @@ mod tests {
              1:11.1.3+ds-2~bpo13+1; sid: 1:11.1.3+ds-1"
         );
         let e = c("experimental").unwrap_err();
-        assert!(e.starts_with("qemu-system-x86 the newest in experimental is not"), "{e}");
-        let e = choose("nonesuch", &Want::parse("1.0"), &[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("qemu-system-x86 the newest in experimental is not"),
+            "{e}"
+        );
+        let e = choose("nonesuch", &Want::parse("1.0"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("nonesuch is not in Debian's archive"), "{e}");
-        assert_eq!(entry_name("qemu-system-x86", "1:11.1.3+ds-1"), "qemu-system-x86-1%3a11.1.3+ds-1");
+        assert_eq!(
+            entry_name("qemu-system-x86", "1:11.1.3+ds-1"),
+            "qemu-system-x86-1%3a11.1.3+ds-1"
+        );
     }
 
     #[test]
@@ -743,7 +781,11 @@ mod tests {
         fs::create_dir_all(r.join("usr/lib/x86_64-linux-gnu")).unwrap();
         fs::create_dir_all(r.join("usr/bin")).unwrap();
         fs::create_dir_all(r.join("sbin")).unwrap(); // a package made a real sbin/
-        fs::write(r.join("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), b"ld").unwrap();
+        fs::write(
+            r.join("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+            b"ld",
+        )
+        .unwrap();
         std::os::unix::fs::symlink(
             "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
             r.join("usr/lib64/ld-linux-x86-64.so.2"),
@@ -751,9 +793,18 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink("../lib/x86_64-linux-gnu", r.join("usr/bin/rel")).unwrap();
         make_self_contained(r).unwrap();
-        assert_eq!(fs::read_link(r.join("lib64")).unwrap(), PathBuf::from("usr/lib64"));
-        assert_eq!(fs::read_link(r.join("lib")).unwrap(), PathBuf::from("usr/lib"));
-        assert_eq!(fs::read_link(r.join("bin")).unwrap(), PathBuf::from("usr/bin"));
+        assert_eq!(
+            fs::read_link(r.join("lib64")).unwrap(),
+            PathBuf::from("usr/lib64")
+        );
+        assert_eq!(
+            fs::read_link(r.join("lib")).unwrap(),
+            PathBuf::from("usr/lib")
+        );
+        assert_eq!(
+            fs::read_link(r.join("bin")).unwrap(),
+            PathBuf::from("usr/bin")
+        );
         assert!(fs::symlink_metadata(r.join("sbin")).unwrap().is_dir());
         assert_eq!(
             fs::read_link(r.join("usr/lib64/ld-linux-x86-64.so.2")).unwrap(),
@@ -763,7 +814,10 @@ mod tests {
             fs::read_link(r.join("usr/bin/rel")).unwrap(),
             PathBuf::from("../lib/x86_64-linux-gnu")
         );
-        assert_eq!(fs::read(r.join("lib64/ld-linux-x86-64.so.2")).unwrap(), b"ld");
+        assert_eq!(
+            fs::read(r.join("lib64/ld-linux-x86-64.so.2")).unwrap(),
+            b"ld"
+        );
         let root = Root {
             package: "x".into(),
             version: "1".into(),
@@ -774,14 +828,20 @@ mod tests {
             download_secs: 0.0,
             build_secs: 0.0,
         };
-        assert!(root.loader().unwrap().ends_with("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"));
+        assert!(root
+            .loader()
+            .unwrap()
+            .ends_with("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"));
         let w = root
             .wrapper("x", &["it's".to_string()], &[("ENV_X", "a b".to_string())])
             .unwrap();
         let text = fs::read_to_string(&w).unwrap();
         assert!(text.starts_with("#!/bin/sh\n"), "{text}");
         assert!(text.contains("ENV_X='a b'\nexport ENV_X\n"), "{text}");
-        assert!(text.contains(" '--inhibit-cache' '--library-path' "), "{text}");
+        assert!(
+            text.contains(" '--inhibit-cache' '--library-path' "),
+            "{text}"
+        );
         assert!(text.ends_with(" 'it'\\''s' \"$@\"\n"), "{text}");
         assert_eq!(
             root.library_path(),
@@ -812,9 +872,16 @@ mod tests {
         for p in ["hello", "libc6"] {
             assert!(names.contains(&p), "{p} not in {names:?}");
         }
-        assert!(r.packages.iter().all(|p| p.sha256.len() == 64 && p.size > 0));
+        assert!(r
+            .packages
+            .iter()
+            .all(|p| p.sha256.len() == 64 && p.size > 0));
         assert_eq!(
-            r.packages.iter().find(|p| p.package == "hello").unwrap().version,
+            r.packages
+                .iter()
+                .find(|p| p.package == "hello")
+                .unwrap()
+                .version,
             r.version
         );
         let out = r.command("hello").output().unwrap();
@@ -831,25 +898,49 @@ mod tests {
             .collect();
         assert_eq!(left, vec![entry_name("hello", &r.version)]);
         let nowhere = Apt::new(&t.path().join("no-apt-here"));
-        let again = ensure_in(t.path(), &nowhere, "hello", &Want::parse(&r.version), &mut |_| {})
-            .unwrap();
-        assert_eq!((again.dir, again.packages), (r.dir.clone(), r.packages.clone()));
+        let again = ensure_in(
+            t.path(),
+            &nowhere,
+            "hello",
+            &Want::parse(&r.version),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            (again.dir, again.packages),
+            (r.dir.clone(), r.packages.clone())
+        );
     }
 
     /// A version Debian does not have: the error lists those it has, per suite.
     #[test]
     fn version_that_does_not_exist_for_real() {
         let t = tempfile::tempdir().unwrap();
-        let e = ensure_in(t.path(), &Apt::shared(), "hello", &Want::parse("0.0.1-0"), &mut |_| {})
-            .unwrap_err();
+        let e = ensure_in(
+            t.path(),
+            &Apt::shared(),
+            "hello",
+            &Want::parse("0.0.1-0"),
+            &mut |_| {},
+        )
+        .unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, RootError::NoVersion { .. }), "{msg}");
-        assert!(msg.starts_with("hello 0.0.1-0 is not in Debian's archive; it has "), "{msg}");
+        assert!(
+            msg.starts_with("hello 0.0.1-0 is not in Debian's archive; it has "),
+            "{msg}"
+        );
         for s in ["bookworm: ", "trixie: ", "sid: "] {
             assert!(msg.contains(s), "{s} in {msg}");
         }
-        let e = ensure_in(t.path(), &Apt::shared(), "probeconf-no-such-package", &Want::parse("sid"), &mut |_| {})
-            .unwrap_err();
+        let e = ensure_in(
+            t.path(),
+            &Apt::shared(),
+            "probeconf-no-such-package",
+            &Want::parse("sid"),
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(matches!(e, RootError::NoPackage { .. }), "{e}");
         assert_eq!(fs::read_dir(t.path()).unwrap().count(), 0, "nothing built");
     }
@@ -863,7 +954,12 @@ mod tests {
         for (pkg, want, bin, args) in [
             ("bpftrace", "0.23.2", "bpftrace", vec!["--version"]),
             ("bpftrace", "0.27.1", "bpftrace", vec!["--version"]),
-            ("qemu-system-x86", "trixie-backports", "qemu-system-x86_64", vec!["--version"]),
+            (
+                "qemu-system-x86",
+                "trixie-backports",
+                "qemu-system-x86_64",
+                vec!["--version"],
+            ),
         ] {
             let r = Root::ensure_with_log(pkg, want, &mut |l| eprintln!("{l}")).unwrap();
             let out = r.command(bin).args(&args).output().unwrap();
@@ -891,10 +987,24 @@ mod tests {
                 let w = r.qemu_wrapper().unwrap();
                 let t0 = Instant::now();
                 let out = Command::new(&w)
-                    .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-m", "512"])
+                    .args([
+                        "-accel",
+                        "tcg",
+                        "-nodefaults",
+                        "-display",
+                        "none",
+                        "-m",
+                        "512",
+                    ])
                     .arg("-kernel")
                     .arg(&k.vmlinuz)
-                    .args(["-append", "console=ttyS0 panic=-1", "-serial", "stdio", "-no-reboot"])
+                    .args([
+                        "-append",
+                        "console=ttyS0 panic=-1",
+                        "-serial",
+                        "stdio",
+                        "-no-reboot",
+                    ])
                     .output()
                     .unwrap();
                 let text = String::from_utf8_lossy(&out.stdout);
@@ -903,9 +1013,15 @@ mod tests {
                     w.display(),
                     k.release,
                     t0.elapsed().as_secs_f64(),
-                    text.lines().find(|l| l.contains("Kernel panic")).unwrap_or("(no panic line)")
+                    text.lines()
+                        .find(|l| l.contains("Kernel panic"))
+                        .unwrap_or("(no panic line)")
                 );
-                assert!(text.contains("Linux version"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    text.contains("Linux version"),
+                    "{text}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
     }

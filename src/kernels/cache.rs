@@ -393,7 +393,9 @@ pub(super) mod tests {
     fn fetch_6_1_for_real() {
         let t = tempfile::tempdir().unwrap();
         let apt = Apt::new(&t.path().join("apt"));
-        let r = fetch_in(t.path(), &apt, &["6.1".to_string()], &mut |l| eprintln!("{l}"));
+        let r = fetch_in(t.path(), &apt, &["6.1".to_string()], &mut |l| {
+            eprintln!("{l}")
+        });
         let k = r.into_iter().next().unwrap().unwrap();
         assert!(k.release.starts_with("6.1."), "{}", k.release);
         let bytes = fs::read(&k.vmlinuz).unwrap();

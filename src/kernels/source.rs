@@ -125,8 +125,7 @@ pub fn resolve_with_log(
     sources: &[KernelSource],
     log: &mut dyn FnMut(&str),
 ) -> Vec<Result<KernelImage, KernelError>> {
-    let parsed: Vec<Result<KernelSource, KernelError>> =
-        sources.iter().cloned().map(Ok).collect();
+    let parsed: Vec<Result<KernelSource, KernelError>> = sources.iter().cloned().map(Ok).collect();
     resolve_parsed(parsed, &super::cache_root(), None, log)
 }
 
@@ -182,7 +181,14 @@ mod tests {
         let img_s = img.display().to_string();
         let deb = |s: &str| Ok::<_, String>(KernelSource::Debian(s.into()));
         let p = |s: &str| KernelSource::parse(s).map_err(|e| e.to_string());
-        for r in ["6.1", "6.12.117", "6.12.117+deb13-amd64", "7", "7.3~rc7", " 6.12 "] {
+        for r in [
+            "6.1",
+            "6.12.117",
+            "6.12.117+deb13-amd64",
+            "7",
+            "7.3~rc7",
+            " 6.12 ",
+        ] {
             assert_eq!(p(r), deb(r.trim()), "{r}");
         }
         assert_eq!(p(&img_s), Ok(KernelSource::Image(img.clone())));
@@ -198,7 +204,10 @@ mod tests {
         assert_eq!(p("debian:6.12"), deb("6.12"));
         // A missing path is neither, and is not sent to apt.
         let e = p("/nonexistent/bzImage").unwrap_err();
-        assert!(e.contains("not a file, and not a Debian kernel version"), "{e}");
+        assert!(
+            e.contains("not a file, and not a Debian kernel version"),
+            "{e}"
+        );
         assert!(e.contains("image:PATH"), "{e}");
         assert!(p("").is_err());
         // A directory is not a kernel image.
@@ -228,7 +237,10 @@ mod tests {
         fs::write(d.join("config"), "CONFIG_BPF=y\n").unwrap();
         assert_eq!(local_image(&img).unwrap().config, Some(d.join("config")));
         let e = local_image(&d.join("missing")).unwrap_err().to_string();
-        assert_eq!(e, format!("{}: no such kernel image file", d.join("missing").display()));
+        assert_eq!(
+            e,
+            format!("{}: no such kernel image file", d.join("missing").display())
+        );
     }
 
     /// Mixed sources keep their order; Debian ones come from the cache here
@@ -238,7 +250,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("kernels");
         super::super::cache::tests::fake_entry(&root, "6.1.0-50-amd64", "6.1.176-1", true);
-        super::super::cache::tests::fake_entry(&root, "7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", false);
+        super::super::cache::tests::fake_entry(
+            &root,
+            "7.3.4+deb13-amd64",
+            "7.3.4-1~bpo13+1",
+            false,
+        );
         let img = t.path().join("bzImage");
         fs::write(&img, b"k").unwrap();
         let entries = [
@@ -269,12 +286,19 @@ mod tests {
         fs::write(&img, b"k").unwrap();
         let requests: Vec<String> = vec![img.display().to_string(), "/nonexistent/bzImage".into()];
         // --- as in matrix_run.rs:
-        let mut resolved: std::collections::HashMap<String, Result<KernelImage, String>> = std::collections::HashMap::new();
-        for (r, img) in requests.iter().zip(kernels::source::resolve_requests(&requests)) {
+        let mut resolved: std::collections::HashMap<String, Result<KernelImage, String>> =
+            std::collections::HashMap::new();
+        for (r, img) in requests
+            .iter()
+            .zip(kernels::source::resolve_requests(&requests))
+        {
             resolved.insert(r.clone(), img.map_err(|e| e.to_string()));
         }
         // ---
         assert_eq!(resolved[&requests[0]].as_ref().unwrap().request, "bzImage");
-        assert!(resolved[&requests[1]].as_ref().unwrap_err().starts_with("/nonexistent/bzImage: not a file"));
+        assert!(resolved[&requests[1]]
+            .as_ref()
+            .unwrap_err()
+            .starts_with("/nonexistent/bzImage: not a file"));
     }
 }
