@@ -189,13 +189,17 @@ pub fn system_mirror() -> Result<Vec<String>, DebianError> {
             return Ok(uris);
         }
     }
+    mirror_in(Path::new("/etc/apt"))
+}
+
+/// The Debian mirror of the apt configuration in `etc_apt` (`sources.list`
+/// and `sources.list.d/*.{list,sources}` under it).
+fn mirror_in(etc_apt: &Path) -> Result<Vec<String>, DebianError> {
     let mut sources = Vec::new();
-    let list = Path::new("/etc/apt/sources.list");
-    if let Ok(t) = fs::read_to_string(list) {
+    if let Ok(t) = fs::read_to_string(etc_apt.join("sources.list")) {
         sources.extend(parse_one_line(&t));
     }
-    let parts = Path::new("/etc/apt/sources.list.d");
-    if let Ok(rd) = fs::read_dir(parts) {
+    if let Ok(rd) = fs::read_dir(etc_apt.join("sources.list.d")) {
         let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         files.sort();
         for f in files {
@@ -214,8 +218,9 @@ pub fn system_mirror() -> Result<Vec<String>, DebianError> {
             }
         }
     }
+    let d = etc_apt.display();
     pick_debian_mirror(&sources).ok_or_else(|| DebianError::NoMirror {
-        searched: "/etc/apt/sources.list, /etc/apt/sources.list.d/*.{list,sources}".into(),
+        searched: format!("{d}/sources.list, {d}/sources.list.d/*.{{list,sources}}"),
     })
 }
 
@@ -287,5 +292,48 @@ mod tests {
             None,
             "deb-src, security and third parties never count"
         );
+    }
+
+    /// A machine whose apt knows no Debian archive (only a third party, and
+    /// a disabled file): the error says where it looked and what to do.
+    #[test]
+    fn no_mirror_is_a_clear_error() {
+        let t = tempfile::tempdir().unwrap();
+        let e = t.path();
+        fs::create_dir_all(e.join("sources.list.d")).unwrap();
+        fs::write(
+            e.join("sources.list.d/other.list"),
+            "deb https://packages.invalid/apt nodistro main\n",
+        )
+        .unwrap();
+        fs::write(
+            e.join("sources.list.d/debian.sources.disabled"),
+            format!("Types: deb\nURIs: {MIRROR}\nSuites: trixie\nComponents: main\n"),
+        )
+        .unwrap();
+        let msg = mirror_in(e).unwrap_err().to_string();
+        let d = e.display();
+        assert_eq!(
+            msg,
+            format!(
+                "no Debian archive mirror in the apt configuration (looked in {d}/sources.list, \
+                 {d}/sources.list.d/*.{{list,sources}}); set PROBECONF_DEBIAN_MIRROR to a Debian archive URI"
+            )
+        );
+        // Enabled, it is found.
+        fs::rename(
+            e.join("sources.list.d/debian.sources.disabled"),
+            e.join("sources.list.d/debian.sources"),
+        )
+        .unwrap();
+        assert_eq!(mirror_in(e).unwrap(), vec![MIRROR.to_string()]);
+        // A root request on such a machine fails with the same text.
+        let r: super::super::root::RootError = DebianError::NoMirror {
+            searched: "x".into(),
+        }
+        .into();
+        assert!(r
+            .to_string()
+            .starts_with("no Debian archive mirror in the apt configuration"));
     }
 }
