@@ -19,6 +19,7 @@ pub mod classify;
 pub mod features;
 pub mod harness_build;
 pub mod interrupt;
+pub mod debian;
 pub mod kernels;
 pub mod libbpf_log;
 pub mod loader;

@@ -56,8 +56,11 @@ enum GapsFormat {
 struct MatrixArgs {
     /// Case files or directories (default: cases/).
     paths: Vec<PathBuf>,
-    /// Comma-separated kernel requests: Debian versions (6.1,6.12,7.3) or
-    /// paths to kernel images (your own bzImage).
+    /// Comma-separated kernels. Each is a Debian kernel version (6.1, 6.12.117,
+    /// 6.12.117+deb13-amd64, 7) or a kernel image file: image:PATH, or the
+    /// path of an existing file. An entry that reads as a Debian version
+    /// (a digit first, then only 0-9 a-z . + ~ -) always is one; anything
+    /// else must be an existing file, or it is an error column.
     #[arg(long, value_delimiter = ',')]
     kernels: Vec<String>,
     /// Every kernel the archive serves (newest of each major.minor).
