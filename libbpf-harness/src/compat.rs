@@ -191,6 +191,32 @@ pub fn attach_uprobe_session_raw(prog: &ProgramMut<'_>, a: &crate::api::UprobeMu
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// libbpf 1.5 does not know the section `uprobe.session` (1.6 added it): it
+/// leaves such a program untyped and its load fails ("missing BPF prog type").
+/// The raw session bridge then types it as libbpf 1.6 does: program type
+/// KPROBE, expected attach type BPF_TRACE_UPROBE_SESSION (57), which the
+/// kernel needs at load (the session kfuncs check it). Acts only on a program
+/// libbpf left untyped; returns whether it did.
+pub fn type_unknown_session_section(prog: &mut libbpf_rs::OpenProgramMut<'_>) -> bool {
+    let section = prog.section().to_string_lossy().into_owned();
+    if section != "uprobe.session" && section != "uprobe.session.s" {
+        return false;
+    }
+    let raw = prog.as_libbpf_object().as_ptr();
+    // SAFETY: a live open program of a live open object; the getters and
+    // setters only read or write its type fields before load.
+    unsafe {
+        if libbpf_sys::bpf_program__type(raw) != libbpf_sys::BPF_PROG_TYPE_UNSPEC {
+            return false;
+        }
+        libbpf_sys::bpf_program__set_type(raw, libbpf_sys::BPF_PROG_TYPE_KPROBE);
+        libbpf_sys::bpf_program__set_expected_attach_type(raw, BPF_TRACE_UPROBE_SESSION);
+    }
+    eprintln!("program {}: libbpf {}.{} does not know section {section}: typed kprobe, expected attach type {BPF_TRACE_UPROBE_SESSION} [{UPROBE_SESSION_RAW_BRIDGE}]",
+        prog.name().to_string_lossy(), crate::version::linked().0, crate::version::linked().1);
+    true
+}
+
 /// libbpf's pid convention for the protocol's scope: -1 means all processes
 /// (0 would mean the calling process, i.e. the harness itself).
 pub fn libbpf_pid(filter: Option<u32>) -> i32 {
@@ -307,8 +333,10 @@ fn entries() -> Vec<(Applies, Gap)> {
                 "uprobe session links (BPF_TRACE_UPROBE_SESSION = 57, kernel >= 6.13): kind uprobe.session, and \
                  session: true on uprobe.multi kinds",
                 Compat,
-                "libbpf 1.5's bpf_uprobe_multi_opts has no `session`. The harness does what libbpf 1.6's \
-                 bpf_program__attach_uprobe_multi does with .session: refuses retprobe + session with EINVAL, \
+                "libbpf 1.5 knows neither the section uprobe.session nor a `session` in bpf_uprobe_multi_opts. \
+                 At load, a uprobe.session program libbpf left untyped gets program type KPROBE and expected attach \
+                 type 57, as libbpf 1.6 types it (compat.rs type_unknown_session_section). At attach the harness does \
+                 what libbpf 1.6's bpf_program__attach_uprobe_multi does with .session: refuses retprobe + session with EINVAL, \
                  resolves symbols to file offsets like libbpf's elf_resolve_syms_offsets (.dynsym then .symtab \
                  STT_FUNC, st_value - sh_addr + sh_offset; src/elf.rs), maps pid 0 to the caller and -1 to every \
                  process, and issues BPF_LINK_CREATE (cmd 28) itself with attach type 57 and the uprobe_multi part of \

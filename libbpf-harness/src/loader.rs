@@ -231,6 +231,9 @@ fn load_instance(bytes: &[u8], path: &str, p: &Probe, shared: Option<&[(String, 
     for mut q in open.progs_mut() {
         let keep = q.name() == p.program.as_str();
         q.set_autoload(keep);
+        if keep {
+            compat::type_unknown_session_section(&mut q);
+        }
     }
     let mut sections_seen = Vec::new();
     for mut m in open.maps_mut() {
