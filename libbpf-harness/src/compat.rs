@@ -217,6 +217,39 @@ pub fn type_unknown_session_section(prog: &mut libbpf_rs::OpenProgramMut<'_>) ->
     true
 }
 
+/// `sizeof(struct usdt_spec)` that the linked libbpf's usdt.c writes into
+/// `__bpf_usdt_specs`: 12 argument specs and the cookie and count. libbpf 1.7
+/// added the SIB argument kind with bitfields that make an argument spec 24
+/// bytes instead of 16 (`reg_off` moves from offset 12 to 14, whatever
+/// usdt.bpf.h's comment says), so the struct is 304 bytes from 1.7 on and 208
+/// before (measured with gcc and clang, x86_64).
+pub fn usdt_spec_size() -> u32 {
+    if crate::version::linked() >= (1, 7) {
+        304
+    } else {
+        208
+    }
+}
+
+/// A USDT object must have been built with a usdt.bpf.h whose spec layout the
+/// linked libbpf writes: else libbpf's map update copies a struct of another
+/// size and the program reads garbage arguments and cookies without any error.
+/// Refused instead (attach/invalid); registry `libbpf-usdt-spec-layout`.
+pub fn check_usdt_spec_layout(obj: &libbpf_rs::Object) -> Result<(), Classified> {
+    use libbpf_rs::MapCore;
+    let Some(m) = obj.maps().find(|m| m.name() == "__bpf_usdt_specs") else { return Ok(()) };
+    let (have, want) = (m.value_size(), usdt_spec_size());
+    if have == want {
+        return Ok(());
+    }
+    let (ma, mi) = crate::version::linked();
+    Err(invalid(format!(
+        "usdt: the object's struct __bpf_usdt_spec is {have} bytes ({} usdt.bpf.h) but libbpf {ma}.{mi}'s usdt.c writes {want}-byte specs: \
+         arguments and cookies would be garbage; build the object with this libbpf's usdt.bpf.h [libbpf-usdt-spec-layout]",
+        if have == 304 { "libbpf 1.7's" } else if have == 208 { "libbpf <= 1.6's" } else { "an unknown" }
+    )))
+}
+
 /// libbpf's pid convention for the protocol's scope: -1 means all processes
 /// (0 would mean the calling process, i.e. the harness itself).
 pub fn libbpf_pid(filter: Option<u32>) -> i32 {
@@ -392,6 +425,24 @@ fn entries() -> Vec<(Applies, Gap)> {
                  0 parameters = noarg, 1 = ctx) and loads the matching build, the noarg one when the kernel has no \
                  session kfuncs; the attached and error lines say object_variant and object_reason. The same decision \
                  as probeconf's probing::session_kfunc_prototype (src/kfunc.rs).",
+            ),
+        ),
+        (
+            Applies::Always,
+            g(
+                "libbpf-usdt-spec-layout",
+                "libbpf",
+                "1.5, 1.6 (208-byte specs) vs >= 1.7 (304-byte specs)",
+                "USDT objects built on another libbpf's usdt.bpf.h",
+                Missing,
+                "libbpf 1.7's struct __bpf_usdt_arg_spec gained bitfields (SIB arguments) that make it 24 bytes instead \
+                 of 16 (reg_off moves from offset 12 to 14; usdt.bpf.h's comment says the layout is stable, it is not \
+                 on x86_64 with gcc or clang), so struct __bpf_usdt_spec is 304 bytes instead of 208. A libbpf <= 1.6 \
+                 attaching an object built with 1.7's usdt.bpf.h (probeconf's usdt_recorder.bpf.o is) writes 208-byte \
+                 specs into 304-byte map values: no error, and the program reads garbage arguments and cookies \
+                 (measured: cookie 0 or a stack address, no arguments). The harness compares the object's \
+                 __bpf_usdt_specs value size with the linked libbpf's and refuses a mismatch (attach/invalid) \
+                 rather than report garbage. The fix is an object built per libbpf version.",
             ),
         ),
         (

@@ -197,6 +197,9 @@ fn attach_object(req: &Request, object: &str, opts: &Options<'_>) -> Result<Atta
     for (p, obj) in req.probes.iter().zip(&run.objects) {
         crate::log::clear();
         let prog = obj.progs_mut().find(|q| q.name() == p.program.as_str()).expect("kept program is loaded");
+        if p.kind() == Kind::Usdt {
+            compat::check_usdt_spec_layout(obj).map_err(|c| Failure::new(Phase::Attach, Some(p), c))?;
+        }
         let (links, bridge) =
             attach_probe(&prog, p).map_err(|c| Failure::new(Phase::Attach, Some(p), with_log(c)))?;
         run.links.extend(links);

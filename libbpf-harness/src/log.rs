@@ -14,8 +14,13 @@ thread_local! {
 
 static ECHO: AtomicBool = AtomicBool::new(false);
 
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
 fn capture(level: PrintLevel, msg: String) {
     if level == PrintLevel::Debug {
+        if DEBUG.load(Ordering::Relaxed) {
+            eprint!("libbpf debug: {msg}");
+        }
         return;
     }
     if ECHO.load(Ordering::Relaxed) {
@@ -31,14 +36,16 @@ fn capture(level: PrintLevel, msg: String) {
     });
 }
 
-/// Routes libbpf's output here (once per process). `echo`: also to stderr.
+/// Routes libbpf's output here (once per process). `echo`: also to stderr
+/// (and libbpf's debug lines too when PROBECONF_LIBBPF_DEBUG=1).
 pub fn install(echo: bool) {
     static ONCE: Once = Once::new();
     if echo {
         ECHO.store(true, Ordering::Relaxed);
+        DEBUG.store(std::env::var_os("PROBECONF_LIBBPF_DEBUG").is_some_and(|v| v == "1"), Ordering::Relaxed);
     }
     ONCE.call_once(|| {
-        libbpf_rs::set_print(Some((PrintLevel::Info, capture)));
+        libbpf_rs::set_print(Some((PrintLevel::Debug, capture)));
     });
 }
 
