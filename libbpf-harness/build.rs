@@ -119,6 +119,16 @@ fn map_version(libbpf_src: &Path) -> Option<String> {
     best.map(|(_, v)| v)
 }
 
+/// `LIBBPF_MAJOR.MINOR.PATCH_VERSION` of libbpf's standalone src/Makefile:
+/// the release a libbpf tree is (kept in sync with libbpf.map by make).
+fn makefile_release(makefile: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(makefile).ok()?;
+    let var = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(&format!("LIBBPF_{name}_VERSION :=")).map(|v| v.trim().to_string()))
+    };
+    Some(format!("{}.{}.{}", var("MAJOR")?, var("MINOR")?, var("PATCH")?))
+}
+
 fn build_info(manifest_dir: &Path, out_dir: &Path) {
     let manifest_path = manifest_dir.join("Cargo.toml");
     println!("cargo:rerun-if-changed={}", manifest_path.display());
@@ -145,6 +155,7 @@ fn build_info(manifest_dir: &Path, out_dir: &Path) {
     };
     let (source_path, source_git, source_layout) = (field("path"), field("git"), field("layout"));
     let map = sys_dir.as_ref().and_then(|d| map_version(&d.join("libbpf/src"))).unwrap_or_default();
+    let release = sys_dir.as_ref().and_then(|d| makefile_release(&d.join("libbpf/src/Makefile"))).unwrap_or_default();
     if let Some(d) = &sys_dir {
         println!("cargo:rerun-if-changed={}", d.join("libbpf/PROBECONF-ORIGIN").display());
     }
@@ -184,6 +195,8 @@ fn build_info(manifest_dir: &Path, out_dir: &Path) {
          pub const SOURCE_LAYOUT: &str = {source_layout:?};\n\
          /// The highest LIBBPF_X.Y.Z symbol version of the compiled libbpf.map.\n\
          pub const LIBBPF_MAP: &str = {map:?};\n\
+         /// The release in the compiled tree's src/Makefile (MAJOR.MINOR.PATCH).\n\
+         pub const LIBBPF_RELEASE: &str = {release:?};\n\
          /// The API feature this build was compiled with.\n\
          pub const API: &str = {want:?};\n"
     );

@@ -10,7 +10,7 @@ mod build {
     include!(concat!(env!("OUT_DIR"), "/build_info.rs"));
 }
 
-pub use build::{API, LIBBPF_MAP, LIBBPF_RS, LIBBPF_SYS, LIBBPF_VENDORED, SOURCE_GIT, SOURCE_LAYOUT, SOURCE_PATH};
+pub use build::{API, LIBBPF_MAP, LIBBPF_RELEASE, LIBBPF_RS, LIBBPF_SYS, LIBBPF_VENDORED, SOURCE_GIT, SOURCE_LAYOUT, SOURCE_PATH};
 
 /// `(major, minor)` of the linked libbpf.
 pub fn linked() -> (u32, u32) {
@@ -18,19 +18,25 @@ pub fn linked() -> (u32, u32) {
     unsafe { (libbpf_rs::libbpf_sys::libbpf_major_version(), libbpf_rs::libbpf_sys::libbpf_minor_version()) }
 }
 
-/// The libbpf version linked: `1.7.0` (the vendored release, whose major and
-/// minor the library confirms), `1.6` for a source tree (no release number),
-/// or `1.6 (libbpf-sys says 1.7.0)` if build and library disagree.
+/// The libbpf version linked: the library's own major and minor, completed
+/// with the patch level when the build knows it and agrees: `1.7.0` (the
+/// release libbpf-sys vendors), `1.6.3` for a libbpf-layout source tree (its
+/// src/Makefile's release), `1.6` for a kernel tree (no release number), or
+/// `1.6 (the build says 1.7.0)` if build and library disagree.
 pub fn libbpf_version() -> String {
     let (major, minor) = linked();
     let short = format!("{major}.{minor}");
-    if !SOURCE_PATH.is_empty() || LIBBPF_VENDORED.is_empty() {
-        return short;
-    }
-    if LIBBPF_VENDORED == short || LIBBPF_VENDORED.starts_with(&format!("{short}.")) {
-        LIBBPF_VENDORED.to_string()
+    let exact = match SOURCE_LAYOUT {
+        "" => LIBBPF_VENDORED,
+        "libbpf" => LIBBPF_RELEASE,
+        _ => return short,
+    };
+    if exact.is_empty() {
+        short
+    } else if exact.starts_with(&format!("{short}.")) {
+        exact.to_string()
     } else {
-        format!("{short} (libbpf-sys says {LIBBPF_VENDORED})")
+        format!("{short} (the build says {exact})")
     }
 }
 
@@ -50,6 +56,8 @@ pub struct Source {
     pub git: &'static str,
     /// The highest LIBBPF_X.Y.Z symbol version in the compiled libbpf.map.
     pub libbpf_map: &'static str,
+    /// The release named by the compiled tree's src/Makefile (a kernel tree's is synthesized: X.Y.0).
+    pub release: &'static str,
 }
 
 pub fn source() -> Source {
@@ -59,6 +67,7 @@ pub fn source() -> Source {
         layout: SOURCE_LAYOUT,
         git: SOURCE_GIT,
         libbpf_map: LIBBPF_MAP,
+        release: LIBBPF_RELEASE,
     }
 }
 

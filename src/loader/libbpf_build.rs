@@ -400,11 +400,26 @@ pub fn ensure_libbpf_harness(req: LibbpfBuild) -> Result<(PathBuf, BuildInfo), S
                 }
             }
             objs.sort();
+            // The Makefile's release number must agree with libbpf.map: a
+            // kernel tree has MAJOR.MINOR (libbpf_version.h) and no patch level.
+            let vh = std::fs::read_to_string(bpf.join("libbpf_version.h")).map_err(|e| format!("{}: {e}", bpf.join("libbpf_version.h").display()))?;
+            let define = |name: &str| -> Result<String, String> {
+                vh.lines()
+                    .find_map(|l| l.trim().strip_prefix(&format!("#define {name} ")).map(|v| v.trim().to_string()))
+                    .ok_or(format!("libbpf_version.h has no {name}"))
+            };
+            let (major, minor) = (define("LIBBPF_MAJOR_VERSION")?, define("LIBBPF_MINOR_VERSION")?);
             let mk = std::fs::read_to_string(lsrc.join("Makefile")).map_err(|e| e.to_string())?;
             let mut out = Vec::new();
             let mut in_objs = false;
             for l in mk.lines() {
-                if l.starts_with("OBJS :=") {
+                if l.starts_with("LIBBPF_MAJOR_VERSION :=") {
+                    out.push(format!("LIBBPF_MAJOR_VERSION := {major}"));
+                } else if l.starts_with("LIBBPF_MINOR_VERSION :=") {
+                    out.push(format!("LIBBPF_MINOR_VERSION := {minor}"));
+                } else if l.starts_with("LIBBPF_PATCH_VERSION :=") {
+                    out.push("LIBBPF_PATCH_VERSION := 0".to_string());
+                } else if l.starts_with("OBJS :=") {
                     out.push(format!("OBJS := {}", objs.join(" ")));
                     in_objs = l.trim_end().ends_with('\\');
                 } else if in_objs {
