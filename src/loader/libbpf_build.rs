@@ -385,7 +385,10 @@ pub fn ensure_libbpf_harness(req: LibbpfBuild) -> Result<(PathBuf, BuildInfo), S
             let lsrc = lib.join("src");
             for e in std::fs::read_dir(&lsrc).map_err(|e| e.to_string())?.flatten() {
                 let n = e.file_name().to_string_lossy().to_string();
-                if (n.ends_with(".c") || n.ends_with(".h") || n == "libbpf.map") && !(n == "bpf_helper_defs.h" && !bpf.join(&n).exists()) {
+                let source = n.ends_with(".c") || n.ends_with(".h") || n == "libbpf.map";
+                // bpf_helper_defs.h is generated in a kernel tree: keep libbpf-sys's if the tree has none.
+                let keep = n == "bpf_helper_defs.h" && !bpf.join(&n).exists();
+                if source && !keep {
                     std::fs::remove_file(e.path()).map_err(|e| e.to_string())?;
                 }
             }
