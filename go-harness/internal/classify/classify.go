@@ -30,6 +30,15 @@ const (
 	Other       Class = "other"
 )
 
+//go:generate go run ./gen
+
+// ClassOfErrno is the class of errno in probeconf's one errno table
+// (bpf/errno-classes.tsv); ok is false for an errno the table does not list.
+func ClassOfErrno(errno syscall.Errno) (class Class, ok bool) {
+	class, ok = errnoClasses[errno]
+	return class, ok
+}
+
 // ENOTSUPP is the kernel-internal errno 524 that leaks out of the bpf syscall.
 // It is not in x/sys/unix because userspace is not supposed to see it.
 const ENOTSUPP = syscall.Errno(524)
@@ -87,19 +96,10 @@ func classOf(err error, errno syscall.Errno, hasErrno bool, where Where) Class {
 		return Invalid
 	}
 	if hasErrno {
-		switch errno {
-		case syscall.EOPNOTSUPP, ENOTSUPP:
-			return Unsupported
-		case syscall.ENOENT, syscall.ESRCH:
-			return NotFound
-		case syscall.EPERM, syscall.EACCES:
-			return Permission
-		case syscall.EINVAL, syscall.EBADF, syscall.ENOEXEC, syscall.E2BIG:
-			return Invalid
-		case syscall.EISDIR:
-			// A directory where a file is needed (e.g. as the probed binary,
-			// which the library opens to read its ELF symbols).
-			return Invalid
+		// The one table shared with the Rust loaders (bpf/errno-classes.tsv,
+		// generated into errno_table.go).
+		if c, ok := ClassOfErrno(errno); ok {
+			return c
 		}
 	}
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, link.ErrNoSymbol) {

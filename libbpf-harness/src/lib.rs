@@ -1,0 +1,42 @@
+//! probeconf's libbpf loader, as a harness that speaks go-harness/PROTOCOL.md
+//! (`probeconf-libbpf-harness run|gaps|version`) and as a library the
+//! probeconf runner can call in-process: the same code either way.
+//!
+//! In-process use:
+//!
+//! ```no_run
+//! use libbpf_harness::{attach, protocol::Request, Options};
+//! let req: Request = serde_json::from_str(r#"{"protocol":1,"object":"/abs/recorders.bpf.o","probes":[]}"#).unwrap();
+//! match attach(&req, &Options::default()) {
+//!     Ok(attached) => {
+//!         // attached.probes: via / bridge / prog_id per probe, as the `attached` line
+//!         // ... run the workload ...
+//!         let drained = attached.drain().unwrap(); // raw struct pc_event records
+//!         println!("{} records, {} dropped", drained.records.len(), drained.dropped);
+//!     }
+//!     Err(failure) => println!("{}", serde_json::to_string(&failure.line()).unwrap()),
+//! }
+//! ```
+//!
+//! Modules: [`protocol`] (wire types, strict decoding, validation),
+//! [`loader`] (load + attach + drain), [`api`] (the libbpf-rs version
+//! differences), [`compat`] (bridges and the registry), [`classify`] (the shared
+//! errno table), [`kfunc`] (the `objects` pick), [`elf`] (libbpf's symbol
+//! resolution, for the raw bridge), [`session`] (the JSON-lines shell),
+//! [`version`] (what is linked), [`log`] (libbpf's log).
+
+#[cfg(not(any(feature = "api-0-25", feature = "api-0-26", feature = "api-0-27")))]
+compile_error!("enable exactly one of the features api-0-25, api-0-26, api-0-27 (the libbpf-rs API, src/api.rs)");
+
+pub mod api;
+pub mod classify;
+pub mod compat;
+pub mod elf;
+pub mod kfunc;
+pub mod loader;
+pub mod log;
+pub mod protocol;
+pub mod session;
+pub mod version;
+
+pub use loader::{attach, Attached, Drained, Options};
