@@ -67,29 +67,6 @@ impl MatrixOptions {
     }
 }
 
-/// A request that names a kernel image file (contains `/`): a developer's own
-/// build, or a deliberately broken image in tests. The config is taken from a
-/// `config` or `.config` file beside it, if any.
-fn image_from_path(request: &str) -> Result<KernelImage, String> {
-    let p = PathBuf::from(request);
-    if !p.is_file() {
-        return Err(format!("{request}: no such kernel image file"));
-    }
-    let dir = p.parent().map(PathBuf::from).unwrap_or_default();
-    let config = ["config", ".config"].iter().map(|n| dir.join(n)).find(|c| c.is_file());
-    Ok(KernelImage {
-        request: p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| request.into()),
-        release: String::new(),
-        package: "(local file)".into(),
-        package_version: String::new(),
-        suite: String::new(),
-        vmlinuz: p.clone(),
-        config,
-        config_package: None,
-        dir,
-    })
-}
-
 fn utc_now() -> String {
     // Seconds since the epoch rendered as UTC without a date crate.
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -448,12 +425,8 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
             requests.push(plan[u.column].kernel.clone());
         }
     }
-    let (files_req, debian_req): (Vec<String>, Vec<String>) = requests.iter().cloned().partition(|k| k.contains('/'));
     let mut resolved: std::collections::HashMap<String, Result<KernelImage, String>> = std::collections::HashMap::new();
-    for r in &files_req {
-        resolved.insert(r.clone(), image_from_path(r));
-    }
-    for (r, img) in debian_req.iter().zip(kernels::fetch(&debian_req)) {
+    for (r, img) in requests.iter().zip(kernels::source::resolve_requests(&requests)) {
         resolved.insert(r.clone(), img.map_err(|e| e.to_string()));
     }
     for r in &requests {
