@@ -5,10 +5,10 @@
 //!   constants cannot drift from the C header (the layout is checked against BTF in tests);
 //! - stack_estimate.txt, a static estimate of every BPF (sub)program's stack frame
 //!   from its instructions; the build fails when a recorder's frame would put it on the
-//!   kernel's per-CPU private stack (src/priv_stack.rs has the rule;
+//!   kernel's per-CPU private stack (src/probing/priv_stack.rs has the rule;
 //!   conformance/stack_depth.rs checks the verifier's own figures against it).
 //!
-//! The crate embeds these bytes (src/artifacts.rs); the Go harness is handed the same bytes.
+//! The crate embeds these bytes (src/run/artifacts.rs); the Go harness is handed the same bytes.
 
 use std::env;
 use std::fmt::Write as _;
@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "src/priv_stack.rs"]
+#[path = "src/probing/priv_stack.rs"]
 #[allow(dead_code)]
 mod priv_stack;
 
@@ -264,7 +264,7 @@ fn check_stack_frames(out_dir: &Path) {
             } else if let Some(d) = frames.iter().find(|&&d| priv_stack::uses_private_stack(d)) {
                 problems.push(format!(
                     "{name} {prog}: a {d}-byte frame (the program or a .text subprogram) would run on the kernel's per-CPU \
-                     private stack (raw depth > {}, see src/priv_stack.rs); build events in the ring-buffer reservation",
+                     private stack (raw depth > {}, see src/probing/priv_stack.rs); build events in the ring-buffer reservation",
                     priv_stack::MAX_SHARED_SAFE_DEPTH
                 ));
             }

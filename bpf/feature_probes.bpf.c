@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Minimal programs for probing the running kernel by trying (src/features.rs).
+ * Minimal programs for probing the running kernel by trying (src/probing/features.rs).
  * Each probe loads one of these, attaches it the way the feature needs, triggers
  * it, and reads what it saw back from .bss. A program that loads and attaches
  * but never fires does not count as support.

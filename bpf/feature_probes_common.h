@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* What the feature-probe objects share: their filter and the state they
- * report back (struct fp_state, read by src/probing.rs). */
+ * report back (struct fp_state, read by src/probing/mod.rs). */
 #ifndef PROBECONF_FEATURE_PROBES_COMMON_H
 #define PROBECONF_FEATURE_PROBES_COMMON_H
 
 /* Only hits from this thread group count (kprobes fire for everyone). */
 const volatile __u32 fp_tgid SEC(".rodata.fp_cfg") = 0;
 
-/* What the program saw, read back by src/probing.rs (struct Seen): one struct so
+/* What the program saw, read back by src/probing/mod.rs (struct Seen): one struct so
  * the layout of .bss is fixed. */
 struct fp_state {
 	__u64 hits;           /* every run */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * probeconf event ABI: the one layout shared by the BPF recorders, the Rust
- * decoder (src/event.rs) and the Go harness (go-harness/protocol). Every field
+ * decoder (src/observe/abi.rs) and the Go harness (go-harness/protocol). Every field
  * has a fixed width and explicit padding so that clang -target bpf, gcc on the
  * host and Go's encoding/binary all agree. The decoders check their layout
  * against the BTF of the compiled object (struct pc_event), so a change here

@@ -15,7 +15,7 @@
  * share that stack, and an event built there can be overwritten half-way (seen
  * as one thread's event carrying another's fields). So: reserve first, fill
  * the reservation in place, submit; keep every frame far below 64 bytes.
- * src/priv_stack.rs holds the rule; tests/stack_depth (conformance/) loads every
+ * src/probing/priv_stack.rs holds the rule; tests/stack_depth (conformance/) loads every
  * program with the verifier's stats log and fails when a frame reaches it.
  *
  * The deliberate exception is the *_large twin of each recorder (PC_LARGE_FRAME

@@ -5,7 +5,7 @@
  *   7.0 onwards:   bool bpf_session_is_return(void *ctx); __u64 *bpf_session_cookie(void *ctx);
  * libbpf's bpf_helpers.h (1.7) declares neither. The build compiles each object
  * that uses them once per prototype (PC_SESSION_KFUNC_CTX unset / set); the
- * runner picks the variant from the running kernel's BTF (src/features.rs).
+ * runner picks the variant from the running kernel's BTF (src/probing/features.rs).
  *
  * Use PC_SESSION_IS_RETURN(ctx) / PC_SESSION_COOKIE(ctx) so one source serves both.
  */

@@ -5,13 +5,13 @@
 //! listed like the summary of `probeconf run --cilium-version …` lists it.
 
 use probeconf::case::{discover, Case};
-use probeconf::check::{cross_check, Verdict};
-use probeconf::loader::cilium::CiliumLoader;
-use probeconf::loader::libbpf::LibbpfLoader;
-use probeconf::loader::Loader;
+use probeconf::judge::check::{cross_check, Verdict};
+use probeconf::loaders::cilium::CiliumLoader;
+use probeconf::loaders::libbpf::LibbpfLoader;
+use probeconf::loaders::Loader;
 use probeconf::probing::host_features;
 use probeconf::report::version_differences;
-use probeconf::runner::{run_case, RunOptions};
+use probeconf::run::{run_case, RunOptions};
 use std::path::PathBuf;
 
 const OLDER: &str = "v0.20.0";

@@ -6,13 +6,13 @@
 //! within it are serialised by a lock.
 
 use probeconf::case::Case;
-use probeconf::census::Census;
-use probeconf::check::Verdict;
-use probeconf::loader::libbpf::LibbpfLoader;
-use probeconf::loader::{AttachRequest, Attached, LibraryInfo, Loader, LoaderError};
+use probeconf::probing::census::Census;
+use probeconf::judge::check::Verdict;
+use probeconf::loaders::libbpf::LibbpfLoader;
+use probeconf::loaders::{AttachRequest, Attached, LibraryInfo, Loader, LoaderError};
 use probeconf::case::LoaderId;
 use probeconf::probing::host_features;
-use probeconf::runner::{run_case, RunOptions};
+use probeconf::run::{run_case, RunOptions};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -170,9 +170,9 @@ fn a_broken_harness_is_an_error_and_the_run_goes_on() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let broken = probeconf::loader::cilium::CiliumLoader::new(fake).unwrap();
+    let broken = probeconf::loaders::cilium::CiliumLoader::new(fake).unwrap();
     let cases = [case(SESSION_AND_PLAIN), case(&SESSION_AND_PLAIN.replace("cleanup-mix", "cleanup-mix-2"))];
-    let results = probeconf::runner::run_all(&cases, &[&broken as &dyn Loader], host_features(), &RunOptions::default(), |_| {});
+    let results = probeconf::run::run_all(&cases, &[&broken as &dyn Loader], host_features(), &RunOptions::default(), |_| {});
     assert_eq!(results.len(), 2, "the run went on to the second case");
     for r in &results {
         assert_eq!(r.verdict, Verdict::Error, "{}", r.detail);

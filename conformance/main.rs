@@ -8,12 +8,12 @@
 //! not pass silently with nothing checked): run `sudo -E cargo test` or `.ci/run`.
 
 use probeconf::case::Case;
-use probeconf::check::Verdict;
-use probeconf::loader::cilium::CiliumLoader;
-use probeconf::loader::libbpf::LibbpfLoader;
-use probeconf::loader::Loader;
+use probeconf::judge::check::Verdict;
+use probeconf::loaders::cilium::CiliumLoader;
+use probeconf::loaders::libbpf::LibbpfLoader;
+use probeconf::loaders::Loader;
 use probeconf::probing::host_features;
-use probeconf::runner::{run_case, RunOptions};
+use probeconf::run::{run_case, RunOptions};
 use rstest::rstest;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -47,7 +47,7 @@ fn case(#[files("cases/**/*.yaml")] path: PathBuf) {
         runs.push(run_case(&case, loader, features, &RunOptions::default()));
     }
     // (c) Loaders agree on the normalised result (or the case documents why not).
-    probeconf::check::cross_check(&mut runs);
+    probeconf::judge::check::cross_check(&mut runs);
     let mut observed: Vec<(String, String)> = Vec::new();
     for r in runs {
         // (a) The expectation: pass, or unsupported where the probes found the
@@ -89,10 +89,10 @@ fn case(#[files("cases/**/*.yaml")] path: PathBuf) {
 /// they drift (fix: `cargo run -- gaps --update-readme README.md`).
 #[test]
 fn readme_gaps_table_is_current() {
-    let harness = probeconf::harness_build::ensure_harness(None).unwrap_or_else(|e| panic!("{e}"));
-    let mut gaps = probeconf::compat::rust_registry();
-    gaps.extend(probeconf::compat::go_registry(&harness).unwrap());
+    let harness = probeconf::loaders::go_build::ensure_harness(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut gaps = probeconf::loaders::compat::rust_registry();
+    gaps.extend(probeconf::loaders::compat::go_registry(&harness).unwrap());
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let want = probeconf::compat::readme_with(&readme, &probeconf::compat::markdown(&gaps)).unwrap();
+    let want = probeconf::loaders::compat::readme_with(&readme, &probeconf::loaders::compat::markdown(&gaps)).unwrap();
     assert!(readme == want, "README.md's gaps table is stale: run `cargo run -- gaps --update-readme README.md`");
 }

@@ -11,9 +11,9 @@
 //! Set PROBECONF_KERNELS=6.1,6.12,… to choose other kernels.
 
 use probeconf::case::LoaderId;
-use probeconf::check::Verdict;
+use probeconf::judge::check::Verdict;
 use probeconf::matrix::{kernel_snapshot, ColumnStatus};
-use probeconf::matrix_run::{run, MatrixOptions};
+use probeconf::matrix::run::{run, MatrixOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ fn kernel_matrix() {
     // The acceptance case: a kprobe session with cookies and return
     // filtering passes where sessions exist and is unsupported (probed) on 6.1.
     for k in &m.kernels[..kernels.len()] {
-        let want = if k.features.as_ref().is_some_and(|f| f.has(probeconf::features::Feature::KprobeSession)) {
+        let want = if k.features.as_ref().is_some_and(|f| f.has(probeconf::probing::features::Feature::KprobeSession)) {
             Verdict::Pass
         } else {
             Verdict::Unsupported

@@ -3,7 +3,7 @@
 //! Since 6.13 the x86-64 JIT moves a KPROBE-type (sub)program whose frame
 //! rounds up to >= 64 bytes onto a per-CPU private stack, and preempted uprobe
 //! runs on one CPU then share it (README "What the suite found";
-//! src/priv_stack.rs has the rule and its kernel sources). This test loads every
+//! src/probing/priv_stack.rs has the rule and its kernel sources). This test loads every
 //! program of every BPF object the suite ships, one at a time, with the
 //! verifier's stats log (BPF_LOG_STATS = 4), reads the `stack depth` the
 //! verifier computed for each subprogram, and fails when:
@@ -23,8 +23,8 @@
 //! Needs root (it loads programs); without it the test says so and checks nothing.
 
 use libbpf_rs::{AsRawLibbpf, ObjectBuilder};
-use probeconf::artifacts::{self, KfuncVariant};
-use probeconf::priv_stack::{parse_stack_depths, uses_private_stack, MAX_SHARED_SAFE_DEPTH};
+use probeconf::run::artifacts::{self, KfuncVariant};
+use probeconf::probing::priv_stack::{parse_stack_depths, uses_private_stack, MAX_SHARED_SAFE_DEPTH};
 use std::collections::BTreeMap;
 
 fn is_root() -> bool {
@@ -109,7 +109,7 @@ fn no_recorder_runs_on_a_private_stack() {
         eprintln!("NOT RUN: loading BPF programs to read their verifier stack depth needs root");
         return;
     }
-    probeconf::libbpf_log::install();
+    probeconf::loaders::libbpf_log::install();
     let variant = probeconf::probing::kfunc_variant();
     let estimates = static_estimates();
     let mut table = Vec::new();

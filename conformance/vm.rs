@@ -161,7 +161,7 @@ fn crashing_column(plan: &str) -> probeconf::matrix::Matrix {
     .iter()
     .map(|c| root.join(c))
     .collect();
-    let mut opts = probeconf::matrix_run::MatrixOptions::new(
+    let mut opts = probeconf::matrix::run::MatrixOptions::new(
         vec![vmlinuz().to_string_lossy().into_owned()],
         cases,
         vec![probeconf::case::LoaderId::Libbpf],
@@ -169,7 +169,7 @@ fn crashing_column(plan: &str) -> probeconf::matrix::Matrix {
     );
     opts.init = Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf")));
     opts.crash = Some(probeconf::vm::cmdline::CrashPlan::parse(plan).unwrap());
-    probeconf::matrix_run::run(&opts, |l| eprintln!("{l}")).unwrap()
+    probeconf::matrix::run::run(&opts, |l| eprintln!("{l}")).unwrap()
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn a_column_recovers_from_a_crash_anywhere_after_boot() {
     );
     assert!(k.crashes.iter().all(|c| c.reason.contains("sysrq triggered crash")), "{:#?}", k.crashes);
     let verdict = |id: &str| k.results.iter().filter(|r| r.case == id).map(|r| r.verdict).collect::<Vec<_>>();
-    use probeconf::check::Verdict::*;
+    use probeconf::judge::check::Verdict::*;
     // Every case has exactly one result: the crashed-once case ran again, the
     // case that crashed twice is the crash's error, nothing ran twice.
     assert_eq!(k.results.len(), 5, "{:#?}", k.results.iter().map(|r| (&r.case, r.verdict)).collect::<Vec<_>>());

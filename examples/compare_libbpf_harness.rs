@@ -9,9 +9,9 @@
 //!
 //! Exit status 1 when a trace differs (vias may differ: a bridge is reported).
 use probeconf::case::Case;
-use probeconf::loader::cilium::CiliumLoader;
-use probeconf::loader::libbpf::LibbpfLoader;
-use probeconf::runner::{execute, RunOptions};
+use probeconf::loaders::cilium::CiliumLoader;
+use probeconf::loaders::libbpf::LibbpfLoader;
+use probeconf::run::{execute, RunOptions};
 
 fn main() {
     let mut harnesses = Vec::new();

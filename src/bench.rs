@@ -9,11 +9,11 @@
 //! spread. The probe's own cost is the median minus the unprobed baseline.
 //! Absolute figures drift on shared machines: compare ratios within one run.
 
-use crate::artifacts::{KfuncVariant, RunDir};
+use crate::run::artifacts::{KfuncVariant, RunDir};
 use crate::case::{PidScope, ProbeKind, Target};
-use crate::loader::{AttachRequest, Loader};
+use crate::loaders::{AttachRequest, Loader};
 use crate::plan::{Pids, Plan, ProbePlan};
-use crate::target::TargetProcess;
+use crate::run::target::TargetProcess;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -101,10 +101,10 @@ pub struct Measurement {
 
 fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan, String> {
     let bench_obj = dir.path().join(if variant == KfuncVariant::Ctx { "bench.ctx.bpf.o" } else { "bench.bpf.o" });
-    let bytes = if variant == KfuncVariant::Ctx { crate::artifacts::BENCH_CTX } else { crate::artifacts::BENCH };
+    let bytes = if variant == KfuncVariant::Ctx { crate::run::artifacts::BENCH_CTX } else { crate::run::artifacts::BENCH };
     std::fs::write(&bench_obj, bytes).map_err(|e| e.to_string())?;
     let usdt_obj = dir.path().join("bench_usdt.bpf.o");
-    std::fs::write(&usdt_obj, crate::artifacts::BENCH_USDT).map_err(|e| e.to_string())?;
+    std::fs::write(&usdt_obj, crate::run::artifacts::BENCH_USDT).map_err(|e| e.to_string())?;
     let probes = s
         .probes
         .iter()
@@ -114,7 +114,7 @@ fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan,
             let targets = vec![Target { symbol: Some(b.symbol.into()), offset: 0, cookie: 0 }];
             let mut p = bench_probe(i as u32, b.kind, b.program, object, Some(dir.probe_target()), targets, PidScope::Target);
             if b.skip_return {
-                p.return_filter = crate::abi::consts::RF_ALWAYS as u32;
+                p.return_filter = crate::observe::abi::consts::RF_ALWAYS as u32;
             }
             p
         })
@@ -416,7 +416,7 @@ fn bench_probe(
 pub fn attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats: usize) -> Vec<AttachTiming> {
     let Ok(dir) = RunDir::new() else { return Vec::new() };
     let target = dir.path().join("bench-target");
-    let written = std::fs::write(&target, crate::artifacts::BENCH_TARGET).and_then(|_| {
+    let written = std::fs::write(&target, crate::run::artifacts::BENCH_TARGET).and_then(|_| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
     });
@@ -470,7 +470,7 @@ fn scaling(
     dir: &RunDir,
 ) -> Vec<AttachTiming> {
     let object = dir.path().join("bench.bpf.o");
-    if std::fs::write(&object, crate::artifacts::BENCH).is_err() {
+    if std::fs::write(&object, crate::run::artifacts::BENCH).is_err() {
         return Vec::new();
     }
     let targets = |n: usize| -> Vec<Target> {

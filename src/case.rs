@@ -2,8 +2,8 @@
 //! Parsing is strict (`deny_unknown_fields`, closed enums), and every error names
 //! the file, line and column, and what was expected there.
 
-use crate::classify::ErrorClass;
-use crate::features::Feature;
+use crate::judge::classify::ErrorClass;
+use crate::probing::features::Feature;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ impl ProbeKind {
     /// The deliberate large-frame twin of [`ProbeKind::program`] (`record:
     /// {stack_frame: large}`): the pre-fix recorder shape, a 144-byte event on
     /// the BPF stack copied into the ring buffer, which from 6.13 runs on the
-    /// kernel's per-CPU private stack (see src/priv_stack.rs, cases/findings/).
+    /// kernel's per-CPU private stack (see src/probing/priv_stack.rs, cases/findings/).
     pub fn large_frame_program(self) -> &'static str {
         match self {
             ProbeKind::Uprobe => "pc_uprobe_large",
@@ -601,7 +601,7 @@ impl<'de> Deserialize<'de> for Expect {
 /// What a variant condition is evaluated against.
 pub struct Context<'a> {
     pub kernel: Option<KernelVersion>,
-    pub features: &'a crate::features::FeatureSet,
+    pub features: &'a crate::probing::features::FeatureSet,
     pub loader: LoaderId,
     /// The preemption model the case ran under, when known.
     pub preempt: Option<PreemptMode>,

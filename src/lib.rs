@@ -1,40 +1,29 @@
 //! probeconf: a conformance suite for Linux BPF probes, run through libbpf
 //! (libbpf-rs) and cilium/ebpf (the Go harness) on the same BPF object.
 //!
-//! The pipeline of one case: [`case`] (YAML) → [`plan`] → a [`loader`] attaches
-//! the recorders of bpf/ to [`target`] processes → raw records → [`abi`] (the one
-//! decoder) → [`normalise`] (the one normaliser) → [`check`] → [`report`].
-//! [`probing`] decides what the kernel supports by trying, into the vocabulary
-//! of [`features`].
+//! The folders follow the pipeline of one case:
+//!
+//! [`case`] (the YAML model) → [`plan`] (what every loader must do) →
+//! [`run`] (targets, a [`loaders`] attaches the recorders of bpf/, attempts) →
+//! [`observe`] (decode the raw records, symbolise, normalise) →
+//! [`judge`] (the checks, error classes, the regression gate) → [`report`].
+//!
+//! Around it: [`probing`] decides what the kernel supports by trying;
+//! [`kernels`] and [`debian`] fetch Debian kernels (and packages) from the
+//! archive; [`vm`] boots them under QEMU with probeconf as init; [`matrix`]
+//! runs the suite in every kernel; [`bench`] measures probe costs.
 
-pub mod abi;
-pub mod artifacts;
-pub mod attempts;
 pub mod bench;
 pub mod case;
-pub mod census;
-pub mod check;
-pub mod compat;
-pub mod classify;
-pub mod features;
-pub mod harness_build;
-pub mod interrupt;
 pub mod debian;
+pub mod interrupt;
+pub mod judge;
 pub mod kernels;
-pub mod libbpf_log;
-pub mod loader;
+pub mod loaders;
 pub mod matrix;
-pub mod matrix_run;
-pub mod normalise;
+pub mod observe;
 pub mod plan;
-pub mod preempt;
-pub mod priv_stack;
 pub mod probing;
-pub mod prog_stats;
-pub mod regression;
 pub mod report;
-pub mod runner;
-pub mod shard;
-pub mod symbolize;
-pub mod target;
+pub mod run;
 pub mod vm;

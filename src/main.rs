@@ -2,12 +2,12 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use probeconf::case::{discover, Case, LoaderId};
-use probeconf::loader::cilium::CiliumLoader;
-use probeconf::loader::libbpf::LibbpfLoader;
-use probeconf::loader::Loader;
+use probeconf::loaders::cilium::CiliumLoader;
+use probeconf::loaders::libbpf::LibbpfLoader;
+use probeconf::loaders::Loader;
 use probeconf::report::{self, RunHeader};
-use probeconf::runner::{run_all, RunOptions};
-use probeconf::{features, probing};
+use probeconf::run::{run_all, RunOptions};
+use probeconf::probing::{self, features};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,7 +95,7 @@ struct MatrixArgs {
     /// the cases, when there are fewer columns than shards); join the shards'
     /// outputs with `probeconf matrix merge`.
     #[arg(long)]
-    shard: Option<probeconf::shard::Shard>,
+    shard: Option<probeconf::matrix::shard::Shard>,
     /// The QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64")]
     qemu: PathBuf,
@@ -317,18 +317,18 @@ fn need_root() -> Result<(), String> {
 
 /// Prints the comparison of `current` with the baseline file; true when
 /// there are regressions.
-fn gate(baseline: &std::path::Path, current: &[probeconf::regression::Run]) -> Result<bool, String> {
-    let before = probeconf::regression::read(baseline)?;
-    let c = probeconf::regression::compare(&before, current);
-    eprint!("{}", probeconf::regression::text(&c, &baseline.display().to_string(), "this run"));
+fn gate(baseline: &std::path::Path, current: &[probeconf::judge::regression::Run]) -> Result<bool, String> {
+    let before = probeconf::judge::regression::read(baseline)?;
+    let c = probeconf::judge::regression::compare(&before, current);
+    eprint!("{}", probeconf::judge::regression::text(&c, &baseline.display().to_string(), "this run"));
     Ok(c.regressions() > 0)
 }
 
 fn cmd_diff(a: &std::path::Path, b: &std::path::Path, format: Format) -> Result<ExitCode, String> {
-    let c = probeconf::regression::compare(&probeconf::regression::read(a)?, &probeconf::regression::read(b)?);
+    let c = probeconf::judge::regression::compare(&probeconf::judge::regression::read(a)?, &probeconf::judge::regression::read(b)?);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&c).unwrap()),
-        _ => print!("{}", probeconf::regression::text(&c, &a.display().to_string(), &b.display().to_string())),
+        _ => print!("{}", probeconf::judge::regression::text(&c, &a.display().to_string(), &b.display().to_string())),
     }
     Ok(if c.regressions() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
@@ -338,10 +338,10 @@ fn cmd_attempt(case: &std::path::Path, features: &std::path::Path, loaders: &str
     let case = Case::load(case).map_err(|e| e.to_string())?;
     let text = std::fs::read(features).map_err(|e| format!("{}: {e}", features.display()))?;
     let features: features::FeatureSet = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", features.display()))?;
-    let specs: Vec<probeconf::attempts::LoaderSpec> = serde_json::from_str(loaders).map_err(|e| format!("--loaders: {e}"))?;
+    let specs: Vec<probeconf::run::attempts::LoaderSpec> = serde_json::from_str(loaders).map_err(|e| format!("--loaders: {e}"))?;
     let loaders = specs.iter().map(|s| s.open()).collect::<Result<Vec<_>, _>>()?;
     let opts = RunOptions { target_timeout: std::time::Duration::from_secs(timeout), ..RunOptions::default() };
-    let results: Vec<_> = loaders.iter().map(|l| probeconf::runner::run_case(&case, l.as_ref(), &features, &opts)).collect();
+    let results: Vec<_> = loaders.iter().map(|l| probeconf::run::run_case(&case, l.as_ref(), &features, &opts)).collect();
     println!("{}", report::json(&results));
     Ok(ExitCode::SUCCESS)
 }
@@ -381,7 +381,7 @@ fn cmd_run(
     }
     let opts = RunOptions {
         target_timeout: std::time::Duration::from_secs(timeout),
-        attempts: probeconf::attempts::AttemptPolicy { repeat, reruns },
+        attempts: probeconf::run::attempts::AttemptPolicy { repeat, reruns },
         self_exe: None,
     };
     let results = run_all(&cases, &loader_refs, features, &opts, |r| {
@@ -405,7 +405,7 @@ fn cmd_run(
     }
     let mut failed = results.iter().any(|r| r.verdict.is_failure());
     if let Some(b) = baseline {
-        let runs = probeconf::regression::parse(&report::json(&results))?;
+        let runs = probeconf::judge::regression::parse(&report::json(&results))?;
         failed |= gate(b, &runs)?;
     }
     if bad > 0 {
@@ -436,13 +436,13 @@ fn find_case(name: &str) -> Result<Case, String> {
 fn cmd_show(name: &str, loader: LoaderArg) -> Result<ExitCode, String> {
     let case = find_case(name)?;
     println!("# {}\n{}", case.path.display(), std::fs::read_to_string(&case.path).unwrap_or_default());
-    let dir = probeconf::artifacts::RunDir::new().map_err(|e| e.to_string())?;
+    let dir = probeconf::run::artifacts::RunDir::new().map_err(|e| e.to_string())?;
     let plan = probeconf::plan::plan(&case, &dir, probing::kfunc_variant());
     println!("# resolved plan\n{}", serde_json::to_string_pretty(&plan).unwrap());
     need_root()?;
     let features = probing::host_features();
     for l in loaders(loader, &[])? {
-        let r = probeconf::runner::run_case(&case, l.as_ref(), features, &RunOptions::default());
+        let r = probeconf::run::run_case(&case, l.as_ref(), features, &RunOptions::default());
         println!("\n# trace via {} ({}): {}\n{}", r.loader, r.library, r.verdict, r.observed.as_deref().unwrap_or("(none)"));
         println!("# {}", r.detail);
         if let Some(d) = &r.diff {
@@ -540,7 +540,7 @@ fn cmd_matrix_merge(dirs: &[PathBuf], out: &std::path::Path, format: Format) -> 
         let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
         parts.push(serde_json::from_str(&text).map_err(|e| format!("{}: not a matrix.json: {e}", f.display()))?);
     }
-    let m = probeconf::shard::merge(parts)?;
+    let m = probeconf::matrix::shard::merge(parts)?;
     let code = write_matrix(&m, out, format)?;
     eprintln!("merged {} shards; wrote {}/matrix.{{json,md,html}}", dirs.len(), out.display());
     Ok(code)
@@ -564,24 +564,24 @@ fn cmd_matrix(a: MatrixArgs) -> Result<ExitCode, String> {
         LoaderArg::All => vec![LoaderId::Libbpf, LoaderId::Cilium],
     };
     if loaders.contains(&LoaderId::Cilium) {
-        probeconf::harness_build::ensure_harness(None)?;
+        probeconf::loaders::go_build::ensure_harness(None)?;
     }
     let paths = if paths.is_empty() { vec![default_cases_dir()] } else { paths };
-    let mut opts = probeconf::matrix_run::MatrixOptions::new(kernels, paths, loaders, out.clone());
+    let mut opts = probeconf::matrix::run::MatrixOptions::new(kernels, paths, loaders, out.clone());
     opts.timeout = std::time::Duration::from_secs(timeout);
     opts.parallel = jobs;
-    opts.attempts = probeconf::attempts::AttemptPolicy { repeat, reruns };
+    opts.attempts = probeconf::run::attempts::AttemptPolicy { repeat, reruns };
     opts.tcg_threads = tcg_thread;
     opts.crash = inject_crash.as_deref().map(probeconf::vm::cmdline::CrashPlan::parse).transpose()?;
     opts.preempt = preempt;
     opts.shard = shard;
     opts.qemu = qemu;
     let start = std::time::Instant::now();
-    let m = probeconf::matrix_run::run(&opts, |line| eprintln!("{line}"))?;
+    let m = probeconf::matrix::run::run(&opts, |line| eprintln!("{line}"))?;
     let mut code = write_matrix(&m, &out, format)?;
     eprintln!("{} columns in {:.0} s; wrote {}/matrix.{{json,md,html}}", m.kernels.len(), start.elapsed().as_secs_f64(), out.display());
     if let Some(b) = baseline {
-        if gate(&b, &probeconf::regression::parse(&probeconf::matrix::json(&m))?)? {
+        if gate(&b, &probeconf::judge::regression::parse(&probeconf::matrix::json(&m))?)? {
             code = ExitCode::FAILURE;
         }
     }
@@ -658,10 +658,10 @@ fn cmd_tcg_stress(
     Ok(if broken { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn all_gaps() -> Result<Vec<probeconf::compat::Gap>, String> {
-    let harness = probeconf::harness_build::ensure_harness(None)?;
-    let mut gaps = probeconf::compat::rust_registry();
-    gaps.extend(probeconf::compat::go_registry(&harness)?);
+fn all_gaps() -> Result<Vec<probeconf::loaders::compat::Gap>, String> {
+    let harness = probeconf::loaders::go_build::ensure_harness(None)?;
+    let mut gaps = probeconf::loaders::compat::rust_registry();
+    gaps.extend(probeconf::loaders::compat::go_registry(&harness)?);
     Ok(gaps)
 }
 
@@ -669,15 +669,15 @@ fn cmd_gaps(format: GapsFormat, update_readme: Option<PathBuf>) -> Result<ExitCo
     let gaps = all_gaps()?;
     if let Some(readme) = update_readme {
         let text = std::fs::read_to_string(&readme).map_err(|e| format!("{}: {e}", readme.display()))?;
-        let new = probeconf::compat::readme_with(&text, &probeconf::compat::markdown(&gaps))?;
+        let new = probeconf::loaders::compat::readme_with(&text, &probeconf::loaders::compat::markdown(&gaps))?;
         std::fs::write(&readme, new).map_err(|e| format!("{}: {e}", readme.display()))?;
         eprintln!("updated the gaps table in {}", readme.display());
         return Ok(ExitCode::SUCCESS);
     }
     match format {
-        GapsFormat::Table => print!("{}", probeconf::compat::table(&gaps)),
+        GapsFormat::Table => print!("{}", probeconf::loaders::compat::table(&gaps)),
         GapsFormat::Json => println!("{}", serde_json::to_string_pretty(&gaps).unwrap()),
-        GapsFormat::Markdown => print!("{}", probeconf::compat::markdown(&gaps)),
+        GapsFormat::Markdown => print!("{}", probeconf::loaders::compat::markdown(&gaps)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -721,7 +721,7 @@ fn main() -> ExitCode {
         Cmd::TcgStress { kernels, tcg_thread, boots, secs, smp, jobs, out, qemu, format } => {
             cmd_tcg_stress(kernels, tcg_thread, boots, secs, smp, jobs, out, qemu, format)
         }
-        Cmd::Artifacts { out } => probeconf::artifacts::write_all(&out).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
+        Cmd::Artifacts { out } => probeconf::run::artifacts::write_all(&out).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
     };
     r.unwrap_or_else(|e| {
         eprintln!("error: {e}");

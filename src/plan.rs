@@ -2,8 +2,8 @@
 //! program per probe, binaries as absolute paths in the run directory, flags,
 //! and the recorder config. Loader-neutral: both loaders attach from a Plan.
 
-use crate::abi::{consts, RecorderConfig};
-use crate::artifacts::{KfuncVariant, RunDir};
+use crate::observe::abi::{consts, RecorderConfig};
+use crate::run::artifacts::{KfuncVariant, RunDir};
 use crate::case::{Case, CookieWrite, PidScope, ProbeKind, SkipReturn, StackFrame, Target};
 use serde::Serialize;
 use std::path::PathBuf;

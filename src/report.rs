@@ -1,7 +1,7 @@
 //! Reports of a run: the terminal table with diffs, JSON, and JUnit XML.
 
-use crate::check::Verdict;
-use crate::runner::CaseResult;
+use crate::judge::check::Verdict;
+use crate::run::CaseResult;
 use owo_colors::OwoColorize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RunHeader {
     pub kernel: String,
-    pub libraries: Vec<crate::loader::LibraryInfo>,
-    pub kfunc_variant: crate::artifacts::KfuncVariant,
+    pub libraries: Vec<crate::loaders::LibraryInfo>,
+    pub kfunc_variant: crate::run::artifacts::KfuncVariant,
 }
 
 fn paint(v: Verdict, color: bool) -> String {
@@ -83,7 +83,7 @@ pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String 
         for l in &loaders {
             match results.iter().find(|r| r.case == *c && r.loader == *l) {
                 Some(r) => {
-                    let cell = format!("{}{}", r.verdict.as_str(), if r.via == crate::loader::ViaKind::Compat { " (compat)" } else { "" });
+                    let cell = format!("{}{}", r.verdict.as_str(), if r.via == crate::loaders::ViaKind::Compat { " (compat)" } else { "" });
                     let pad = 18usize.saturating_sub(cell.len());
                     let painted = format!("{}{}", paint(r.verdict, color), &cell[r.verdict.as_str().len()..]);
                     write!(out, "  {painted}{}", " ".repeat(pad)).unwrap();
@@ -97,7 +97,7 @@ pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String 
         writeln!(out, "\n{} {} [{}]: {}", paint(r.verdict, color), r.case, r.loader, r.detail).unwrap();
         if let Some(d) = &r.diff {
             let d = truncate_lines(d, TERMINAL_DIFF_LINES);
-            let d = if color { crate::check::diff_colorize(&d) } else { d };
+            let d = if color { crate::judge::check::diff_colorize(&d) } else { d };
             writeln!(out, "{}", d.trim_end()).unwrap();
         }
         if r.verdict == Verdict::Flaky || r.known.as_ref().is_some_and(|k| k.was == Verdict::Flaky) {

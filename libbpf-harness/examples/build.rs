@@ -1,5 +1,5 @@
 //! Builds the harness for libbpf versions or source trees with probeconf's
-//! own build module (src/loader/libbpf_build.rs, compiled here as it is), and
+//! own build module (src/loaders/libbpf_build.rs, compiled here as it is), and
 //! prints where each binary is and what it links:
 //!
 //!     cargo run --release --example build -- 1.5 1.6 1.7 /path/to/libbpf

@@ -73,7 +73,7 @@ const LOADERS: [&str; 4] = [
 
 /// `<cache>/roots` (`$PROBECONF_CACHE`, `$XDG_CACHE_HOME/probeconf` or `~/.cache/probeconf`).
 pub fn roots_dir() -> PathBuf {
-    crate::harness_build::cache_dir().join("roots")
+    crate::loaders::go_build::cache_dir().join("roots")
 }
 
 /// What version of a package to root.

@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(r[3].as_ref().unwrap().release, "6.1.0-50-amd64");
     }
 
-    /// The lines `src/matrix_run.rs` is to use instead of its `contains('/')`
+    /// The lines `src/matrix/run.rs` is to use instead of its `contains('/')`
     /// partition and `image_from_path`, verbatim (no Debian entry here, so no
     /// apt and no cache is touched).
     #[test]

@@ -14,7 +14,7 @@
 //! | `probeconf.target_timeout=SECS` | `60` | how long one probe-target may run its steps (TCG is slow) |
 //! | `probeconf.stress_secs=N` | `30` | `stress-keys` mode: seconds of static-key flipping (src/vm/stress.rs) |
 //! | `probeconf.repeat=N` | `1` | attempts per case (results that differ are `flaky`) |
-//! | `probeconf.reruns=N` | `2` | further attempts of a case that did not pass (src/attempts.rs) |
+//! | `probeconf.reruns=N` | `2` | further attempts of a case that did not pass (src/run/attempts.rs) |
 //! | `probeconf.boot=N` | `0` | which boot of the column this is (the host counts; a crash resumes) |
 //! | `probeconf.crash=POINT[@B[-C]]+…` | none | crash the kernel on purpose (sysrq-c) at POINT in boot B (default 0) or boots B to C, to test recovery: `hello` (before probing), `features` (after probing, before its line), `case:N` (as the Nth selected case starts), `after:N` (after the Nth case's results) |
 //!
@@ -139,7 +139,7 @@ pub struct GuestOptions {
     /// `stress-keys` mode: seconds of static-key flipping.
     pub stress_secs: u64,
     /// Attempts per case.
-    pub attempts: crate::attempts::AttemptPolicy,
+    pub attempts: crate::run::attempts::AttemptPolicy,
     /// This boot's number within its column.
     pub boot: usize,
     /// A deliberate crash, for testing recovery.
@@ -291,7 +291,7 @@ mod tests {
             target_timeout_s: 5,
             skip: 3,
             stress_secs: 10,
-            attempts: crate::attempts::AttemptPolicy { repeat: 3, reruns: 0 },
+            attempts: crate::run::attempts::AttemptPolicy { repeat: 3, reruns: 0 },
             boot: 2,
             crash: Some(CrashPlan { entries: vec![(CrashPoint::Case(4), 0, 1), (CrashPoint::Hello, 3, 3)] }),
         };

@@ -24,10 +24,10 @@ use super::cmdline::{CrashPoint, GuestMode, GuestOptions, DEFAULT_RESULTS};
 use super::lines::{EchoedOptions, GuestLine, StartedLoader};
 use super::{kconfig, sys};
 use crate::case::{discover, Case, LoaderId};
-use crate::loader::cilium::CiliumLoader;
-use crate::loader::libbpf::LibbpfLoader;
-use crate::loader::Loader;
-use crate::runner::{run_all, RunOptions};
+use crate::loaders::cilium::CiliumLoader;
+use crate::loaders::libbpf::LibbpfLoader;
+use crate::loaders::Loader;
+use crate::run::{run_all, RunOptions};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -206,7 +206,7 @@ fn run(o: &GuestOptions) -> Result<(), String> {
     }
     let mut counts: BTreeMap<String, u64> = ["runs", "case_errors"]
         .into_iter()
-        .chain(crate::check::Verdict::ALL.iter().map(|v| v.as_str()))
+        .chain(crate::judge::check::Verdict::ALL.iter().map(|v| v.as_str()))
         .map(|k| (k.to_string(), 0))
         .collect();
     let done = |counts: &BTreeMap<String, u64>| emit(&GuestLine::Done { counts: counts.clone(), uptime_s: uptime_s() });

@@ -14,7 +14,7 @@
 //! ```
 
 use super::initramfs::Initramfs;
-use crate::artifacts::{LIB_PROBE_TARGET, PROBE_TARGET};
+use crate::run::artifacts::{LIB_PROBE_TARGET, PROBE_TARGET};
 use std::path::{Component, Path, PathBuf};
 
 /// What goes into an image.
@@ -136,7 +136,7 @@ pub fn build(spec: &ImageSpec) -> Result<Initramfs, String> {
     };
     let harness = match &spec.harness {
         Some(p) => p.clone(),
-        None => crate::harness_build::ensure_harness(None)?,
+        None => crate::loaders::go_build::ensure_harness(None)?,
     };
     for (what, p) in [("init", &init), ("harness", &harness)] {
         if !p.is_file() {

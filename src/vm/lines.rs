@@ -3,9 +3,9 @@
 //! matrix), both through this one type. A line the host cannot read becomes
 //! [`GuestLine::Garbled`] with its text (a panic may cut a line short).
 
-use crate::attempts::AttemptPolicy;
-use crate::features::FeatureSet;
-use crate::runner::CaseResult;
+use crate::run::attempts::AttemptPolicy;
+use crate::probing::features::FeatureSet;
+use crate::run::CaseResult;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,7 +24,7 @@ pub struct EchoedOptions {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StartedLoader {
     #[serde(flatten)]
-    pub library: crate::loader::LibraryInfo,
+    pub library: crate::loaders::LibraryInfo,
     pub label: String,
 }
 
@@ -42,7 +42,7 @@ pub enum GuestLine {
     },
     Features {
         features: FeatureSet,
-        kfunc_variant: crate::artifacts::KfuncVariant,
+        kfunc_variant: crate::run::artifacts::KfuncVariant,
         config: Option<BTreeMap<String, String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         config_error: Option<String>,

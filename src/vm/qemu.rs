@@ -235,7 +235,7 @@ impl BootOutcome {
     }
 
     /// Every case result the guest sent.
-    pub fn results(&self) -> Vec<&crate::runner::CaseResult> {
+    pub fn results(&self) -> Vec<&crate::run::CaseResult> {
         self.lines
             .iter()
             .filter_map(|l| match l {

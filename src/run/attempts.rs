@@ -18,9 +18,9 @@
 //! the result is not stable.
 
 use crate::case::{Case, Context, KernelVersion, LoaderId};
-use crate::check::{cross_check, Verdict};
-use crate::features::FeatureSet;
-use crate::runner::{Attempt, CaseResult, KnownMatch};
+use crate::judge::check::{cross_check, Verdict};
+use crate::probing::features::FeatureSet;
+use crate::run::{Attempt, CaseResult, KnownMatch};
 use serde::{Deserialize, Serialize};
 
 /// How many attempts a case gets.
@@ -146,7 +146,7 @@ fn flaky_diff(mine: &[&CaseResult]) -> Option<String> {
         let other = a.observed.as_deref().unwrap_or("");
         if other != base || a.verdict != mine[0].verdict {
             out.push_str(&format!("attempt 1 ({}) vs attempt {} ({}):\n", mine[0].verdict, i + 1, a.verdict));
-            out.push_str(&crate::check::diff(base, other, false));
+            out.push_str(&crate::judge::check::diff(base, other, false));
         }
     }
     (!out.is_empty()).then_some(out)
@@ -176,11 +176,11 @@ pub enum LoaderSpec {
 }
 
 impl LoaderSpec {
-    pub fn open(&self) -> Result<Box<dyn crate::loader::Loader>, String> {
+    pub fn open(&self) -> Result<Box<dyn crate::loaders::Loader>, String> {
         match self {
-            LoaderSpec::Libbpf => Ok(Box::new(crate::loader::libbpf::LibbpfLoader)),
+            LoaderSpec::Libbpf => Ok(Box::new(crate::loaders::libbpf::LibbpfLoader)),
             LoaderSpec::Cilium { harness, explicit } => {
-                let mut c = crate::loader::cilium::CiliumLoader::new(harness.clone())?;
+                let mut c = crate::loaders::cilium::CiliumLoader::new(harness.clone())?;
                 c.set_explicit(*explicit);
                 Ok(Box::new(c))
             }
@@ -252,7 +252,7 @@ pub mod tests_support {
             kernel: "6.18.0".into(),
             verdict: v,
             detail: "d".into(),
-            via: crate::loader::ViaKind::Native,
+            via: crate::loaders::ViaKind::Native,
             vias: vec![],
             library: String::new(),
             observed: Some(format!("trace of {case}\n")),
@@ -293,7 +293,7 @@ mod tests {
             kernel: "6.18.0".into(),
             verdict: v,
             detail: "d".into(),
-            via: crate::loader::ViaKind::Native,
+            via: crate::loaders::ViaKind::Native,
             vias: vec![],
             library: String::new(),
             observed: Some(observed.into()),

@@ -20,8 +20,8 @@
 //!   for sessions; `session_cookie` at a kprobe session entry is `*` because the
 //!   kernel does not promise it starts at 0.
 
-use crate::abi::{consts, Phase, RawEvent};
-use crate::symbolize::{KernelSymbols, Symbolizer};
+use crate::observe::abi::{consts, Phase, RawEvent};
+use crate::observe::symbolize::{KernelSymbols, Symbolizer};
 use std::collections::{BTreeMap, HashMap};
 
 /// The context needed to name things.

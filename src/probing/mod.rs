@@ -1,4 +1,4 @@
-//! Probing the running kernel by trying. Every feature of src/features.rs is
+//! Probing the running kernel by trying. Every feature of src/probing/features.rs is
 //! decided here by loading a program, attaching it the way the feature needs and
 //! triggering it; or, for the session kfunc prototypes, by reading kernel BTF;
 //! or, for syscalls, by calling them in a throw-away child. Never by version.
@@ -6,10 +6,17 @@
 //! The probes trigger a function in this very process ([`probeconf_probe_fn`])
 //! so they need no helper binary.
 
-use crate::artifacts::KfuncVariant;
-use crate::classify::classify_libbpf;
-use crate::features::{Feature, FeatureSet, ProbeResult};
-use crate::loader::libbpf_compat;
+
+pub mod census;
+pub mod features;
+pub mod preempt;
+pub mod priv_stack;
+pub mod prog_stats;
+
+use crate::run::artifacts::KfuncVariant;
+use crate::judge::classify::classify_libbpf;
+use crate::probing::features::{Feature, FeatureSet, ProbeResult};
+use crate::loaders::libbpf_compat;
 use libbpf_rs::btf::types::{Func, FuncProto};
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, UprobeMultiOpts, UprobeOpts};
@@ -106,7 +113,7 @@ impl ProbeObject {
     /// `variant` picks the build of the kfunc-calling probes; the others are
     /// in the kfunc-free object (no kernel BTF parse per load).
     fn load(variant: KfuncVariant, prog: &'static str) -> Result<Self, String> {
-        let bytes = if prog.ends_with("_kfuncs") { variant.feature_probes_session() } else { crate::artifacts::FEATURE_PROBES };
+        let bytes = if prog.ends_with("_kfuncs") { variant.feature_probes_session() } else { crate::run::artifacts::FEATURE_PROBES };
         let mut builder = ObjectBuilder::default();
         let mut open = builder.open_memory(bytes).map_err(|e| format!("open: {e:#}"))?;
         for mut p in open.progs_mut() {
@@ -609,7 +616,7 @@ pub fn kernel_release() -> String {
 
 /// Probes every feature of the vocabulary. Needs root (CAP_BPF + CAP_PERFMON).
 pub fn probe_all() -> FeatureSet {
-    crate::libbpf_log::install();
+    crate::loaders::libbpf_log::install();
     let mut results = BTreeMap::new();
     let (proto, how) = session_kfunc_prototype();
     for &f in Feature::ALL {
@@ -633,7 +640,7 @@ pub fn probe_all() -> FeatureSet {
             Feature::UretprobeSeccompPassthrough => probe_seccomp(true),
             Feature::UprobeSeccompPassthrough => probe_seccomp(false),
             Feature::UprobePrivateStack => probe_uprobe_private_stack(),
-            Feature::PreemptDynamic => crate::preempt::probe(),
+            Feature::PreemptDynamic => crate::probing::preempt::probe(),
         };
         results.insert(f, r);
     }
@@ -672,7 +679,7 @@ pub fn jit_private_frame(fd: std::os::fd::BorrowedFd<'_>) -> Option<bool> {
 fn probe_uprobe_private_stack() -> ProbeResult {
     const PROG: &str = "pc_uprobe_large";
     let mut builder = ObjectBuilder::default();
-    let mut open = match builder.open_memory(crate::artifacts::RECORDERS) {
+    let mut open = match builder.open_memory(crate::run::artifacts::RECORDERS) {
         Ok(o) => o,
         Err(e) => return no(format!("open recorders: {e:#}")),
     };

@@ -1,5 +1,5 @@
 //! Building the libbpf harness (libbpf-harness/) for a libbpf version or a
-//! libbpf source tree, cached like the Go harness (src/harness_build.rs).
+//! libbpf source tree, cached like the Go harness (src/loaders/go_build.rs).
 //!
 //! The one public function:
 //!

@@ -1,6 +1,6 @@
 //! The controlled feature vocabulary (like test262's `features`): the only tags a
 //! case may name in `requires` or `when`. Each tag is a kernel capability that
-//! src/probing.rs finds out by trying, never from a version number.
+//! src/probing/mod.rs finds out by trying, never from a version number.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

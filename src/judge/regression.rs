@@ -15,8 +15,8 @@
 //! * runs present on one side only are listed (a run that disappeared is a
 //!   regression: a gate must not pass because a case stopped running).
 
-use crate::check::Verdict;
-use crate::runner::CaseResult;
+use crate::judge::check::Verdict;
+use crate::run::CaseResult;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -163,7 +163,7 @@ pub fn compare(a: &[Run], b: &[Run]) -> Comparison {
             None => out.same += 1,
             Some(change) => {
                 let diff = match (&ra.observed, &rb.observed) {
-                    (Some(x), Some(y)) if x != y => Some(crate::check::diff(x, y, false)),
+                    (Some(x), Some(y)) if x != y => Some(crate::judge::check::diff(x, y, false)),
                     _ => None,
                 };
                 out.differences.push(Difference { key: k.clone(), change, before: Some(describe(ra)), after: Some(describe(rb)), diff });

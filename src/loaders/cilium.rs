@@ -3,9 +3,9 @@
 //! decoding and normalisation stay on this side, shared with libbpf.
 
 use super::{AttachRequest, Attached, Drained, FailPhase, LibraryInfo, Loader, LoaderError, Via, ViaKind};
-use crate::abi::CONFIG_SECTION;
+use crate::observe::abi::CONFIG_SECTION;
 use crate::case::LoaderId;
-use crate::classify::{Classified, ErrorClass};
+use crate::judge::classify::{Classified, ErrorClass};
 use crate::plan::PidFilter;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,7 @@ impl CiliumLoader {
 
     /// Builds (if needed) and opens the harness for a cilium/ebpf version.
     pub fn build(version: Option<&str>) -> Result<Self, String> {
-        let mut l = Self::new(crate::harness_build::ensure_harness(version)?)?;
+        let mut l = Self::new(crate::loaders::go_build::ensure_harness(version)?)?;
         l.explicit = version.is_some();
         Ok(l)
     }
@@ -199,7 +199,7 @@ impl Loader for CiliumLoader {
     }
 
     fn label(&self) -> String {
-        if self.version == crate::harness_build::PINNED_CILIUM && !self.explicit {
+        if self.version == crate::loaders::go_build::PINNED_CILIUM && !self.explicit {
             "cilium".into()
         } else {
             format!("cilium@{}", self.version)
@@ -210,8 +210,8 @@ impl Loader for CiliumLoader {
         LibraryInfo { loader: LoaderId::Cilium, library: "github.com/cilium/ebpf".into(), version: self.version.clone() }
     }
 
-    fn respawn(&self) -> Option<crate::attempts::LoaderSpec> {
-        Some(crate::attempts::LoaderSpec::Cilium { harness: self.harness.clone(), explicit: self.explicit })
+    fn respawn(&self) -> Option<crate::run::attempts::LoaderSpec> {
+        Some(crate::run::attempts::LoaderSpec::Cilium { harness: self.harness.clone(), explicit: self.explicit })
     }
 
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError> {
@@ -234,8 +234,8 @@ impl Loader for CiliumLoader {
             Line::Attached { probes, object_variant, object_reason } => {
                 if let Some(v) = object_variant {
                     let ours = match req.plan.variant {
-                        crate::artifacts::KfuncVariant::NoArg => "noarg",
-                        crate::artifacts::KfuncVariant::Ctx => "ctx",
+                        crate::run::artifacts::KfuncVariant::NoArg => "noarg",
+                        crate::run::artifacts::KfuncVariant::Ctx => "ctx",
                     };
                     if v != ours {
                         return Err(harness_error(format!(

@@ -38,18 +38,18 @@ fn gap(id: &str, library: &str, versions: &str, feature: &str, status: GapStatus
     }
 }
 
-/// The libbpf side (src/loader/libbpf*.rs, src/probing.rs).
+/// The libbpf side (src/loaders/libbpf*.rs, src/probing/mod.rs).
 pub fn rust_registry() -> Vec<Gap> {
     use GapStatus::*;
     vec![
         gap(
-            crate::loader::libbpf_compat::KPROBE_SESSION_BRIDGE,
+            crate::loaders::libbpf_compat::KPROBE_SESSION_BRIDGE,
             "libbpf-rs",
             "0.27.2 (libbpf 1.7)",
             "kprobe.session attach (BPF_TRACE_KPROBE_SESSION = 56, kernel >= 6.10)",
             Compat,
             "KprobeMultiOpts has no `session` flag. The loader calls libbpf's bpf_program__attach_kprobe_multi_opts \
-             through the re-exported libbpf_sys with .session = true, symbols and cookies (src/loader/libbpf_compat.rs).",
+             through the re-exported libbpf_sys with .session = true, symbols and cookies (src/loaders/libbpf_compat.rs).",
         ),
         gap(
             "libbpf-rs-kretprobe-cookie",
@@ -95,7 +95,7 @@ pub fn rust_registry() -> Vec<Gap> {
             Compat,
             "Every object with session programs is built twice from one source (bpf/session_kfuncs.h). The runner \
              reads the running kernel's BTF (bpf_session_cookie's FUNC_PROTO) and hands both loaders the matching \
-             object: sessions.bpf.o or sessions.ctx.bpf.o (src/probing.rs kfunc_variant); the other recorders have no kfuncs and are built once.",
+             object: sessions.bpf.o or sessions.ctx.bpf.o (src/probing/mod.rs kfunc_variant); the other recorders have no kfuncs and are built once.",
         ),
     ]
 }

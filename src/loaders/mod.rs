@@ -6,11 +6,14 @@
 //! later drains the raw records. Decoding and normalisation happen outside, once.
 
 pub mod cilium;
+pub mod compat;
+pub mod go_build;
 pub mod libbpf;
 pub mod libbpf_compat;
+pub mod libbpf_log;
 
 use crate::case::LoaderId;
-use crate::classify::Classified;
+use crate::judge::classify::Classified;
 use crate::plan::{Pids, Plan};
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +73,7 @@ pub enum ViaKind {
 pub struct Via {
     pub probe: String,
     pub via: ViaKind,
-    /// The compatibility registry entry used (src/compat.rs), if any.
+    /// The compatibility registry entry used (src/loaders/compat.rs), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
     /// The kernel's id of the probe's program (per-program counters).
@@ -109,7 +112,7 @@ pub trait Loader: Send + Sync {
     fn library(&self) -> LibraryInfo;
     /// How a fresh process opens this same loader again (further attempts of
     /// a case run in a child process); `None` for a loader that cannot be.
-    fn respawn(&self) -> Option<crate::attempts::LoaderSpec> {
+    fn respawn(&self) -> Option<crate::run::attempts::LoaderSpec> {
         None
     }
     /// Loads and attaches every probe of the plan. On error nothing stays attached.

@@ -5,7 +5,7 @@
 //! afterwards (on every exit path: the guard restores on drop).
 
 use crate::case::PreemptMode;
-use crate::features::ProbeResult;
+use crate::probing::features::ProbeResult;
 
 pub const SCHED_PREEMPT: &str = "/sys/kernel/debug/sched/preempt";
 

@@ -226,11 +226,11 @@ mod tests {
 
     #[test]
     fn layout_matches_object_btf() {
-        for obj in [crate::artifacts::RECORDERS, crate::artifacts::SESSIONS, crate::artifacts::SESSIONS_CTX, crate::artifacts::USDT_RECORDER] {
+        for obj in [crate::run::artifacts::RECORDERS, crate::run::artifacts::SESSIONS, crate::run::artifacts::SESSIONS_CTX, crate::run::artifacts::USDT_RECORDER] {
             let (size, fields) = struct_layout(obj, "pc_event");
             assert_eq!(size, EVENT_SIZE, "sizeof(struct pc_event)");
             let ours: Vec<(String, usize)> = EVENT_FIELDS.iter().map(|(n, o, _)| (n.to_string(), *o)).collect();
-            assert_eq!(fields, ours, "struct pc_event offsets: BTF of the object vs src/abi.rs");
+            assert_eq!(fields, ours, "struct pc_event offsets: BTF of the object vs src/observe/abi.rs");
             let (size, fields) = struct_layout(obj, "pc_config");
             assert_eq!(size, CONFIG_SIZE, "sizeof(struct pc_config)");
             let ours: Vec<(String, usize)> = CONFIG_FIELDS.iter().map(|(n, o, _)| (n.to_string(), *o)).collect();

@@ -2,17 +2,22 @@
 //! drain, decode, normalise, judge. One case's failure (an error, a panic, a
 //! missing binary) becomes that case's verdict and the run goes on.
 
-use crate::abi::RawEvent;
-use crate::artifacts::RunDir;
+
+pub mod artifacts;
+pub mod attempts;
+pub mod target;
+
+use crate::observe::abi::RawEvent;
+use crate::run::artifacts::RunDir;
 use crate::case::{Case, Context, KernelVersion, LoaderId};
-use crate::check::{judge, Judgement, Observed, Verdict};
-use crate::classify::{Classified, ErrorClass};
-use crate::features::FeatureSet;
-use crate::loader::{AttachRequest, FailPhase, Loader, LoaderError, Via, ViaKind};
-use crate::normalise::{normalise, Names, RunFacts};
+use crate::judge::check::{judge, Judgement, Observed, Verdict};
+use crate::judge::classify::{Classified, ErrorClass};
+use crate::probing::features::FeatureSet;
+use crate::loaders::{AttachRequest, FailPhase, Loader, LoaderError, Via, ViaKind};
+use crate::observe::normalise::{normalise, Names, RunFacts};
 use crate::plan::{plan, Pids, Plan};
-use crate::symbolize::{KernelSymbols, Symbolizer};
-use crate::target::TargetProcess;
+use crate::observe::symbolize::{KernelSymbols, Symbolizer};
+use crate::run::target::TargetProcess;
 use serde::Serialize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -89,8 +94,8 @@ pub struct RunOptions {
     /// How long a target may run its steps.
     pub target_timeout: Duration,
     /// Attempts per case: always `repeat`, and up to `reruns` more while the
-    /// attempts agree on a result that is not a pass (src/attempts.rs).
-    pub attempts: crate::attempts::AttemptPolicy,
+    /// attempts agree on a result that is not a pass (src/run/attempts.rs).
+    pub attempts: crate::run::attempts::AttemptPolicy,
     /// The probeconf binary that runs further attempts in a fresh process
     /// (`probeconf attempt`); `None` = this executable.
     pub self_exe: Option<std::path::PathBuf>,
@@ -121,7 +126,7 @@ pub struct Execution {
 
 fn outcome_text(o: &crate::case::Outcome) -> String {
     match o {
-        crate::case::Outcome::Trace(t) => crate::normalise::canonical_lines(t).join("\n") + "\n",
+        crate::case::Outcome::Trace(t) => crate::observe::normalise::canonical_lines(t).join("\n") + "\n",
         crate::case::Outcome::Error(e) => format!("error: phase={} class={}\n", e.phase, e.class),
     }
 }
@@ -150,7 +155,7 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
         timing: None,
     };
     // The preemption model first: a case that cannot have it does not run.
-    let _preempt = match case.preempt.map(crate::preempt::switch) {
+    let _preempt = match case.preempt.map(crate::probing::preempt::switch) {
         Some(Err(why)) => {
             result.verdict = Verdict::Unsupported;
             result.detail = format!("preempt-dynamic: {why}");
@@ -159,7 +164,7 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
         Some(Ok(guard)) => Some(guard),
         None => None,
     };
-    result.preempt = crate::preempt::current();
+    result.preempt = crate::probing::preempt::current();
     let cx = Context { kernel: KernelVersion::parse(&features.kernel), features, loader: loader.id(), preempt: result.preempt };
     let expected = case.expect.resolve(&cx);
     result.expected = Some(outcome_text(expected));
@@ -167,7 +172,7 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
     let missing: Vec<_> = features
         .missing(&case.required_features())
         .into_iter()
-        .filter(|f| *f != crate::features::Feature::PreemptDynamic)
+        .filter(|f| *f != crate::probing::features::Feature::PreemptDynamic)
         .map(|f| (f, features.why(f).to_string()))
         .collect();
 
@@ -242,7 +247,7 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     facts.observations.extend(observed.into_iter().map(|o| ("P0".to_string(), o)));
     if !exit.is_clean() {
         facts.abnormal_exits.push(("P0".into(), exit.describe()));
-        if matches!(exit, crate::target::Exit::Code(_)) && !stderr.trim().is_empty() {
+        if matches!(exit, crate::run::target::Exit::Code(_)) && !stderr.trim().is_empty() {
             return Err(Trouble(format!("probe-target P0 {}: {}", exit.describe(), stderr.trim())));
         }
     }
@@ -255,7 +260,7 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     }
     // Counters of the programs, read while they are still loaded.
     for p in plan.probes.iter().filter(|p| p.recursion_misses) {
-        let misses = vias.iter().find(|v| v.probe == p.name).and_then(|v| v.prog_id).and_then(crate::prog_stats::recursion_misses);
+        let misses = vias.iter().find(|v| v.probe == p.name).and_then(|v| v.prog_id).and_then(crate::probing::prog_stats::recursion_misses);
         let text = misses.map(|m| m.to_string()).unwrap_or_else(|| "?".into());
         facts.counters.push((p.name.clone(), format!("recursion_misses={text}")));
     }
@@ -293,7 +298,7 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
 }
 
 /// Every case through every loader, in order: one attempt in this process,
-/// further attempts as `opts.attempts` asks (src/attempts.rs), the
+/// further attempts as `opts.attempts` asks (src/run/attempts.rs), the
 /// cross-loader check, known issues. `progress` is called per final result.
 pub fn run_all(
     cases: &[Case],
@@ -307,20 +312,20 @@ pub fn run_all(
         let mut first = Vec::new();
         for loader in loaders {
             if crate::interrupt::requested() {
-                crate::check::cross_check(&mut first);
+                crate::judge::check::cross_check(&mut first);
                 out.extend(first);
                 return out;
             }
             first.push(run_case(case, *loader, features, opts));
         }
-        let specs: Option<Vec<crate::attempts::LoaderSpec>> = loaders.iter().map(|l| l.respawn()).collect();
+        let specs: Option<Vec<crate::run::attempts::LoaderSpec>> = loaders.iter().map(|l| l.respawn()).collect();
         let exe = opts.self_exe.clone().map(Ok).unwrap_or_else(std::env::current_exe);
         let again = || -> Result<Vec<CaseResult>, String> {
             let specs = specs.as_ref().ok_or("a loader cannot be opened in another process")?;
             let exe = exe.as_ref().map_err(|e| format!("this executable: {e}"))?;
-            crate::attempts::attempt_in_child(exe, case, features, specs, opts.target_timeout.as_secs())
+            crate::run::attempts::attempt_in_child(exe, case, features, specs, opts.target_timeout.as_secs())
         };
-        let settled = crate::attempts::settle(case, features, opts.attempts, first, again);
+        let settled = crate::run::attempts::settle(case, features, opts.attempts, first, again);
         for r in &settled {
             progress(r);
         }
@@ -334,8 +339,8 @@ mod tests {
     //! The checker itself, on fake event streams: no BPF, but the real target,
     //! decoder, normaliser and checks.
     use super::*;
-    use crate::abi::{consts, Phase};
-    use crate::loader::{Attached, Drained, LibraryInfo};
+    use crate::observe::abi::{consts, Phase};
+    use crate::loaders::{Attached, Drained, LibraryInfo};
 
     /// A loader that "attaches" nothing and drains canned events for P0.
     struct FakeLoader {
@@ -351,7 +356,7 @@ mod tests {
         fn vias(&self) -> Vec<Via> {
             Vec::new()
         }
-        fn drain(self: Box<Self>) -> Result<crate::loader::Drained, LoaderError> {
+        fn drain(self: Box<Self>) -> Result<crate::loaders::Drained, LoaderError> {
             Ok(Drained { records: self.records, dropped: 0 })
         }
     }
@@ -369,7 +374,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let mut e = crate::normalise::tests::ev(req.pids.target, req.pids.target, 0, Phase::Entry, i as u64 + 1, 0);
+                    let mut e = crate::observe::normalise::tests::ev(req.pids.target, req.pids.target, 0, Phase::Entry, i as u64 + 1, 0);
                     e.kind = consts::KIND_UPROBE as u16;
                     e.attach_cookie = *c;
                     e.encode().to_vec()
@@ -399,8 +404,8 @@ mod tests {
         let mut c = case();
         c.probes[0].kind = crate::case::ProbeKind::Uprobe;
         let mut f = features();
-        for feat in crate::features::Feature::ALL {
-            f.results.insert(*feat, crate::features::ProbeResult { supported: true, detail: String::new() });
+        for feat in crate::probing::features::Feature::ALL {
+            f.results.insert(*feat, crate::probing::features::ProbeResult { supported: true, detail: String::new() });
         }
         let r = run_all(&[c], &[&a, &b], &f, &RunOptions::default(), |_| {});
         assert!(r.iter().all(|r| r.verdict == Verdict::Pass), "{r:#?}");
@@ -412,8 +417,8 @@ mod tests {
         // The "cilium" side loses a cookie: a broken loader.
         let b = FakeLoader { id: LoaderId::Cilium, cookies: vec![0x11, 0x0] };
         let mut f = features();
-        for feat in crate::features::Feature::ALL {
-            f.results.insert(*feat, crate::features::ProbeResult { supported: true, detail: String::new() });
+        for feat in crate::probing::features::Feature::ALL {
+            f.results.insert(*feat, crate::probing::features::ProbeResult { supported: true, detail: String::new() });
         }
         let r = run_all(&[case()], &[&a, &b], &f, &RunOptions::default(), |_| {});
         assert_eq!(r[1].verdict, Verdict::Fail);

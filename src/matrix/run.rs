@@ -6,8 +6,8 @@
 use crate::case::{discover, LoaderId};
 use crate::kernels::{self, KernelImage};
 use crate::matrix::{config_flags, CaseMeta, ColumnStatus, Crash, KernelColumn, Matrix};
-use crate::shard::{ColumnSpec, Shard};
-use crate::runner::CaseResult;
+use crate::matrix::shard::{ColumnSpec, Shard};
+use crate::run::CaseResult;
 use crate::vm::lines::GuestLine;
 use crate::vm::{BootOptions, BootOutcome, BootStatus, GuestMode, GuestOptions, ImageSpec};
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ pub struct MatrixOptions {
     pub stall_timeout: Duration,
     pub tcg_threads: crate::vm::TcgThreads,
     /// Attempts per case in the guest.
-    pub attempts: crate::attempts::AttemptPolicy,
+    pub attempts: crate::run::attempts::AttemptPolicy,
     /// A deliberate crash in every column, for testing recovery (`probeconf.crash=`).
     pub crash: Option<crate::vm::cmdline::CrashPlan>,
     /// Boot each kernel under each of these preemption models (`preempt=`),
@@ -148,7 +148,7 @@ fn worst_case_silence(opts: &MatrixOptions) -> Duration {
 
 /// What one boot's results channel holds: the probed features (if the guest
 /// got that far) and every result it sent.
-fn boot_results(out: &BootOutcome) -> (Option<crate::features::FeatureSet>, Vec<CaseResult>) {
+fn boot_results(out: &BootOutcome) -> (Option<crate::probing::features::FeatureSet>, Vec<CaseResult>) {
     let features = out.lines.iter().find_map(|l| match l {
         GuestLine::Features { features, .. } => Some(features.clone()),
         _ => None,
@@ -173,7 +173,7 @@ pub const MAX_CRASHES: usize = 8;
 fn column_counts(col: &KernelColumn) -> String {
     let counts = crate::report::counts(&col.results);
     let parts: Vec<String> =
-        crate::check::Verdict::ALL.iter().map(|v| format!("{} {v}", counts.get(v).copied().unwrap_or(0))).collect();
+        crate::judge::check::Verdict::ALL.iter().map(|v| format!("{} {v}", counts.get(v).copied().unwrap_or(0))).collect();
     format!("{} runs: {}", col.results.len(), parts.join(", "))
 }
 
@@ -351,9 +351,9 @@ fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseRes
         loader: loader.into(),
         loader_id: if loader.starts_with("cilium") { LoaderId::Cilium } else { LoaderId::Libbpf },
         kernel: kernel.into(),
-        verdict: crate::check::Verdict::Error,
+        verdict: crate::judge::check::Verdict::Error,
         detail: format!("the kernel crashed twice while this case ran (last: {reason}); see the column's crash log"),
-        via: crate::loader::ViaKind::Native,
+        via: crate::loaders::ViaKind::Native,
         vias: Vec::new(),
         library: String::new(),
         observed: None,
@@ -411,8 +411,8 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
         })
         .collect();
 
-    let plan = crate::shard::columns(&opts.kernels, &opts.preempt);
-    let units = crate::shard::units(plan.len(), opts.shard);
+    let plan = crate::matrix::shard::columns(&opts.kernels, &opts.preempt);
+    let units = crate::matrix::shard::units(plan.len(), opts.shard);
     if let Some(s) = opts.shard {
         let mine: Vec<String> = units.iter().map(|u| format!("{}{}", plan[u.column].label(), if u.slices > 1 { format!(" (cases slice {}/{})", u.slice + 1, u.slices) } else { String::new() })).collect();
         progress(format!("shard {s}: {}", if mine.is_empty() { "nothing to do".to_string() } else { mine.join(", ") }));
@@ -496,10 +496,10 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
     out_columns.extend(order.into_iter().zip(columns));
     out_columns.sort_by_key(|(n, _)| *n);
 
-    let mut libraries = vec![crate::loader::Loader::library(&crate::loader::libbpf::LibbpfLoader)];
+    let mut libraries = vec![crate::loaders::Loader::library(&crate::loaders::libbpf::LibbpfLoader)];
     if opts.loaders.contains(&LoaderId::Cilium) {
-        if let Ok(c) = crate::loader::cilium::CiliumLoader::build(None) {
-            libraries.push(crate::loader::Loader::library(&c));
+        if let Ok(c) = crate::loaders::cilium::CiliumLoader::build(None) {
+            libraries.push(crate::loaders::Loader::library(&c));
         }
     }
     if !opts.loaders.contains(&LoaderId::Libbpf) {

@@ -1,8 +1,8 @@
 //! The libbpf side of the compatibility layer: what libbpf-rs 0.27.2 does not
 //! expose, reached through the re-exported `libbpf_sys`. Each bridge is listed
-//! in the registry (src/compat.rs) under the id given here.
+//! in the registry (src/loaders/compat.rs) under the id given here.
 
-use crate::classify::{classify_errno, Classified};
+use crate::judge::classify::{classify_errno, Classified};
 use libbpf_rs::{AsRawLibbpf, Link, ProgramMut};
 use std::ffi::CString;
 use std::ptr::NonNull;
@@ -19,7 +19,7 @@ pub fn attach_kprobe_multi(
     retprobe: bool,
     session: bool,
 ) -> Result<Link, Classified> {
-    let invalid = |detail: String| Classified { class: crate::classify::ErrorClass::Invalid, errno: None, detail };
+    let invalid = |detail: String| Classified { class: crate::judge::classify::ErrorClass::Invalid, errno: None, detail };
     if symbols.is_empty() || cookies.len() != symbols.len() {
         return Err(invalid(format!("{} symbols with {} cookies", symbols.len(), cookies.len())));
     }

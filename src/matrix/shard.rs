@@ -215,7 +215,7 @@ mod tests {
         let cases = ["a", "b", "c"];
         let columns = columns(&["6.1".into(), "7.3".into()], &[]);
         let result = |case: &str, kernel: &str| {
-            let mut r = crate::attempts::tests_support::result(case, "libbpf", crate::check::Verdict::Pass);
+            let mut r = crate::run::attempts::tests_support::result(case, "libbpf", crate::judge::check::Verdict::Pass);
             r.kernel = kernel.into();
             r
         };

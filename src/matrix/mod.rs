@@ -1,12 +1,16 @@
 //! The kernel matrix: every case × kernel × loader, with each kernel's probed
 //! features and config flags. This module holds the data model and renders it
 //! as matrix.json, matrix.md, a self-contained matrix.html and a compact
-//! terminal table. Booting the kernels is src/vm/; fetching them src/kernels.rs.
+//! terminal table. Booting the kernels is src/vm/; fetching them src/kernels/.
 
-use crate::check::Verdict;
-use crate::features::{Feature, FeatureSet};
-use crate::loader::{LibraryInfo, ViaKind};
-use crate::runner::CaseResult;
+
+pub mod run;
+pub mod shard;
+
+use crate::judge::check::Verdict;
+use crate::probing::features::{Feature, FeatureSet};
+use crate::loaders::{LibraryInfo, ViaKind};
+use crate::run::CaseResult;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -98,7 +102,7 @@ pub struct ColumnProfile {
 impl KernelColumn {
     /// The column's name: `7.3`, or `7.3 preempt=full`.
     pub fn label(&self) -> String {
-        crate::shard::ColumnSpec { kernel: self.request.clone(), preempt: self.preempt }.label()
+        crate::matrix::shard::ColumnSpec { kernel: self.request.clone(), preempt: self.preempt }.label()
     }
 
     /// Whether this column was to run `case`.
@@ -138,15 +142,15 @@ pub struct RunSettings {
     #[serde(default)]
     pub accel: String,
     #[serde(default)]
-    pub attempts: crate::attempts::AttemptPolicy,
+    pub attempts: crate::run::attempts::AttemptPolicy,
 }
 
 /// What a shard's matrix is a share of: the whole plan, so that `merge` can
 /// check that every share is there.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ShardInfo {
-    pub shard: crate::shard::Shard,
-    pub columns: Vec<crate::shard::ColumnSpec>,
+    pub shard: crate::matrix::shard::Shard,
+    pub columns: Vec<crate::matrix::shard::ColumnSpec>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,10 +1,10 @@
 //! The libbpf loader, through libbpf-rs 0.27.2 (vendored libbpf 1.7).
 
 use super::{AttachRequest, Attached, Drained, FailPhase, LibraryInfo, Loader, LoaderError, Via, ViaKind};
-use crate::abi::CONFIG_SECTION;
+use crate::observe::abi::CONFIG_SECTION;
 use crate::case::{LoaderId, ProbeKind};
-use crate::classify::{classify_libbpf, Classified, ErrorClass};
-use crate::loader::libbpf_compat::{self, libbpf_pid, KPROBE_SESSION_BRIDGE};
+use crate::judge::classify::{classify_libbpf, Classified, ErrorClass};
+use crate::loaders::libbpf_compat::{self, libbpf_pid, KPROBE_SESSION_BRIDGE};
 use crate::plan::{Pids, ProbePlan};
 use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, ProgramMut, RingBufferBuilder, UprobeMultiOpts, UprobeOpts};
 use std::cell::RefCell;
@@ -32,8 +32,8 @@ impl Loader for LibbpfLoader {
         LibraryInfo { loader: LoaderId::Libbpf, library: "libbpf-rs 0.27.2".into(), version: format!("libbpf {}", libbpf_version()) }
     }
 
-    fn respawn(&self) -> Option<crate::attempts::LoaderSpec> {
-        Some(crate::attempts::LoaderSpec::Libbpf)
+    fn respawn(&self) -> Option<crate::run::attempts::LoaderSpec> {
+        Some(crate::run::attempts::LoaderSpec::Libbpf)
     }
 
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError> {
@@ -42,12 +42,12 @@ impl Loader for LibbpfLoader {
         let mut run = LibbpfAttached { links: Vec::new(), objects: Vec::new(), vias: Vec::new() };
         let mut shared: Option<Vec<(String, OwnedFd)>> = None;
         for probe in &req.plan.probes {
-            crate::libbpf_log::clear();
+            crate::loaders::libbpf_log::clear();
             let load_err = |c: Classified| LoaderError { phase: FailPhase::Load, probe: Some(probe.name.clone()), error: with_log(c) };
             if !objects.contains_key(probe.object.as_path()) {
                 let bytes = std::fs::read(&probe.object).map_err(|e| {
                     load_err(Classified {
-                        class: crate::classify::classify_errno(e.raw_os_error().unwrap_or(0)),
+                        class: crate::judge::classify::classify_errno(e.raw_os_error().unwrap_or(0)),
                         errno: e.raw_os_error(),
                         detail: format!("reading {}: {e}", probe.object.display()),
                     })
@@ -81,7 +81,7 @@ impl Loader for LibbpfLoader {
 
 /// Appends libbpf's own log lines for the failed operation to the detail.
 fn with_log(mut c: Classified) -> Classified {
-    let log = crate::libbpf_log::take(6);
+    let log = crate::loaders::libbpf_log::take(6);
     if !log.is_empty() {
         c.detail = format!("{} [libbpf: {log}]", c.detail);
     }
@@ -119,7 +119,7 @@ fn load_instance(bytes: &[u8], probe: &ProbePlan, pids: &Pids, shared: Option<&[
 
 fn attach_probe(prog: &ProgramMut<'_>, p: &ProbePlan, pids: &Pids) -> Result<(Vec<Link>, Via), Classified> {
     let pid = libbpf_pid(p.pid_filter(pids));
-    let prog_id = crate::prog_stats::prog_id(std::os::fd::AsFd::as_fd(prog));
+    let prog_id = crate::probing::prog_stats::prog_id(std::os::fd::AsFd::as_fd(prog));
     let native = Via { probe: p.name.clone(), via: ViaKind::Native, bridge: None, prog_id };
     let libbpf = |e: libbpf_rs::Error| classify_libbpf(&e);
     let symbols = || p.targets.iter().map(|t| t.symbol.clone().unwrap_or_default()).collect::<Vec<_>>();
@@ -230,7 +230,7 @@ fn attach_kprobe_raw(prog: &ProgramMut<'_>, sym: &str, offset: u64, cookie: u64,
         None => {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
             Err(Classified {
-                class: crate::classify::classify_errno(errno),
+                class: crate::judge::classify::classify_errno(errno),
                 errno: Some(errno),
                 detail: format!("attach kprobe {sym}: {}", std::io::Error::from_raw_os_error(errno)),
             })

@@ -3,10 +3,10 @@
 //! and the diffs live here; nothing here touches the kernel.
 
 use crate::case::{ErrorPhase, ExpectedError, Outcome};
-use crate::classify::ErrorClass;
-use crate::features::Feature;
-use crate::loader::{FailPhase, LoaderError};
-use crate::normalise::{canonical_lines, Trace};
+use crate::judge::classify::ErrorClass;
+use crate::probing::features::Feature;
+use crate::loaders::{FailPhase, LoaderError};
+use crate::observe::normalise::{canonical_lines, Trace};
 use serde::{Deserialize, Serialize};
 use similar::{ChangeTag, TextDiff};
 
@@ -224,7 +224,7 @@ pub fn diff_colorize(d: &str) -> String {
 /// with both sides side by side. Where the case documents a library
 /// difference (its resolved expectations differ per loader) and each loader
 /// met its own, the difference is reported in the detail instead.
-pub fn cross_check(runs: &mut [crate::runner::CaseResult]) {
+pub fn cross_check(runs: &mut [crate::run::CaseResult]) {
     let Some(first) = runs.first().cloned() else { return };
     let Some(first_obs) = first.observed.clone() else { return };
     let mut disagreements = Vec::new();
@@ -259,7 +259,7 @@ pub fn cross_check(runs: &mut [crate::runner::CaseResult]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::Classified;
+    use crate::judge::classify::Classified;
 
     fn trace(lines: &[&str]) -> Observed {
         Observed::Trace(Trace { lines: lines.iter().map(|s| s.to_string()).collect() })
