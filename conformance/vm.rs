@@ -5,8 +5,8 @@
 //! (downloaded once when missing), or `PROBECONF_TEST_VMLINUZ`.
 //!
 //! The image's /init is the real probeconf binary (a test binary has no
-//! guest hook in its main). No case runs, so a placeholder stands in for the
-//! Go harness.
+//! guest hook in its main). No case runs in most of them, so their image
+//! has no loaders.
 
 use probeconf::vm::vmlinux::{extract, has_pvh_note};
 use probeconf::vm::{boot, boot_retrying, Accel, BootOptions, BootOutcome, BootStatus, GuestMode, GuestOptions, ImageSpec, Initramfs};
@@ -23,11 +23,9 @@ fn vmlinuz() -> PathBuf {
     .clone()
 }
 
-/// An image with no cases: /init is probeconf, the harness a placeholder.
+/// An image with no cases and no loaders: /init is probeconf.
 fn image(dir: &Path) -> PathBuf {
-    let harness = dir.join("no-harness");
-    std::fs::write(&harness, "#!/bin/false\n").unwrap();
-    let spec = ImageSpec { init: Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf"))), harness: Some(harness), cases: vec![] };
+    let spec = ImageSpec { init: Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf"))), loaders: vec![], cases: vec![] };
     let out = dir.join("initramfs.cpio");
     probeconf::vm::image::write(&spec, &out).unwrap();
     out

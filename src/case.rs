@@ -371,6 +371,8 @@ pub struct ExpectedError {
 pub enum LoaderId {
     Libbpf,
     Cilium,
+    /// A third-party harness (`--loader NAME=COMMAND`): no case variant names it.
+    Other,
 }
 
 impl LoaderId {
@@ -378,6 +380,7 @@ impl LoaderId {
         match self {
             LoaderId::Libbpf => "libbpf",
             LoaderId::Cilium => "cilium",
+            LoaderId::Other => "other",
         }
     }
 }
@@ -479,6 +482,10 @@ pub struct When {
     /// A documented library difference.
     #[serde(default)]
     pub loader: Option<LoaderId>,
+    /// The version of the loader's library (libbpf `1.5.1`, cilium/ebpf
+    /// `0.22.0`): for behaviour that changed in a library release.
+    #[serde(default)]
+    pub library: Option<VersionRange>,
     /// The kernel's preemption model during the run (one of these), as the
     /// kernel reports it (/sys/kernel/debug/sched/preempt). Never holds where
     /// the model cannot be read.
@@ -605,6 +612,8 @@ pub struct Context<'a> {
     pub loader: LoaderId,
     /// The preemption model the case ran under, when known.
     pub preempt: Option<PreemptMode>,
+    /// The version of the loader's library, when known.
+    pub library: Option<KernelVersion>,
 }
 
 impl When {
@@ -613,6 +622,7 @@ impl When {
             && self.features.iter().all(|f| cx.features.has(*f))
             && self.missing.iter().all(|f| !cx.features.has(*f))
             && self.loader.is_none_or(|l| l == cx.loader)
+            && self.library.as_ref().is_none_or(|r| cx.library.is_some_and(|v| r.contains(v)))
             && (self.preempt.is_empty() || cx.preempt.is_some_and(|m| self.preempt.contains(&m)))
     }
 }

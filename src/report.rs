@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RunHeader {
     pub kernel: String,
-    pub libraries: Vec<crate::loaders::LibraryInfo>,
+    /// Each loader's label and the exact library behind it.
+    pub libraries: Vec<(String, crate::loaders::LibraryInfo)>,
     pub kfunc_variant: crate::run::artifacts::KfuncVariant,
 }
 
@@ -57,8 +58,8 @@ pub fn counts(results: &[CaseResult]) -> BTreeMap<Verdict, usize> {
 pub fn table(header: &RunHeader, results: &[CaseResult], color: bool) -> String {
     let mut out = String::new();
     writeln!(out, "kernel {} · session kfuncs: {:?}", header.kernel, header.kfunc_variant).unwrap();
-    for l in &header.libraries {
-        writeln!(out, "loader {}: {} ({})", l.loader, l.library, l.version).unwrap();
+    for (label, l) in &header.libraries {
+        writeln!(out, "loader {label}: {} {}", l.library, l.version).unwrap();
     }
     let mut loaders: Vec<&str> = Vec::new();
     for r in results {
@@ -137,8 +138,14 @@ pub fn version_differences(results: &[CaseResult]) -> Vec<String> {
         let runs: Vec<&CaseResult> = results.iter().filter(|r| r.case == case).collect();
         for (i, a) in runs.iter().enumerate() {
             for b in &runs[i + 1..] {
-                if a.loader != b.loader && family(&a.loader) == family(&b.loader) && (a.verdict != b.verdict || a.observed != b.observed) {
+                if a.loader == b.loader || family(&a.loader) != family(&b.loader) {
+                    continue;
+                }
+                if a.verdict != b.verdict {
                     out.push(format!("{case}: {} {} vs {} {}", a.loader, a.verdict, b.loader, b.verdict));
+                } else if a.observed != b.observed {
+                    let why = if a.expected != b.expected { "each as its version's expectation says" } else { "the same expectation" };
+                    out.push(format!("{case}: {} and {} both {}, with different traces ({why})", a.loader, b.loader, a.verdict));
                 }
             }
         }

@@ -1,106 +1,19 @@
 //! The compatibility registry: every gap between what a library exposes and
-//! what the suite needs, and how it is bridged. The Rust half is here (libbpf /
-//! libbpf-rs); the Go half comes from `probeconf-harness gaps`. `probeconf gaps`
+//! what the suite needs, and how it is bridged. The libbpf half lives with the
+//! libbpf harness's bridges (libbpf-harness/src/compat.rs); the Go half comes
+//! from `probeconf-harness gaps`. `probeconf gaps`
 //! prints both, and the README's table is generated from the same data (a test
 //! fails when they drift).
 
-use serde::{Deserialize, Serialize};
+pub use libbpf_harness::compat::{Gap, GapStatus};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GapStatus {
-    /// The library does it; the entry documents a difference a comparison must normalise.
-    Native,
-    /// Bridged by the compatibility layer.
-    Compat,
-    /// Not available; the suite reports it rather than bridging it.
-    Missing,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gap {
-    pub id: String,
-    pub library: String,
-    pub versions: String,
-    pub feature: String,
-    pub status: GapStatus,
-    pub workaround: String,
-}
-
-fn gap(id: &str, library: &str, versions: &str, feature: &str, status: GapStatus, workaround: &str) -> Gap {
-    Gap {
-        id: id.into(),
-        library: library.into(),
-        versions: versions.into(),
-        feature: feature.into(),
-        status,
-        workaround: workaround.into(),
-    }
-}
-
-/// The libbpf side (src/loaders/libbpf*.rs, src/probing/mod.rs).
+/// The libbpf half: every entry of the libbpf harness crate's registry,
+/// whatever libbpf version each applies to (each entry names its versions).
 pub fn rust_registry() -> Vec<Gap> {
-    use GapStatus::*;
-    vec![
-        gap(
-            crate::loaders::libbpf_compat::KPROBE_SESSION_BRIDGE,
-            "libbpf-rs",
-            "0.27.2 (libbpf 1.7)",
-            "kprobe.session attach (BPF_TRACE_KPROBE_SESSION = 56, kernel >= 6.10)",
-            Compat,
-            "KprobeMultiOpts has no `session` flag. The loader calls libbpf's bpf_program__attach_kprobe_multi_opts \
-             through the re-exported libbpf_sys with .session = true, symbols and cookies (src/loaders/libbpf_compat.rs).",
-        ),
-        gap(
-            "libbpf-rs-kretprobe-cookie",
-            "libbpf-rs",
-            "0.27.2",
-            "kretprobe with a cookie or an offset",
-            Compat,
-            "KprobeOpts carries a cookie but no retprobe flag, and attach_kprobe(retprobe) no cookie. The loader calls \
-             bpf_program__attach_kprobe_opts with retprobe, offset and bpf_cookie together.",
-        ),
-        gap(
-            "libbpf-pid-semantics",
-            "libbpf",
-            "all",
-            "pid filter of uprobe / uprobe_multi attachments",
-            Native,
-            "libbpf: 0 = the calling process, -1 = all processes (cilium: 0 = all). Cases say target/other/all; \
-             the loader maps `all` to -1 and never passes 0 (libbpf_pid).",
-        ),
-        gap(
-            "libbpf-session-retprobe",
-            "libbpf",
-            ">= 1.5",
-            "session link together with the retprobe flag",
-            Native,
-            "libbpf refuses retprobe + session with EINVAL before the kernel sees it; the kernel has no such check. \
-             Reported as a documented library difference (case uprobe-session-retprobe-flag).",
-        ),
-        gap(
-            "libbpf-rs-uprobe-session-attach-type",
-            "libbpf-rs",
-            "0.27.2",
-            "ProgramAttachType for uprobe.session programs",
-            Missing,
-            "There is no ProgramAttachType::TraceUprobeSession; attach_type() of such a program is Unknown. The suite \
-             does not need it (UprobeMultiOpts.session attaches natively).",
-        ),
-        gap(
-            "session-kfunc-prototype",
-            "libbpf + cilium/ebpf",
-            "kernels 6.10-6.19 vs >= 7.0",
-            "session kfuncs bpf_session_is_return/bpf_session_cookie gained `void *ctx` in 7.0",
-            Compat,
-            "Every object with session programs is built twice from one source (bpf/session_kfuncs.h). The runner \
-             reads the running kernel's BTF (bpf_session_cookie's FUNC_PROTO) and hands both loaders the matching \
-             object: sessions.bpf.o or sessions.ctx.bpf.o (src/probing/mod.rs kfunc_variant); the other recorders have no kfuncs and are built once.",
-        ),
-    ]
+    libbpf_harness::compat::registry(true)
 }
 
-/// The Go half, from the harness.
+/// The Go half, from `probeconf-harness gaps`.
 pub fn go_registry(harness: &std::path::Path) -> Result<Vec<Gap>, String> {
     let out = duct::cmd(harness, ["gaps"])
         .stdout_capture()

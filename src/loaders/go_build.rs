@@ -10,6 +10,7 @@
 //! `go get github.com/cilium/ebpf@VERSION` has been run: the harness code is
 //! the same, only the library under it changes.
 
+use super::registry::LibraryPick;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -79,24 +80,45 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The harness binary for `version` (`None` = the pinned one), built if needed.
-pub fn ensure_harness(version: Option<&str>) -> Result<PathBuf, String> {
-    if let (Some(p), None) = (std::env::var_os("PROBECONF_HARNESS"), version) {
+/// The Go harness for the pinned cilium/ebpf (`None`), a release
+/// (`v0.20.0`), or a local checkout (a `replace` directive), built if needed.
+pub fn ensure_harness(pick: Option<&LibraryPick>) -> Result<PathBuf, String> {
+    if let (Some(p), None) = (std::env::var_os("PROBECONF_HARNESS"), pick) {
         let p = PathBuf::from(p);
         return if p.is_file() { Ok(p) } else { Err(format!("PROBECONF_HARNESS={} does not exist", p.display())) };
     }
-    let version = version.unwrap_or(PINNED_CILIUM);
-    if !version.starts_with('v') || version.contains('/') {
-        return Err(format!("--cilium-version `{version}`: expected a module version like v0.20.0"));
-    }
+    let (key, version, checkout) = match pick {
+        None => (PINNED_CILIUM.to_string(), PINNED_CILIUM.to_string(), None),
+        Some(LibraryPick::Version(v)) => {
+            if !v.starts_with('v') || v.contains('/') {
+                return Err(format!("cilium@{v}: expected a module version like v0.20.0"));
+            }
+            (v.clone(), v.clone(), None)
+        }
+        Some(LibraryPick::Path(p)) => {
+            let p = std::fs::canonicalize(p).map_err(|e| format!("cilium@{}: {e}", p.display()))?;
+            let go_mod = std::fs::read_to_string(p.join("go.mod")).map_err(|e| format!("cilium@{}: no go.mod ({e})", p.display()))?;
+            if !go_mod.lines().any(|l| l.trim() == "module github.com/cilium/ebpf") {
+                return Err(format!("cilium@{}: not a cilium/ebpf checkout (its go.mod is not `module github.com/cilium/ebpf`)", p.display()));
+            }
+            let mut h = Sha256::new();
+            h.update(p.to_string_lossy().as_bytes());
+            let key = format!("path-{:x}", h.finalize()).chars().take(21).collect::<String>();
+            (key, PINNED_CILIUM.to_string(), Some(p))
+        }
+    };
     let src = harness_source_dir();
     if !src.join("go.mod").is_file() {
         return Err(format!("no Go harness sources at {} (set PROBECONF_HARNESS to a built harness)", src.display()));
     }
-    let out_dir = cache_dir().join("harness").join(version);
+    let out_dir = cache_dir().join("harness").join(&key);
     let bin = out_dir.join("probeconf-harness");
     let stamp = out_dir.join("source.sha256");
-    let want = source_hash(&src, version).map_err(|e| format!("reading {}: {e}", src.display()))?;
+    let mut want = source_hash(&src, &version).map_err(|e| format!("reading {}: {e}", src.display()))?;
+    if let Some(c) = &checkout {
+        // A checkout that changes is built again: its Go sources are hashed too.
+        want = format!("{want}-{}", source_hash(c, "checkout").map_err(|e| format!("reading {}: {e}", c.display()))?);
+    }
     if bin.is_file() && std::fs::read_to_string(&stamp).map(|s| s.trim() == want).unwrap_or(false) {
         return Ok(bin);
     }
@@ -122,7 +144,10 @@ pub fn ensure_harness(version: Option<&str>) -> Result<PathBuf, String> {
             Err(format!("go {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout)))
         }
     };
-    if version != PINNED_CILIUM {
+    if let Some(c) = &checkout {
+        run(&["mod", "edit", &format!("-replace=github.com/cilium/ebpf={}", c.display())])?;
+        run(&["mod", "tidy"])?;
+    } else if version != PINNED_CILIUM {
         run(&["get", &format!("github.com/cilium/ebpf@{version}")])?;
         run(&["mod", "tidy"])?;
     }

@@ -84,6 +84,10 @@ pub struct BuildInfo {
     pub tree: Option<TreeInfo>,
     /// The binary's `version` line (protocol, library, version, libbpf_rs, ...).
     pub version: serde_json::Value,
+    /// Objects built with this libbpf's headers ([`OWN_OBJECTS`]): (file
+    /// name, path). The runner loads these instead of its own.
+    #[serde(default)]
+    pub objects: Vec<(String, PathBuf)>,
     /// Seconds the build took when this call built it; 0 when it was cached.
     pub build_secs: f64,
 }
@@ -257,7 +261,9 @@ fn rewrite_pin(manifest: &str, name: &str, version: &str) -> Result<String, Stri
     Ok(out.join("\n") + "\n")
 }
 
-struct Lock(std::fs::File);
+/// An exclusive flock on the build directory, held while the value lives
+/// (the open file is the lock; it is never read).
+struct Lock(#[allow(dead_code)] std::fs::File);
 
 impl Lock {
     fn take(path: &Path) -> Result<Lock, String> {
@@ -269,6 +275,43 @@ impl Lock {
         }
         Ok(Lock(f))
     }
+}
+
+/// BPF objects built per libbpf version, against that version's headers:
+/// (file name the runner uses, source in the repository).
+pub const OWN_OBJECTS: [(&str, &str); 1] = [("usdt_recorder.bpf.o", "bpf/usdt_recorder.bpf.c")];
+
+/// Compiles one BPF object with this libbpf's headers (`<bpf/…>` from
+/// `headers`, the libbpf source's src/), the repository's bpf/ headers, and
+/// the same flags as build.rs.
+fn compile_own_object(source: &Path, headers: &Path, work: &Path, out: &Path) -> Result<(), String> {
+    let include = work.join("include");
+    let bpf_inc = include.join("bpf");
+    let _ = std::fs::remove_dir_all(&include);
+    std::fs::create_dir_all(&bpf_inc).map_err(|e| e.to_string())?;
+    for e in std::fs::read_dir(headers).map_err(|e| format!("{}: {e}", headers.display()))?.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".h") {
+            std::fs::copy(e.path(), bpf_inc.join(e.file_name())).map_err(|e| e.to_string())?;
+        }
+    }
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
+    let repo_bpf = source.parent().ok_or("object source has no directory")?;
+    let out_tmp = out.with_extension("tmp");
+    let o = Command::new(&clang)
+        .args(["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall"])
+        .arg(format!("-I{}", include.display()))
+        .arg("-I/usr/include/x86_64-linux-gnu")
+        .arg(format!("-I{}", repo_bpf.display()))
+        .arg("-c")
+        .arg(source)
+        .arg("-o")
+        .arg(&out_tmp)
+        .output()
+        .map_err(|e| format!("running {clang}: {e}"))?;
+    if !o.status.success() {
+        return Err(format!("compiling {} with {}: {}", source.display(), headers.display(), String::from_utf8_lossy(&o.stderr)));
+    }
+    std::fs::rename(&out_tmp, out).map_err(|e| e.to_string())
 }
 
 /// The harness binary for `req`, built if needed (see the module doc).
@@ -301,6 +344,11 @@ pub fn ensure_libbpf_harness(req: LibbpfBuild) -> Result<(PathBuf, BuildInfo), S
     files_under(&src, &|n| n == "target", &mut files).map_err(|e| format!("reading {}: {e}", src.display()))?;
     hash_files(&mut h, &src, &mut files).map_err(|e| e.to_string())?;
     h.update(std::fs::read(&tsv).map_err(|e| e.to_string())?);
+    // The BPF sources of OWN_OBJECTS and the headers they include.
+    let mut bpf_files = Vec::new();
+    files_under(&src.join("../bpf"), &|_| false, &mut bpf_files).map_err(|e| e.to_string())?;
+    bpf_files.retain(|f| f.extension().is_some_and(|x| x == "c" || x == "h"));
+    hash_files(&mut h, &src.join("../bpf"), &mut bpf_files).map_err(|e| e.to_string())?;
     if let Some((t, bpf, uapi, _)) = &tree {
         let mut tf = Vec::new();
         files_under(bpf, &|_| false, &mut tf).map_err(|e| e.to_string())?;
@@ -467,6 +515,19 @@ pub fn ensure_libbpf_harness(req: LibbpfBuild) -> Result<(PathBuf, BuildInfo), S
             return Err(format!("libbpf@{v}: the built harness links libbpf {linked}, not {sys_minor}"));
         }
     }
+    // The objects whose layout this libbpf's headers define, built with them:
+    // the USDT recorder (usdt.bpf.h's spec layout changed in 1.7). A tool on
+    // this libbpf compiles against these headers too.
+    let headers = match &tree {
+        Some(_) => work.join("libbpf-sys/libbpf/src"),
+        None => registry_libbpf_sys(libbpf_sys).ok_or(format!("libbpf-sys {libbpf_sys} not in cargo's registry after the build"))?.join("libbpf/src"),
+    };
+    let mut objects = Vec::new();
+    for (name, source) in OWN_OBJECTS {
+        let obj = dir.join(name);
+        compile_own_object(&src.join("..").join(source), &headers, &work, &obj)?;
+        objects.push((name.to_string(), obj));
+    }
     let info = BuildInfo {
         key,
         libbpf_rs: libbpf_rs.into(),
@@ -475,6 +536,7 @@ pub fn ensure_libbpf_harness(req: LibbpfBuild) -> Result<(PathBuf, BuildInfo), S
         tree: tree_info,
         version,
         build_secs: started.elapsed().as_secs_f64(),
+        objects,
     };
     std::fs::write(&info_file, serde_json::to_vec_pretty(&info).unwrap()).map_err(|e| e.to_string())?;
     std::fs::write(&stamp, &want).map_err(|e| e.to_string())?;

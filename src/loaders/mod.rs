@@ -5,12 +5,13 @@
 //! `.rodata.pc_cfg`), shares the ring buffer between instances, attaches, and
 //! later drains the raw records. Decoding and normalisation happen outside, once.
 
-pub mod cilium;
 pub mod compat;
 pub mod go_build;
+pub mod harness;
 pub mod libbpf;
-pub mod libbpf_compat;
-pub mod libbpf_log;
+pub mod libbpf_build;
+pub mod registry;
+pub mod request;
 
 use crate::case::LoaderId;
 use crate::judge::classify::Classified;
@@ -112,8 +113,14 @@ pub trait Loader: Send + Sync {
     fn library(&self) -> LibraryInfo;
     /// How a fresh process opens this same loader again (further attempts of
     /// a case run in a child process); `None` for a loader that cannot be.
-    fn respawn(&self) -> Option<crate::run::attempts::LoaderSpec> {
+    fn respawn(&self) -> Option<registry::LoaderSpec> {
         None
+    }
+    /// Objects this loader brings, built with its library's headers, by the
+    /// file name of the runner's object they replace (the USDT recorder of an
+    /// older libbpf: usdt.bpf.h's layout is the library's).
+    fn own_objects(&self) -> Vec<(String, std::path::PathBuf)> {
+        Vec::new()
     }
     /// Loads and attaches every probe of the plan. On error nothing stays attached.
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError>;

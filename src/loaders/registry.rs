@@ -55,7 +55,7 @@ impl LoaderRequest {
             return Ok(LoaderRequest::Command { name: name.into(), command });
         }
         let (name, pick) = match text.split_once('@') {
-            Some((n, p)) if p.is_empty() => return Err(format!("--loader `{text}`: nothing after `@` (a version or a path)")),
+            Some((_, p)) if p.is_empty() => return Err(format!("--loader `{text}`: nothing after `@` (a version or a path)")),
             Some((n, p)) => (n, Some(pick(p))),
             None => (text, None),
         };
@@ -141,17 +141,23 @@ pub fn parse_list(items: &[String]) -> Result<Vec<LoaderRequest>, String> {
 pub enum LoaderSpec {
     /// The libbpf linked into probeconf itself.
     Libbpf,
-    /// A program that speaks the protocol: its command line and the label
-    /// it is reported under.
-    Harness { label: String, id: LoaderId, command: Vec<String> },
+    /// A program that speaks the protocol: its command line, the label it is
+    /// reported under, and the objects it brings (file name, path).
+    Harness {
+        label: String,
+        id: LoaderId,
+        command: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        objects: Vec<(String, PathBuf)>,
+    },
 }
 
 impl LoaderSpec {
     pub fn open(&self) -> Result<Box<dyn Loader>, String> {
         match self {
             LoaderSpec::Libbpf => Ok(Box::new(super::libbpf::LibbpfLoader)),
-            LoaderSpec::Harness { label, id, command } => {
-                Ok(Box::new(super::harness::HarnessLoader::new(command.clone(), label.clone(), *id)?))
+            LoaderSpec::Harness { label, id, command, objects } => {
+                Ok(Box::new(super::harness::HarnessLoader::new(command.clone(), label.clone(), *id)?.with_objects(objects.clone())))
             }
         }
     }
@@ -173,8 +179,12 @@ pub fn open(req: &LoaderRequest) -> Result<Box<dyn Loader>, String> {
     match req {
         LoaderRequest::Libbpf(None) => Ok(Box::new(super::libbpf::LibbpfLoader)),
         LoaderRequest::Libbpf(Some(pick)) => {
-            let bin = super::libbpf_build::ensure_libbpf_harness(pick)?;
-            harness(vec![bin.display().to_string()], LoaderId::Libbpf, label)
+            let build = match pick {
+                LibraryPick::Version(v) => super::libbpf_build::LibbpfBuild::Version(v.clone()),
+                LibraryPick::Path(p) => super::libbpf_build::LibbpfBuild::Tree(p.clone()),
+            };
+            let (bin, info) = super::libbpf_build::ensure_libbpf_harness(build)?;
+            Ok(Box::new(super::harness::HarnessLoader::new(vec![bin.display().to_string()], label, LoaderId::Libbpf)?.with_objects(info.objects)))
         }
         LoaderRequest::Cilium(pick) => {
             let bin = super::go_build::ensure_harness(pick.as_ref())?;

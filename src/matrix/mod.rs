@@ -613,6 +613,7 @@ mod tests {
             via: if loader == "cilium" { ViaKind::Compat } else { ViaKind::Native },
             vias: vec![],
             library: "x".into(),
+            library_version: String::new(),
             observed: Some("P0/T0 <x>".into()),
             expected: None,
             diff: Some("- a\n+ b".into()),

@@ -18,7 +18,9 @@ pub struct MatrixOptions {
     pub kernels: Vec<String>,
     /// Case files or directories.
     pub cases: Vec<PathBuf>,
-    pub loaders: Vec<LoaderId>,
+    /// The loaders, as asked for (`--loader`); each is opened (built) on the
+    /// host and copied into the image.
+    pub loaders: Vec<crate::loaders::registry::LoaderRequest>,
     /// Per kernel column.
     pub timeout: Duration,
     /// VMs at once (0 = number of cores).
@@ -46,7 +48,7 @@ pub struct MatrixOptions {
 
 impl MatrixOptions {
     /// Options with the defaults for everything but what to run where.
-    pub fn new(kernels: Vec<String>, cases: Vec<PathBuf>, loaders: Vec<LoaderId>, work_dir: PathBuf) -> Self {
+    pub fn new(kernels: Vec<String>, cases: Vec<PathBuf>, loaders: Vec<crate::loaders::registry::LoaderRequest>, work_dir: PathBuf) -> Self {
         MatrixOptions {
             kernels,
             cases,
@@ -356,6 +358,7 @@ fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseRes
         via: crate::loaders::ViaKind::Native,
         vias: Vec::new(),
         library: String::new(),
+        library_version: String::new(),
         observed: None,
         expected: None,
         diff: None,
@@ -436,6 +439,21 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
         }
     }
 
+    // The loaders, opened (built) here: their specs go into the image, their
+    // libraries into the header.
+    let mut opened = Vec::new();
+    for r in &opts.loaders {
+        let l = crate::loaders::registry::open(r).map_err(|e| format!("loader {}: {e}", r.label()))?;
+        progress(format!("loader {}: {} {}", l.label(), l.library().library, l.library().version));
+        opened.push(l);
+    }
+    let specs: Vec<crate::loaders::registry::LoaderSpec> = opened
+        .iter()
+        .map(|l| l.respawn().ok_or_else(|| format!("loader {} cannot run in a VM (no spec)", l.label())))
+        .collect::<Result<_, _>>()?;
+    let libraries: Vec<crate::loaders::LibraryInfo> = opened.iter().map(|l| l.library()).collect();
+    let loader_labels: Vec<String> = opened.iter().map(|l| l.label()).collect();
+
     // One image per distinct set of cases (all of them, or a shard's slice).
     let mut images: std::collections::BTreeMap<(usize, usize), PathBuf> = std::collections::BTreeMap::new();
     let mut jobs: Vec<(usize, ColumnJob)> = Vec::new();
@@ -456,7 +474,7 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
         if !images.contains_key(&key) {
             let path = if partial { opts.work_dir.join(format!("initramfs-slice-{}-of-{}.cpio", u.slice + 1, u.slices)) } else { opts.work_dir.join("initramfs.cpio") };
             let slice_files: Vec<PathBuf> = in_unit.iter().map(|i| cases[*i].path.clone()).collect();
-            let size = crate::vm::image::write(&ImageSpec { init: opts.init.clone(), harness: None, cases: slice_files }, &path)?;
+            let size = crate::vm::image::write(&ImageSpec { init: opts.init.clone(), loaders: specs.clone(), cases: slice_files }, &path)?;
             progress(format!("image: {} ({:.1} MB, {} cases)", path.display(), size as f64 / 1e6, in_unit.len()));
             images.insert(key, path);
         }
@@ -465,13 +483,11 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
 
     let guest = GuestOptions {
         mode: GuestMode::Run,
-        loaders: opts.loaders.clone(),
         target_timeout_s: opts.target_timeout_s,
         attempts: opts.attempts,
         crash: opts.crash.clone(),
         ..GuestOptions::default()
     };
-    let loader_labels: Vec<String> = opts.loaders.iter().map(|l| l.to_string()).collect();
 
     // Columns run in the one worker pool, one VM per core; a column may boot
     // its kernel several times (see run_column).
@@ -496,15 +512,6 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
     out_columns.extend(order.into_iter().zip(columns));
     out_columns.sort_by_key(|(n, _)| *n);
 
-    let mut libraries = vec![crate::loaders::Loader::library(&crate::loaders::libbpf::LibbpfLoader)];
-    if opts.loaders.contains(&LoaderId::Cilium) {
-        if let Ok(c) = crate::loaders::cilium::CiliumLoader::build(None) {
-            libraries.push(crate::loaders::Loader::library(&c));
-        }
-    }
-    if !opts.loaders.contains(&LoaderId::Libbpf) {
-        libraries.remove(0);
-    }
     Ok(Matrix {
         generated_utc: utc_now(),
         libraries,

@@ -16,7 +16,7 @@ pub mod prog_stats;
 use crate::run::artifacts::KfuncVariant;
 use crate::judge::classify::classify_libbpf;
 use crate::probing::features::{Feature, FeatureSet, ProbeResult};
-use crate::loaders::libbpf_compat;
+use libbpf_harness::compat as libbpf_compat;
 use libbpf_rs::btf::types::{Func, FuncProto};
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, UprobeMultiOpts, UprobeOpts};
@@ -616,7 +616,7 @@ pub fn kernel_release() -> String {
 
 /// Probes every feature of the vocabulary. Needs root (CAP_BPF + CAP_PERFMON).
 pub fn probe_all() -> FeatureSet {
-    crate::loaders::libbpf_log::install();
+    libbpf_harness::log::install(false);
     let mut results = BTreeMap::new();
     let (proto, how) = session_kfunc_prototype();
     for &f in Feature::ALL {

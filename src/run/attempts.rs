@@ -17,7 +17,7 @@
 //! Retrying never turns a failure into a pass: a rerun can only show that
 //! the result is not stable.
 
-use crate::case::{Case, Context, KernelVersion, LoaderId};
+use crate::case::{Case, Context, KernelVersion};
 use crate::judge::check::{cross_check, Verdict};
 use crate::probing::features::FeatureSet;
 use crate::run::{Attempt, CaseResult, KnownMatch};
@@ -158,7 +158,13 @@ pub fn apply_known(case: &Case, features: &FeatureSet, r: &mut CaseResult) {
     if !matches!(r.verdict, Verdict::Fail | Verdict::Flaky) {
         return;
     }
-    let cx = Context { kernel: KernelVersion::parse(&r.kernel), features, loader: r.loader_id, preempt: r.preempt };
+    let cx = Context {
+        kernel: KernelVersion::parse(&r.kernel),
+        features,
+        loader: r.loader_id,
+        preempt: r.preempt,
+        library: KernelVersion::parse(&r.library_version),
+    };
     if let Some(k) = case.known.iter().find(|k| k.when.holds(&cx)) {
         r.known = Some(KnownMatch { was: r.verdict, reason: k.reason.clone(), see: k.see.clone() });
         r.detail = format!("known issue ({}): {} — see {}; {}", r.verdict, k.reason, k.see, r.detail);
@@ -166,34 +172,7 @@ pub fn apply_known(case: &Case, features: &FeatureSet, r: &mut CaseResult) {
     }
 }
 
-/// A loader as a child process can open it again: the same library build
-/// and the same label.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum LoaderSpec {
-    Libbpf,
-    Cilium { harness: std::path::PathBuf, explicit: bool },
-}
-
-impl LoaderSpec {
-    pub fn open(&self) -> Result<Box<dyn crate::loaders::Loader>, String> {
-        match self {
-            LoaderSpec::Libbpf => Ok(Box::new(crate::loaders::libbpf::LibbpfLoader)),
-            LoaderSpec::Cilium { harness, explicit } => {
-                let mut c = crate::loaders::cilium::CiliumLoader::new(harness.clone())?;
-                c.set_explicit(*explicit);
-                Ok(Box::new(c))
-            }
-        }
-    }
-
-    pub fn id(&self) -> LoaderId {
-        match self {
-            LoaderSpec::Libbpf => LoaderId::Libbpf,
-            LoaderSpec::Cilium { .. } => LoaderId::Cilium,
-        }
-    }
-}
+pub use crate::loaders::registry::LoaderSpec;
 
 /// Runs one more attempt of `case` in a fresh `probeconf attempt` process:
 /// the features are handed over (not probed again), the loaders reopened from
@@ -255,6 +234,7 @@ pub mod tests_support {
             via: crate::loaders::ViaKind::Native,
             vias: vec![],
             library: String::new(),
+            library_version: String::new(),
             observed: Some(format!("trace of {case}\n")),
             expected: Some("want\n".into()),
             diff: None,
@@ -296,6 +276,7 @@ mod tests {
             via: crate::loaders::ViaKind::Native,
             vias: vec![],
             library: String::new(),
+            library_version: String::new(),
             observed: Some(observed.into()),
             expected: Some("want\n".into()),
             diff: None,

@@ -38,6 +38,9 @@ pub struct CaseResult {
     pub via: ViaKind,
     pub vias: Vec<Via>,
     pub library: String,
+    /// The library's version number alone (`1.5.1`, `0.22.0`), for `when: library:`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub library_version: String,
     /// The normalised observation (trace, or `error: …`).
     pub observed: Option<String>,
     /// The expected outcome that applied.
@@ -145,6 +148,7 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
         via: ViaKind::Native,
         vias: Vec::new(),
         library: format!("{} ({})", library.library, library.version),
+        library_version: String::new(),
         observed: None,
         expected: None,
         diff: None,
@@ -165,7 +169,14 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
         None => None,
     };
     result.preempt = crate::probing::preempt::current();
-    let cx = Context { kernel: KernelVersion::parse(&features.kernel), features, loader: loader.id(), preempt: result.preempt };
+    result.library_version = library.version.split_whitespace().next().unwrap_or("").trim_start_matches('v').to_string();
+    let cx = Context {
+        kernel: KernelVersion::parse(&features.kernel),
+        features,
+        loader: loader.id(),
+        preempt: result.preempt,
+        library: KernelVersion::parse(&result.library_version),
+    };
     let expected = case.expect.resolve(&cx);
     result.expected = Some(outcome_text(expected));
     // preempt-dynamic was settled above (the switch is the probe's proof).
@@ -219,7 +230,14 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     };
     let dir = RunDir::new()?;
     let variant = crate::probing::kfunc_variant();
-    let plan = plan(case, &dir, variant);
+    let mut plan = plan(case, &dir, variant);
+    // A loader that brings its own build of an object (made with its
+    // library's headers) loads that one.
+    for (name, path) in loader.own_objects() {
+        for p in plan.probes.iter_mut().filter(|p| p.object.file_name().is_some_and(|f| f == name.as_str())) {
+            p.object = path.clone();
+        }
+    }
     let mut p0 = TargetProcess::spawn(&dir.probe_target(), &case.run)?;
     let mut p1 = match &case.run_other {
         Some(steps) => Some(TargetProcess::spawn(&dir.probe_target(), steps)?),
@@ -318,7 +336,7 @@ pub fn run_all(
             }
             first.push(run_case(case, *loader, features, opts));
         }
-        let specs: Option<Vec<crate::run::attempts::LoaderSpec>> = loaders.iter().map(|l| l.respawn()).collect();
+        let specs: Option<Vec<crate::loaders::registry::LoaderSpec>> = loaders.iter().map(|l| l.respawn()).collect();
         let exe = opts.self_exe.clone().map(Ok).unwrap_or_else(std::env::current_exe);
         let again = || -> Result<Vec<CaseResult>, String> {
             let specs = specs.as_ref().ok_or("a loader cannot be opened in another process")?;

@@ -9,7 +9,6 @@
 //! | `probeconf.mode=run\|features\|hello\|hang\|panic` | `run` | `hello`: only the hello and done lines (a smoke boot, the KVM probe); `features`: also probe features; `run`: also run the cases; `panic`: panic after hello (tests that a panic still ends the VM with a `fatal` line) |
 //! | `probeconf.cases=ITEM,…` | every case under `/cases` | ITEM is a path relative to `/cases` (file or directory) or a case `id` |
 //! | `probeconf.skip=N` | `0` | skip the first N selected cases (the host resumes a column after a kernel crash) |
-//! | `probeconf.loaders=libbpf,cilium` | both | which loaders run, in this order |
 //! | `probeconf.results=DEV` | `/dev/ttyS1` | where the JSON Lines go (the second serial port) |
 //! | `probeconf.target_timeout=SECS` | `60` | how long one probe-target may run its steps (TCG is slow) |
 //! | `probeconf.stress_secs=N` | `30` | `stress-keys` mode: seconds of static-key flipping (src/vm/stress.rs) |
@@ -21,7 +20,6 @@
 //! Values cannot contain spaces. An unknown `probeconf.*` key is an error (a
 //! typo must not silently run everything).
 
-use crate::case::LoaderId;
 
 pub const DEFAULT_RESULTS: &str = "/dev/ttyS1";
 pub const DEFAULT_TARGET_TIMEOUT_S: u64 = 60;
@@ -133,7 +131,6 @@ pub struct GuestOptions {
     pub cases: Vec<String>,
     /// Selected cases to skip from the start (resuming after a crash).
     pub skip: usize,
-    pub loaders: Vec<LoaderId>,
     pub results: String,
     pub target_timeout_s: u64,
     /// `stress-keys` mode: seconds of static-key flipping.
@@ -159,7 +156,6 @@ impl Default for GuestOptions {
             mode: GuestMode::Run,
             cases: Vec::new(),
             skip: 0,
-            loaders: vec![LoaderId::Libbpf, LoaderId::Cilium],
             results: DEFAULT_RESULTS.into(),
             target_timeout_s: DEFAULT_TARGET_TIMEOUT_S,
             stress_secs: DEFAULT_STRESS_SECS,
@@ -201,19 +197,6 @@ impl GuestOptions {
                 }
                 "cases" => o.cases = list(value),
                 "skip" => o.skip = value.parse().map_err(|_| format!("probeconf.skip=`{value}`: expected a number"))?,
-                "loaders" => {
-                    o.loaders = list(value)
-                        .iter()
-                        .map(|l| match l.as_str() {
-                            "libbpf" => Ok(LoaderId::Libbpf),
-                            "cilium" => Ok(LoaderId::Cilium),
-                            _ => Err(format!("probeconf.loaders: unknown loader `{l}` (libbpf, cilium)")),
-                        })
-                        .collect::<Result<_, _>>()?;
-                    if o.loaders.is_empty() {
-                        return Err("probeconf.loaders is empty".into());
-                    }
-                }
                 "results" => o.results = value.to_string(),
                 "target_timeout" => {
                     o.target_timeout_s = value.parse().map_err(|_| format!("probeconf.target_timeout=`{value}`: expected seconds"))?
@@ -227,7 +210,7 @@ impl GuestOptions {
                 "crash" => o.crash = Some(CrashPlan::parse(value)?),
                 _ => {
                     return Err(format!(
-                        "unknown kernel parameter `probeconf.{key}` (known: mode, cases, skip, loaders, results, target_timeout, stress_secs, repeat, reruns, boot, crash)"
+                        "unknown kernel parameter `probeconf.{key}` (known: mode, cases, skip, results, target_timeout, stress_secs, repeat, reruns, boot, crash)"
                     ))
                 }
             }
@@ -247,10 +230,6 @@ impl GuestOptions {
         }
         if !self.cases.is_empty() {
             w.push(format!("probeconf.cases={}", self.cases.join(",")));
-        }
-        if self.loaders != d.loaders {
-            let l: Vec<&str> = self.loaders.iter().map(|l| l.as_str()).collect();
-            w.push(format!("probeconf.loaders={}", l.join(",")));
         }
         if self.results != d.results {
             w.push(format!("probeconf.results={}", self.results));
@@ -286,7 +265,6 @@ mod tests {
         let o = GuestOptions {
             mode: GuestMode::Features,
             cases: vec!["uprobe".into(), "uprobe-session-skip-odd".into()],
-            loaders: vec![LoaderId::Cilium],
             results: "/dev/ttyS2".into(),
             target_timeout_s: 5,
             skip: 3,
@@ -307,7 +285,7 @@ mod tests {
     #[test]
     fn typos_are_errors() {
         assert!(GuestOptions::parse("probeconf.case=a").unwrap_err().contains("probeconf.case"));
-        assert!(GuestOptions::parse("probeconf.loaders=bcc").unwrap_err().contains("bcc"));
+        assert!(GuestOptions::parse("probeconf.loaders=bcc").unwrap_err().contains("probeconf.loaders"));
         assert!(GuestOptions::parse("probeconf.mode=all").is_err());
         assert!(GuestOptions::parse("probeconf.crash=case:x").is_err());
         assert!(GuestOptions::parse("probeconf.crash=hello@2-1").is_err());

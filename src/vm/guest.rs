@@ -23,9 +23,8 @@
 use super::cmdline::{CrashPoint, GuestMode, GuestOptions, DEFAULT_RESULTS};
 use super::lines::{EchoedOptions, GuestLine, StartedLoader};
 use super::{kconfig, sys};
-use crate::case::{discover, Case, LoaderId};
-use crate::loaders::cilium::CiliumLoader;
-use crate::loaders::libbpf::LibbpfLoader;
+use crate::case::{discover, Case};
+use crate::loaders::registry::LoaderSpec;
 use crate::loaders::Loader;
 use crate::run::{run_all, RunOptions};
 use std::collections::BTreeMap;
@@ -37,7 +36,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-pub const HARNESS: &str = "/probeconf-harness";
 pub const CASES: &str = "/cases";
 
 /// True when this process is the init of a probeconf VM image: PID 1 started
@@ -99,7 +97,6 @@ fn setup_system() -> Vec<String> {
         ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         ("HOME", "/root"),
         ("TMPDIR", "/tmp"),
-        ("PROBECONF_HARNESS", HARNESS),
         ("PROBECONF_CACHE", "/tmp/probeconf-cache"),
         // A panic's backtrace lands in the console tail the host keeps.
         ("RUST_BACKTRACE", "1"),
@@ -187,7 +184,7 @@ fn hello(o: Option<&GuestOptions>, setup_errors: Vec<String>) {
         options: o.map(|o| EchoedOptions {
             mode: o.mode.as_str().into(),
             cases: o.cases.clone(),
-            loaders: o.loaders.iter().map(|l| l.as_str().to_string()).collect(),
+            loaders: image_loaders().iter().map(|l| format!("{l:?}")).collect(),
             target_timeout_s: o.target_timeout_s,
             boot: o.boot,
             attempts: o.attempts,
@@ -248,7 +245,7 @@ fn run(o: &GuestOptions) -> Result<(), String> {
         return Ok(());
     }
     if o.mode == GuestMode::BenchAttach {
-        let loaders = start_loaders(&o.loaders);
+        let loaders = start_loaders(&image_loaders());
         let refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
         for timing in crate::bench::kernel_attach_scaling(&refs, &[1, 10, 100, 1000], 1) {
             emit(&GuestLine::AttachTiming { timing });
@@ -257,7 +254,7 @@ fn run(o: &GuestOptions) -> Result<(), String> {
         return Ok(());
     }
 
-    let loaders = start_loaders(&o.loaders);
+    let loaders = start_loaders(&image_loaders());
     let loader_refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
     let (cases, errors) = select_cases(Path::new(CASES), &o.cases);
     for e in errors {
@@ -287,15 +284,24 @@ fn run(o: &GuestOptions) -> Result<(), String> {
     Ok(())
 }
 
-fn start_loaders(ids: &[LoaderId]) -> Vec<Box<dyn Loader>> {
+/// The loaders the image names (/loaders.json, written by the host from the
+/// loaders it opened); one that cannot start is reported and left out.
+fn image_loaders() -> Vec<LoaderSpec> {
+    match std::fs::read(super::image::LOADERS_FILE) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            emit(&GuestLine::LoaderError { loader: "(all)".into(), message: format!("{}: {e}", super::image::LOADERS_FILE) });
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn start_loaders(specs: &[LoaderSpec]) -> Vec<Box<dyn Loader>> {
     let mut out: Vec<Box<dyn Loader>> = Vec::new();
-    for id in ids {
-        match id {
-            LoaderId::Libbpf => out.push(Box::new(LibbpfLoader)),
-            LoaderId::Cilium => match CiliumLoader::new(PathBuf::from(HARNESS)) {
-                Ok(c) => out.push(Box::new(c)),
-                Err(message) => emit(&GuestLine::LoaderError { loader: "cilium".into(), message }),
-            },
+    for spec in specs {
+        match spec.open() {
+            Ok(l) => out.push(l),
+            Err(message) => emit(&GuestLine::LoaderError { loader: format!("{spec:?}"), message }),
         }
     }
     let loaders = out.iter().map(|l| StartedLoader { library: l.library(), label: l.label() }).collect();

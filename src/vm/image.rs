@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! /init                     the static probeconf binary (guest mode, src/vm/guest.rs)
-//! /probeconf-harness        the static Go harness (cilium/ebpf loader)
+//! /loaders.json             the loaders to run, as specs (src/loaders/registry.rs)
+//! /harness/N                each harness program those specs name (static binaries)
 //! /cases/...                the chosen case files, in their layout under cases/,
 //!                           with the fixtures they name (`binary: ../fixtures/x`)
 //! /lib64/ld-linux-x86-64.so.2, /lib/x86_64-linux-gnu/libc.so.6, ...
@@ -17,13 +18,18 @@ use super::initramfs::Initramfs;
 use crate::run::artifacts::{LIB_PROBE_TARGET, PROBE_TARGET};
 use std::path::{Component, Path, PathBuf};
 
+/// The loaders of the image, read by the guest.
+pub const LOADERS_FILE: &str = "/loaders.json";
+
 /// What goes into an image.
 #[derive(Clone, Debug, Default)]
 pub struct ImageSpec {
     /// The static probeconf binary; `None` = this executable.
     pub init: Option<PathBuf>,
-    /// The static Go harness; `None` = `harness_build::ensure_harness(None)`.
-    pub harness: Option<PathBuf>,
+    /// The loaders the guest runs, as the host opened them: the harness
+    /// programs they name are copied into the image and the specs rewritten
+    /// to point at the copies.
+    pub loaders: Vec<crate::loaders::registry::LoaderSpec>,
     /// Case files or directories (a directory brings everything under it).
     pub cases: Vec<PathBuf>,
 }
@@ -134,18 +140,38 @@ pub fn build(spec: &ImageSpec) -> Result<Initramfs, String> {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
     };
-    let harness = match &spec.harness {
-        Some(p) => p.clone(),
-        None => crate::loaders::go_build::ensure_harness(None)?,
-    };
-    for (what, p) in [("init", &init), ("harness", &harness)] {
-        if !p.is_file() {
-            return Err(format!("{what} {} is not a file", p.display()));
+    if !init.is_file() {
+        return Err(format!("init {} is not a file", init.display()));
+    }
+    let mut img = Initramfs::new().file_from("/init", &init, 0o755);
+    // Each harness program goes in as /harness/N; the specs in /loaders.json
+    // name those copies. A harness must run there on its own: a static binary
+    // (the Go and libbpf harnesses are), not a script needing an interpreter.
+    let mut specs = Vec::new();
+    for (i, l) in spec.loaders.iter().enumerate() {
+        match l {
+            crate::loaders::registry::LoaderSpec::Harness { label, id, command, objects } => {
+                let exe = PathBuf::from(command.first().ok_or("a loader with an empty command")?);
+                if !exe.is_file() {
+                    return Err(format!("loader {label}: {} is not a file", exe.display()));
+                }
+                let inside = format!("/harness/{i}");
+                img = img.file_from(&inside, &exe, 0o755);
+                let mut command = command.clone();
+                command[0] = inside;
+                let mut own = Vec::new();
+                for (name, path) in objects {
+                    let at = format!("/harness/{i}.objects/{name}");
+                    img = img.file_from(&at, path, 0o644);
+                    own.push((name.clone(), PathBuf::from(at)));
+                }
+                specs.push(crate::loaders::registry::LoaderSpec::Harness { label: label.clone(), id: *id, command, objects: own });
+            }
+            other => specs.push(other.clone()),
         }
     }
-    let mut img = Initramfs::new()
-        .file_from("/init", &init, 0o755)
-        .file_from("/probeconf-harness", &harness, 0o755)
+    img = img.file(LOADERS_FILE, serde_json::to_vec_pretty(&specs).expect("specs serialise"), 0o644);
+    let mut img = img
         .dir("/cases", 0o755)
         .dir("/proc", 0o555)
         .dir("/sys", 0o555)
@@ -203,15 +229,22 @@ mod tests {
     fn image_has_init_libc_cases_and_fixtures() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
         let fake = tempfile::NamedTempFile::new().unwrap();
+        let harness = crate::loaders::registry::LoaderSpec::Harness {
+            label: "cilium".into(),
+            id: crate::case::LoaderId::Cilium,
+            command: vec![fake.path().display().to_string()],
+            objects: vec![],
+        };
         let spec = ImageSpec {
             init: Some(fake.path().into()),
-            harness: Some(fake.path().into()),
+            loaders: vec![crate::loaders::registry::LoaderSpec::Libbpf, harness],
             cases: vec![root.join("uprobe/uprobe-entry-leaf.yaml"), root.join("errors/uprobe-not-elf.yaml")],
         };
         let img = build(&spec).unwrap();
         for p in [
             "init",
-            "probeconf-harness",
+            "harness/1",
+            "loaders.json",
             "lib64/ld-linux-x86-64.so.2",
             "cases/uprobe/uprobe-entry-leaf.yaml",
             "cases/errors/uprobe-not-elf.yaml",

@@ -231,7 +231,7 @@ fn describe(o: &BootOutcome) -> (String, Option<String>) {
 pub fn run(opts: &StressOptions, mut progress: impl FnMut(&StressBoot)) -> Result<Vec<StressBoot>, String> {
     std::fs::create_dir_all(&opts.work_dir).map_err(|e| format!("{}: {e}", opts.work_dir.display()))?;
     let initramfs = opts.work_dir.join("initramfs.cpio");
-    super::image::write(&super::ImageSpec { init: None, harness: Some(placeholder_harness(&opts.work_dir)?), cases: vec![] }, &initramfs)?;
+    super::image::write(&super::ImageSpec { init: None, loaders: vec![], cases: vec![] }, &initramfs)?;
     let guest = GuestOptions { mode: super::GuestMode::StressKeys, stress_secs: opts.secs, ..GuestOptions::default() };
     let mut jobs = Vec::new();
     let mut labels = Vec::new();
@@ -271,13 +271,6 @@ pub fn run(opts: &StressOptions, mut progress: impl FnMut(&StressBoot)) -> Resul
         out[i] = Some(b);
     });
     Ok(out.into_iter().flatten().collect())
-}
-
-/// The guest never starts the Go harness in this mode: any file will do.
-fn placeholder_harness(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
-    let p = dir.join("no-harness");
-    std::fs::write(&p, "#!/bin/false\n").map_err(|e| format!("{}: {e}", p.display()))?;
-    Ok(p)
 }
 
 /// Boots and crashes per kernel and threading mode.
