@@ -170,7 +170,7 @@ fn a_broken_harness_is_an_error_and_the_run_goes_on() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let broken = probeconf::loaders::cilium::CiliumLoader::new(fake).unwrap();
+    let broken = probeconf::loaders::harness::HarnessLoader::new(vec![fake.display().to_string()], "broken".into(), LoaderId::Cilium).unwrap();
     let cases = [case(SESSION_AND_PLAIN), case(&SESSION_AND_PLAIN.replace("cleanup-mix", "cleanup-mix-2"))];
     let results = probeconf::run::run_all(&cases, &[&broken as &dyn Loader], host_features(), &RunOptions::default(), |_| {});
     assert_eq!(results.len(), 2, "the run went on to the second case");

@@ -9,11 +9,10 @@
 
 use probeconf::case::Case;
 use probeconf::judge::check::Verdict;
-use probeconf::loaders::cilium::CiliumLoader;
-use probeconf::loaders::libbpf::LibbpfLoader;
+use probeconf::loaders::registry;
 use probeconf::loaders::Loader;
 use probeconf::probing::host_features;
-use probeconf::run::{run_case, RunOptions};
+use probeconf::run::{run_all, RunOptions};
 use rstest::rstest;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -26,9 +25,15 @@ fn is_root() -> bool {
 /// libbpf, and cilium/ebpf through the Go harness (built once, on first use).
 /// A harness that cannot be built fails the suite: it is half of the product.
 fn loaders() -> Vec<&'static dyn Loader> {
-    static CILIUM: OnceLock<CiliumLoader> = OnceLock::new();
-    let cilium = CILIUM.get_or_init(|| CiliumLoader::build(None).unwrap_or_else(|e| panic!("building the Go harness: {e}")));
-    vec![&LibbpfLoader, cilium]
+    static LOADERS: OnceLock<Vec<Box<dyn Loader>>> = OnceLock::new();
+    let all = LOADERS.get_or_init(|| {
+        registry::parse_list(&[])
+            .unwrap()
+            .iter()
+            .map(|r| registry::open(r).unwrap_or_else(|e| panic!("loader {}: {e}", r.label())))
+            .collect()
+    });
+    all.iter().map(|l| l.as_ref()).collect()
 }
 
 #[rstest]
@@ -42,12 +47,10 @@ fn case(#[files("cases/**/*.yaml")] path: PathBuf) {
         return;
     }
     let features = host_features();
-    let mut runs = Vec::new();
-    for loader in loaders() {
-        runs.push(run_case(&case, loader, features, &RunOptions::default()));
-    }
-    // (c) Loaders agree on the normalised result (or the case documents why not).
-    probeconf::judge::check::cross_check(&mut runs);
+    // Every loader, with the cross-loader check (c) and reruns in fresh
+    // processes for what does not pass: a result that changes is `flaky`.
+    let opts = RunOptions { self_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf"))), ..RunOptions::default() };
+    let runs = run_all(std::slice::from_ref(&case), &loaders(), features, &opts, |_| {});
     let mut observed: Vec<(String, String)> = Vec::new();
     for r in runs {
         // (a) The expectation: pass, or unsupported where the probes found the
@@ -95,4 +98,20 @@ fn readme_gaps_table_is_current() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let want = probeconf::loaders::compat::readme_with(&readme, &probeconf::loaders::compat::markdown(&gaps)).unwrap();
     assert!(readme == want, "README.md's gaps table is stale: run `cargo run -- gaps --update-readme README.md`");
+}
+
+/// The project's own cases: ids are unique (the suite refuses duplicates),
+/// and every known issue a case declares is written up where it says.
+#[test]
+fn case_ids_are_unique_and_every_known_issue_is_written_up() {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/cases"));
+    let (cases, errors) = probeconf::case::load_set(&probeconf::case::discover(&[root]).unwrap());
+    assert!(errors.is_empty(), "{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"));
+    for c in &cases {
+        for k in &c.known {
+            let see = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&k.see);
+            assert!(see.is_file(), "{}: known issue names {}, which is not a file in the repository", c.id, k.see);
+            assert!(c.path.starts_with(concat!(env!("CARGO_MANIFEST_DIR"), "/cases/findings")), "{}: only findings may declare known issues", c.id);
+        }
+    }
 }

@@ -109,7 +109,7 @@ fn no_recorder_runs_on_a_private_stack() {
         eprintln!("NOT RUN: loading BPF programs to read their verifier stack depth needs root");
         return;
     }
-    probeconf::loaders::libbpf_log::install();
+    libbpf_harness::log::install(false);
     let variant = probeconf::probing::kfunc_variant();
     let estimates = static_estimates();
     let mut table = Vec::new();

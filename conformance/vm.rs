@@ -162,7 +162,7 @@ fn crashing_column(plan: &str) -> probeconf::matrix::Matrix {
     let mut opts = probeconf::matrix::run::MatrixOptions::new(
         vec![vmlinuz().to_string_lossy().into_owned()],
         cases,
-        vec![probeconf::case::LoaderId::Libbpf],
+        vec![probeconf::loaders::registry::LoaderRequest::Libbpf(None)],
         dir,
     );
     opts.init = Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf")));

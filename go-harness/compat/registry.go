@@ -3,8 +3,8 @@
 // harness uses so that a case runs the same way under both loaders, plus the
 // harness-only glue (the protocol's pid scope, CiliumPID). The bridges
 // themselves are the bridge module (go-harness/bridge, import path
-// probeconf/bridge), which tool authors import too; entries that name
-// compat.X for a bridge function mean bridge.X.
+// probeconf/bridge), which tool authors import too; entries that say
+// bridge.X name the bridge module.
 //
 // Every bridge has one registry entry; a probe attached through a bridge is
 // reported with via "compat" and the entry's id, so a verdict can say which
@@ -145,11 +145,11 @@ var Registry = []Entry{
 		Status: Compat,
 		Workaround: "cilium cannot load one object for both prototypes (see cilium-weak-kfunc) and has no " +
 			"way to pick among builds. With \"objects\": {\"noarg\": PATH, \"ctx\": PATH} in the request the " +
-			"harness reads the kernel BTF itself (compat.SessionKfuncPrototype: btf.LoadKernelSpec, FUNC " +
+			"harness reads the kernel BTF itself (bridge.SessionKfuncPrototype: btf.LoadKernelSpec, FUNC " +
 			"bpf_session_cookie: 0 params = noarg, 1 = ctx, absent = none) and loads the ctx build on ctx " +
 			"kernels, the noarg build otherwise (also when the kernel has no session kfuncs). The attached line " +
 			"and later error lines say object_variant and object_reason. The same decision as the Rust runner's " +
-			"(probing::session_kfunc_prototype, libbpf-rs BTF). With a plain \"object\" the harness loads what " +
+			"(the libbpf harness's kfunc::session_kfunc_prototype, libbpf BTF). With a plain \"object\" the harness loads what " +
 			"it is told, so the runner can still load the wrong build on purpose.",
 	},
 	{

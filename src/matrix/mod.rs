@@ -130,6 +130,45 @@ pub struct CaseMeta {
     /// as `pass|known`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub has_known: bool,
+    /// The kind of every probe of the case (the "can I use it" view counts
+    /// a case for a kind when all its probes are of that kind).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// The case expects a trace (not an error): it shows the kind working.
+    #[serde(default)]
+    pub expects_trace: bool,
+}
+
+/// One cell of the "can I use it" view: can probe kind K be used with this
+/// loader on this kernel, as the cases of that kind found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Usable {
+    /// Every case of the kind passed with the library's own API.
+    Native,
+    /// They passed, some through the compatibility layer.
+    Compat,
+    /// The kernel lacks it (probed).
+    Unsupported,
+    /// A case of the kind failed, was flaky or errored.
+    Broken,
+    /// Only known kernel issues stand in the way.
+    Known,
+    /// No case covers this kind here.
+    Untested,
+}
+
+impl Usable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Usable::Native => "native",
+            Usable::Compat => "via compat",
+            Usable::Unsupported => "unsupported",
+            Usable::Broken => "broken",
+            Usable::Known => "known issue",
+            Usable::Untested => "·",
+        }
+    }
 }
 
 /// How the columns were run: the emulator, and the attempts per case.
@@ -201,6 +240,41 @@ impl Matrix {
             }
         }
         groups
+    }
+
+    /// The probe kinds the cases cover, in declaration order.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        crate::case::ProbeKind::ALL
+            .iter()
+            .map(|k| k.section())
+            .filter(|k| self.cases.iter().any(|c| c.kinds.len() == 1 && c.kinds[0] == *k))
+            .collect()
+    }
+
+    /// Can `kind` be used with `loader` on `kernel`? From the cases that show
+    /// the kind working (every probe of that kind, a trace expected).
+    pub fn usable(&self, kind: &str, kernel: &KernelColumn, loader: &str) -> (Usable, Vec<String>) {
+        let cases: Vec<&CaseMeta> = self.cases.iter().filter(|c| c.expects_trace && !c.kinds.is_empty() && c.kinds.iter().all(|k| k == kind)).collect();
+        let cells: Vec<(&str, Cell)> = cases.iter().map(|c| (c.id.as_str(), self.cell(&c.id, kernel, loader))).filter(|(_, c)| c.verdict.is_some()).collect();
+        if cells.is_empty() {
+            return (Usable::Untested, Vec::new());
+        }
+        let with = |pred: &dyn Fn(Verdict) -> bool| cells.iter().filter(|(_, c)| c.verdict.is_some_and(pred)).map(|(id, _)| id.to_string()).collect::<Vec<_>>();
+        let broken = with(&|v| v.is_failure());
+        if !broken.is_empty() {
+            return (Usable::Broken, broken);
+        }
+        let known = with(&|v| v == Verdict::Known);
+        let passed = with(&|v| v == Verdict::Pass);
+        if passed.is_empty() {
+            return if known.is_empty() { (Usable::Unsupported, with(&|v| v == Verdict::Unsupported)) } else { (Usable::Known, known) };
+        }
+        let compat: Vec<String> = cells.iter().filter(|(_, c)| c.verdict == Some(Verdict::Pass) && c.compat).map(|(id, _)| id.to_string()).collect();
+        if compat.is_empty() {
+            (Usable::Native, passed)
+        } else {
+            (Usable::Compat, compat)
+        }
     }
 
     pub fn counts(&self) -> BTreeMap<Verdict, usize> {
@@ -284,6 +358,8 @@ pub fn markdown(m: &Matrix) -> String {
     writeln!(s, "Generated {} · {}\n", m.generated_utc, m.libraries.iter().map(|l| format!("{} {} ({})", l.loader, l.library, l.version)).collect::<Vec<_>>().join(" · ")).unwrap();
     writeln!(s, "{}\n", legend()).unwrap();
     writeln!(s, "{}\n", count_line(m, " · ")).unwrap();
+    writeln!(s, "## Can I use it? (probe kind × loader × kernel)\n").unwrap();
+    writeln!(s, "{}", can_i_use_markdown(m)).unwrap();
     writeln!(s, "## What works where\n").unwrap();
     write!(s, "| feature |").unwrap();
     for k in &m.kernels {
@@ -332,6 +408,66 @@ pub fn markdown(m: &Matrix) -> String {
             ColumnStatus::Error { reason, .. } => writeln!(s, "- {}: **error**: {reason}", kernel_title(k)).unwrap(),
         }
     }
+    s
+}
+
+/// The "can I use it" view as markdown: a row per probe kind, a column per
+/// loader and kernel.
+pub fn can_i_use_markdown(m: &Matrix) -> String {
+    let mut s = String::new();
+    write!(s, "| kind |").unwrap();
+    for l in &m.loaders {
+        for k in &m.kernels {
+            write!(s, " {l} {} |", k.label()).unwrap();
+        }
+    }
+    writeln!(s).unwrap();
+    writeln!(s, "|---|{}", "---|".repeat(m.loaders.len() * m.kernels.len())).unwrap();
+    for kind in m.kinds() {
+        write!(s, "| `{kind}` |").unwrap();
+        for l in &m.loaders {
+            for k in &m.kernels {
+                write!(s, " {} |", m.usable(kind, k, l).0.as_str()).unwrap();
+            }
+        }
+        writeln!(s).unwrap();
+    }
+    s
+}
+
+/// The "can I use it" view as an HTML table: kinds × (loader × kernel), each
+/// cell coloured by what the cases of that kind found, its title naming them.
+fn can_i_use_html(m: &Matrix) -> String {
+    let mut s = String::from("<h2>Can I use it?</h2>\n<p>Probe kind × loader@version × kernel, from the cases whose probes are all of that kind and expect a trace: <span class=\"u-native\">native</span> (the library's own API), <span class=\"u-compat\">via compat</span> (the compatibility layer), <span class=\"u-unsupported\">unsupported</span> (the kernel lacks it, probed), <span class=\"u-broken\">broken</span> (a case failed, was flaky or errored), <span class=\"u-known\">known issue</span>.</p>\n<table class=\"ciu\"><tr><th rowspan=\"2\">kind</th>");
+    for l in &m.loaders {
+        write!(s, "<th colspan=\"{}\">{}</th>", m.kernels.len(), esc(l)).unwrap();
+    }
+    s.push_str("</tr><tr>");
+    for _ in &m.loaders {
+        for k in &m.kernels {
+            write!(s, "<th title=\"{}\">{}</th>", esc(&kernel_title(k)), esc(&k.label())).unwrap();
+        }
+    }
+    s.push_str("</tr>\n");
+    for kind in m.kinds() {
+        write!(s, "<tr><td class=\"case\">{}</td>", esc(kind)).unwrap();
+        for l in &m.loaders {
+            for k in &m.kernels {
+                let (u, cases) = m.usable(kind, k, l);
+                let class = match u {
+                    Usable::Native => "u-native",
+                    Usable::Compat => "u-compat",
+                    Usable::Unsupported => "u-unsupported",
+                    Usable::Broken => "u-broken",
+                    Usable::Known => "u-known",
+                    Usable::Untested => "",
+                };
+                write!(s, "<td class=\"{class}\" title=\"{}\">{}</td>", esc(&cases.join(", ")), u.as_str()).unwrap();
+            }
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</table>\n");
     s
 }
 
@@ -387,6 +523,8 @@ pub fn html(m: &Matrix) -> String {
          .pass{background:#c9efcf}.fail{background:#f6b5b5}.flaky{background:#ffc98a}.known{background:#c9d7ef}\n\
          .unsupported{background:#eee6c4}.error{background:#e3c2f0}\n\
          .yes{background:#c9efcf}.no{background:#f0e2e2}.compat{outline:2px dashed #3b6fd1;outline-offset:-3px}\n\
+         .u-native{background:#9fdfaa}.u-compat{background:#cfe6ff}.u-unsupported{background:#eee6c4}.u-broken{background:#f6b5b5}\n\
+         .u-known{background:#c9d7ef}table.ciu td{font-size:12px;white-space:nowrap}\n\
          .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border:1px solid #ccc}\n\
          details{margin:6px 0}pre{background:#f6f7fa;padding:8px;overflow:auto;font-size:12px}\n",
     );
@@ -410,6 +548,7 @@ pub fn html(m: &Matrix) -> String {
     s.push_str("<span class=\"compat\">ᶜ via compatibility layer</span></p>\n");
     writeln!(s, "<p>{}</p>", esc(&count_line(m, " · "))).unwrap();
 
+    s.push_str(&can_i_use_html(m));
     s.push_str("<h2>Cases</h2>\n<table><tr><th rowspan=\"2\">case</th>");
     for k in &m.kernels {
         write!(s, "<th colspan=\"{}\" title=\"{}\">{}</th>", m.loaders.len(), esc(&kernel_title(k)), esc(&k.label())).unwrap();
@@ -656,7 +795,7 @@ mod tests {
             generated_utc: "2026-11-26T00:00:00Z".into(),
             libraries: vec![],
             loaders: vec!["libbpf".into(), "cilium".into()],
-            cases: vec![CaseMeta { id: "a".into(), group: "uprobe.session".into(), description: "x".into(), has_known: false }],
+            cases: vec![CaseMeta { id: "a".into(), group: "uprobe.session".into(), description: "x".into(), has_known: false, kinds: vec!["uprobe.session".into()], expects_trace: true }],
             kernels: vec![ok, broken],
             settings: Default::default(),
             shard: None,
@@ -692,6 +831,22 @@ mod tests {
         // A failure the known issue does not cover stays a failure.
         m.kernels[0].results[1].verdict = Verdict::Fail;
         assert!(kernel_snapshot(&m, &m.kernels[0]).contains("cilium=fail(compat)"));
+    }
+
+    #[test]
+    fn can_i_use_reads_the_cases_of_each_kind() {
+        let mut m = sample();
+        // 6.12: libbpf passes natively, cilium fails; 9.9: the column errored.
+        assert_eq!(m.usable("uprobe.session", &m.kernels[0], "libbpf").0, Usable::Native);
+        assert_eq!(m.usable("uprobe.session", &m.kernels[0], "cilium").0, Usable::Broken);
+        assert_eq!(m.usable("uprobe.session", &m.kernels[1], "libbpf").0, Usable::Broken);
+        assert_eq!(m.usable("kprobe", &m.kernels[0], "libbpf").0, Usable::Untested);
+        m.kernels[0].results[1].verdict = Verdict::Pass;
+        assert_eq!(m.usable("uprobe.session", &m.kernels[0], "cilium").0, Usable::Compat);
+        m.kernels[0].results[1].verdict = Verdict::Unsupported;
+        assert_eq!(m.usable("uprobe.session", &m.kernels[0], "cilium").0, Usable::Unsupported);
+        assert!(html(&m).contains("Can I use it?"));
+        assert!(markdown(&m).contains("| `uprobe.session` | native | broken | unsupported | broken |"), "{}", markdown(&m));
     }
 
     #[test]

@@ -411,6 +411,8 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
             group: c.probes.first().map(|p| p.kind.section().to_string()).unwrap_or_default(),
             description: c.description.clone(),
             has_known: !c.known.is_empty(),
+            kinds: c.probes.iter().map(|p| p.kind.section().to_string()).collect(),
+            expects_trace: matches!(c.expect.default, crate::case::Outcome::Trace(_)),
         })
         .collect();
 

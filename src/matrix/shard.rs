@@ -236,7 +236,7 @@ mod tests {
             generated_utc: "t".into(),
             libraries: vec![],
             loaders: vec!["libbpf".into()],
-            cases: cases.iter().map(|c| CaseMeta { id: c.to_string(), group: "uprobe".into(), description: String::new(), has_known: false }).collect(),
+            cases: cases.iter().map(|c| CaseMeta { id: c.to_string(), group: "uprobe".into(), description: String::new(), has_known: false, kinds: vec!["uprobe".into()], expects_trace: true }).collect(),
             kernels,
             settings: Default::default(),
             shard: shard.map(|shard| crate::matrix::ShardInfo { shard, columns: columns.clone() }),

@@ -227,7 +227,7 @@ pub mod tests_support {
         CaseResult {
             case: case.into(),
             loader: loader.into(),
-            loader_id: if loader.starts_with("cilium") { LoaderId::Cilium } else { LoaderId::Libbpf },
+            loader_id: if loader.starts_with("cilium") { crate::case::LoaderId::Cilium } else { crate::case::LoaderId::Libbpf },
             kernel: "6.18.0".into(),
             verdict: v,
             detail: "d".into(),
@@ -269,7 +269,7 @@ mod tests {
         CaseResult {
             case: "k".into(),
             loader: loader.into(),
-            loader_id: if loader.starts_with("cilium") { LoaderId::Cilium } else { LoaderId::Libbpf },
+            loader_id: if loader.starts_with("cilium") { crate::case::LoaderId::Cilium } else { crate::case::LoaderId::Libbpf },
             kernel: "6.18.0".into(),
             verdict: v,
             detail: "d".into(),
