@@ -61,3 +61,47 @@ fn uprobe_family_across_library_versions() {
         assert_eq!((r.verdict, &r.observed, &r.vias.iter().map(|v| (&v.via, &v.bridge)).collect::<Vec<_>>()), (h.verdict, &h.observed, &h.vias.iter().map(|v| (&v.via, &v.bridge)).collect::<Vec<_>>()), "{}", r.case);
     }
 }
+
+/// `@PATH` with trees that are really there: the libbpf source inside the
+/// libbpf-sys 1.6.x crate cargo fetched (built into a libbpf harness), and a
+/// cilium/ebpf module from the Go module cache (the Go harness with a
+/// `replace`). Both run a uprobe.session case and name their origin.
+#[test]
+fn loaders_built_from_source_trees_run_and_say_where_they_came_from() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("NOT RUN: loading BPF needs root; run as root (`.ci/run` does)");
+        return;
+    }
+    use probeconf::loaders::libbpf_build::{ensure_libbpf_harness, LibbpfBuild};
+    // The 1.6 build fetches libbpf-sys 1.6.4 (with its libbpf source) into cargo's registry.
+    ensure_libbpf_harness(LibbpfBuild::Version("1.6".into())).unwrap();
+    let home = std::env::var_os("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let tree = std::fs::read_dir(home.join("registry/src"))
+        .unwrap()
+        .flatten()
+        .flat_map(|idx| std::fs::read_dir(idx.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libbpf-sys-1.6.")))
+        .expect("libbpf-sys 1.6.x in cargo's registry")
+        .join("libbpf");
+    // A cilium/ebpf release from the module cache.
+    let out = std::process::Command::new("go").args(["mod", "download", "-json", "github.com/cilium/ebpf@v0.21.0"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let module: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checkout = PathBuf::from(module["Dir"].as_str().unwrap());
+
+    let requests = [format!("libbpf@{}", tree.display()), format!("cilium@{}", checkout.display())];
+    let loaders: Vec<Box<dyn Loader>> =
+        requests.iter().map(|r| registry::open(&LoaderRequest::parse(r).unwrap()).unwrap_or_else(|e| panic!("{r}: {e}"))).collect();
+    let libbpf = loaders[0].library();
+    assert!(libbpf.version.starts_with("1.6.3") && libbpf.version.contains(&format!("source tree {}", tree.display())) && libbpf.version.contains("not a git tree"), "{libbpf:?}");
+    let cilium = loaders[1].library();
+    assert!(cilium.version.contains(&format!("replaced by {}", checkout.display())) && cilium.version.contains("not a git tree"), "{cilium:?}");
+    let case = probeconf::case::Case::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/cases/uprobe-session/uprobe-session-cookie-roundtrip.yaml"))).unwrap();
+    let refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
+    for r in run_all(std::slice::from_ref(&case), &refs, host_features(), &RunOptions::default(), |_| {}) {
+        assert_eq!(r.verdict, Verdict::Pass, "{} [{}]: {}", r.case, r.loader, r.detail);
+        assert!(r.library.contains("not a git tree"), "{}", r.library);
+    }
+}

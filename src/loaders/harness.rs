@@ -77,6 +77,13 @@ impl HarnessLoader {
         Ok(HarnessLoader { command, label, id, library, objects: Vec::new() })
     }
 
+    /// Adds to the library's description what only the runner knows (the
+    /// origin of a checkout the harness was built on).
+    pub fn with_note(mut self, note: String) -> Self {
+        self.library.version = format!("{} ({note})", self.library.version);
+        self
+    }
+
     /// The objects this harness brings (see [`Loader::own_objects`]).
     pub fn with_objects(mut self, objects: Vec<(String, std::path::PathBuf)>) -> Self {
         self.objects = objects;

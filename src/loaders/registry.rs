@@ -170,6 +170,25 @@ impl LoaderSpec {
     }
 }
 
+/// `git describe --always --dirty` and the commit of a checkout, or "not a
+/// git tree".
+pub fn git_describe(dir: &std::path::Path) -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match (git(&["rev-parse", "--show-toplevel"]), git(&["describe", "--always", "--dirty"]), git(&["rev-parse", "HEAD"])) {
+        (Some(top), Some(d), Some(c)) if std::path::Path::new(&top) == dir || dir.starts_with(&top) => format!("{d} ({c})"),
+        _ => "not a git tree".into(),
+    }
+}
+
 /// Builds (if needed) and opens the loader asked for.
 pub fn open(req: &LoaderRequest) -> Result<Box<dyn Loader>, String> {
     let label = req.label();
@@ -192,7 +211,11 @@ pub fn open(req: &LoaderRequest) -> Result<Box<dyn Loader>, String> {
                 None => "cilium".to_string(),
                 Some(_) => label,
             };
-            harness(vec![bin.display().to_string()], LoaderId::Cilium, label)
+            let l = super::harness::HarnessLoader::new(vec![bin.display().to_string()], label, LoaderId::Cilium)?;
+            Ok(Box::new(match pick {
+                Some(LibraryPick::Path(p)) => l.with_note(format!("checkout {}: {}", p.display(), git_describe(p))),
+                _ => l,
+            }))
         }
         LoaderRequest::Command { name, command } => harness(command.clone(), LoaderId::Other, name.clone()),
     }

@@ -27,7 +27,10 @@ func libraryVersion(info *debug.BuildInfo) string {
 			continue
 		}
 		if dep.Replace != nil {
-			if dep.Replace.Version != "" {
+			// A module version replaced by another version: that one. A
+			// directory (a checkout) reports "(devel)" as its version: name
+			// the directory instead.
+			if dep.Replace.Version != "" && dep.Replace.Version != "(devel)" {
 				return dep.Replace.Version
 			}
 			return dep.Version + " (replaced by " + dep.Replace.Path + ")"
