@@ -164,7 +164,7 @@ fn a_broken_harness_is_an_error_and_the_run_goes_on() {
         "#!/bin/sh\n\
          case \"$1\" in\n\
          version) echo '{\"protocol\":1,\"library\":\"github.com/cilium/ebpf\",\"version\":\"v0.0.0-broken\"}' ;;\n\
-         run) echo '{\"type\":\"hello\",\"protocol\":1}'; read line; echo 'this is not JSON'; echo 'panic: something' >&2; exit 2 ;;\n\
+         run) echo '{\"type\":\"hello\",\"protocol\":1,\"library\":\"github.com/cilium/ebpf\",\"version\":\"v0.0.0-broken\"}'; read line; echo 'this is not JSON'; echo 'panic: something' >&2; exit 2 ;;\n\
          esac\n",
     )
     .unwrap();

@@ -315,6 +315,19 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     Ok(Execution { observed: Observed::Trace(trace), vias, plan, timing })
 }
 
+/// This executable, when it is probeconf (the CLI, or `/init` of a VM
+/// image): further attempts run as `probeconf attempt`. Another program
+/// using the library says where probeconf is in [`RunOptions::self_exe`].
+fn probeconf_exe() -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("this executable: {e}"))?;
+    let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name == "probeconf" || name == "init" {
+        Ok(exe)
+    } else {
+        Err(format!("{} is not probeconf: set RunOptions::self_exe to run further attempts", exe.display()))
+    }
+}
+
 /// Every case through every loader, in order: one attempt in this process,
 /// further attempts as `opts.attempts` asks (src/run/attempts.rs), the
 /// cross-loader check, known issues. `progress` is called per final result.
@@ -337,10 +350,10 @@ pub fn run_all(
             first.push(run_case(case, *loader, features, opts));
         }
         let specs: Option<Vec<crate::loaders::registry::LoaderSpec>> = loaders.iter().map(|l| l.respawn()).collect();
-        let exe = opts.self_exe.clone().map(Ok).unwrap_or_else(std::env::current_exe);
+        let exe = opts.self_exe.clone().map(Ok).unwrap_or_else(probeconf_exe);
         let again = || -> Result<Vec<CaseResult>, String> {
             let specs = specs.as_ref().ok_or("a loader cannot be opened in another process")?;
-            let exe = exe.as_ref().map_err(|e| format!("this executable: {e}"))?;
+            let exe = exe.as_ref().map_err(|e| e.clone())?;
             crate::run::attempts::attempt_in_child(exe, case, features, specs, opts.target_timeout.as_secs())
         };
         let settled = crate::run::attempts::settle(case, features, opts.attempts, first, again);
