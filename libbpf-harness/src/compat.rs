@@ -337,11 +337,12 @@ fn entries() -> Vec<(Applies, Gap)> {
                 KRETPROBE_COOKIE_BRIDGE,
                 "libbpf-rs",
                 "0.25.x, 0.26.x, 0.27.2",
-                "kretprobe (kind kretprobe, or retprobe: true on kprobe) with a cookie",
+                "kretprobe (kind kretprobe, or retprobe: true on kprobe) with a cookie, and a kprobe at an offset",
                 Compat,
                 "KprobeOpts carries a cookie but no retprobe flag, and attach_kprobe(retprobe) no cookie. The harness \
                  calls bpf_program__attach_kprobe_opts with retprobe, offset and bpf_cookie together (compat.rs \
-                 attach_kprobe_opts); such probes are reported via compat.",
+                 attach_kprobe_opts); such probes are reported via compat. A kretprobe without cookie or offset \
+                 goes through attach_kprobe(true, …), natively.",
             ),
         ),
         (

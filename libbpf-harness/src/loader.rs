@@ -347,7 +347,10 @@ fn attach_probe(prog: &ProgramMut<'_>, p: &Probe) -> Result<(Vec<LinkHandle>, Op
                 .targets
                 .iter()
                 .map(|t| {
-                    if retprobe || t.offset != 0 {
+                    if retprobe && t.cookie == 0 && t.offset == 0 {
+                        // What libbpf-rs can say itself: a kretprobe without cookie or offset.
+                        prog.attach_kprobe(true, &t.symbol).map_err(libbpf)
+                    } else if retprobe || t.offset != 0 {
                         // KprobeOpts has no retprobe flag; attach_kprobe no cookie.
                         bridged = true;
                         compat::attach_kprobe_opts(prog, &t.symbol, t.offset, t.cookie, retprobe)

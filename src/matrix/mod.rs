@@ -91,7 +91,11 @@ pub struct ColumnProfile {
     pub features_s: f64,
     pub cases_s: f64,
     pub other_s: f64,
+    #[serde(default)]
+    pub setup_s: f64,
     pub spawn_s: f64,
+    #[serde(default)]
+    pub symbols_s: f64,
     pub attach_s: f64,
     pub run_s: f64,
     pub drain_s: f64,
@@ -474,13 +478,13 @@ fn can_i_use_html(m: &Matrix) -> String {
 /// The per-column time profile as a markdown table.
 pub fn profile_table(m: &Matrix) -> String {
     let mut s = String::new();
-    writeln!(s, "| column | wall | boots | boot | features | cases | other | of the cases: spawn | load+attach | run | drain+detach | normalise | further attempts |").unwrap();
-    writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
+    writeln!(s, "| column | wall | boots | boot | features | cases | other | of the cases: setup | spawn | symbols | load+attach | run | drain+detach | normalise | further attempts |").unwrap();
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
     for k in &m.kernels {
         let Some(p) = &k.profile else { continue };
         writeln!(
             s,
-            "| {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             k.label(),
             k.wall_secs,
             p.boots,
@@ -488,7 +492,9 @@ pub fn profile_table(m: &Matrix) -> String {
             p.features_s,
             p.cases_s,
             p.other_s,
+            p.setup_s,
             p.spawn_s,
+            p.symbols_s,
             p.attach_s,
             p.run_s,
             p.drain_s,

@@ -127,14 +127,16 @@ fn add_profile(p: &mut crate::matrix::ColumnProfile, out: &BootOutcome, results:
     p.other_s += (wall - to_user - feat - cases).max(0.0);
     for r in results {
         if let Some(t) = &r.timing {
+            p.setup_s += t.setup_ms as f64 / 1e3;
             p.spawn_s += t.spawn_ms as f64 / 1e3;
+            p.symbols_s += t.symbols_ms as f64 / 1e3;
             p.attach_s += t.attach_ms as f64 / 1e3;
             p.run_s += t.run_ms as f64 / 1e3;
             p.drain_s += t.drain_ms as f64 / 1e3;
             p.normalise_s += t.normalise_ms as f64 / 1e3;
         }
         if r.attempts.len() > 1 {
-            let first = r.timing.as_ref().map(|t| t.spawn_ms + t.attach_ms + t.run_ms + t.drain_ms + t.normalise_ms).unwrap_or(0);
+            let first = r.timing.as_ref().map(|t| t.setup_ms + t.spawn_ms + t.symbols_ms + t.attach_ms + t.run_ms + t.drain_ms + t.normalise_ms).unwrap_or(0);
             p.attempts_s += r.duration_ms.saturating_sub(first) as f64 / 1e3;
         }
     }

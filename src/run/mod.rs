@@ -69,7 +69,14 @@ pub struct CaseResult {
 /// included), and decoding + normalising.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Timing {
+    /// The run directory (probe-target and the objects copied in) and the plan.
+    #[serde(default)]
+    pub setup_ms: u64,
+    /// Starting the target processes, up to their `ready`.
     pub spawn_ms: u64,
+    /// Reading the targets' symbols (ELF, USDT notes).
+    #[serde(default)]
+    pub symbols_ms: u64,
     pub attach_ms: u64,
     pub run_ms: u64,
     pub drain_ms: u64,
@@ -238,19 +245,21 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
             p.object = path.clone();
         }
     }
+    timing.setup_ms = lap();
     let mut p0 = TargetProcess::spawn(&dir.probe_target(), &case.run)?;
     let mut p1 = match &case.run_other {
         Some(steps) => Some(TargetProcess::spawn(&dir.probe_target(), steps)?),
         None => None,
     };
     let pids = Pids { target: p0.pid, other: p1.as_ref().map(|p| p.pid) };
+    timing.spawn_ms = lap();
     let mut symbols = Symbolizer::default();
     symbols.add_process(p0.pid, &p0.maps, dir.path());
     if let Some(p) = &p1 {
         symbols.add_process(p.pid, &p.maps, dir.path());
     }
 
-    timing.spawn_ms = lap();
+    timing.symbols_ms = lap();
     let attached = match loader.attach(&AttachRequest { plan: &plan, pids }) {
         Ok(a) => a,
         Err(e) => {
