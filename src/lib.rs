@@ -14,6 +14,7 @@
 //! runs the suite in every kernel; [`bench`] measures probe costs.
 
 pub mod bench;
+pub mod cache;
 pub mod case;
 pub mod debian;
 pub mod interrupt;

@@ -83,7 +83,7 @@ pub fn suite_family(suite: &str) -> Vec<String> {
 /// directory is left alone, older binaries still use it), so the first update
 /// here does not download every suite again.
 pub fn default_dir() -> PathBuf {
-    let cache = crate::loaders::go_build::cache_dir();
+    let cache = crate::cache::dir();
     let dir = cache.join("apt");
     adopt_old_lists(&cache.join("kernels").join("apt"), &dir);
     dir

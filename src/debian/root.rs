@@ -73,7 +73,7 @@ const LOADERS: [&str; 4] = [
 
 /// `<cache>/roots` (`$PROBECONF_CACHE`, `$XDG_CACHE_HOME/probeconf` or `~/.cache/probeconf`).
 pub fn roots_dir() -> PathBuf {
-    crate::loaders::go_build::cache_dir().join("roots")
+    crate::cache::dir().join("roots")
 }
 
 /// What version of a package to root.

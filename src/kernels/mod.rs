@@ -139,7 +139,7 @@ fn releases_hint(releases: &[String]) -> String {
 
 /// `$PROBECONF_CACHE` or `$XDG_CACHE_HOME/probeconf` or `~/.cache/probeconf`, then `/kernels`.
 pub fn cache_root() -> PathBuf {
-    crate::loaders::go_build::cache_dir().join("kernels")
+    crate::cache::dir().join("kernels")
 }
 
 // ---------------------------------------------------------------------------

@@ -23,16 +23,6 @@ pub fn harness_source_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("go-harness"))
 }
 
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("PROBECONF_CACHE") {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("probeconf")
-}
 
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
@@ -111,7 +101,7 @@ pub fn ensure_harness(pick: Option<&LibraryPick>) -> Result<PathBuf, String> {
     if !src.join("go.mod").is_file() {
         return Err(format!("no Go harness sources at {} (set PROBECONF_HARNESS to a built harness)", src.display()));
     }
-    let out_dir = cache_dir().join("harness").join(&key);
+    let out_dir = crate::cache::dir().join("harness").join(&key);
     let bin = out_dir.join("probeconf-harness");
     let stamp = out_dir.join("source.sha256");
     let mut want = source_hash(&src, &version).map_err(|e| format!("reading {}: {e}", src.display()))?;

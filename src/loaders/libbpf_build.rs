@@ -31,7 +31,7 @@
 //! cargo target dir (`CACHE/libbpf-harness/target`, so serde & co. build
 //! once) under a lock file. CACHE is `$PROBECONF_CACHE`, else
 //! `$XDG_CACHE_HOME/probeconf`, else `~/.cache/probeconf` (as
-//! `harness_build::cache_dir`). `PROBECONF_LIBBPF_HARNESS_SRC` names another
+//! `crate::cache::dir`). `PROBECONF_LIBBPF_HARNESS_SRC` names another
 //! harness source directory (default: `libbpf-harness/` of this repository).
 //!
 //! Not wired into the runner: the lead's loader registry calls it for
@@ -121,16 +121,6 @@ const RECIPE: &str = "libbpf-build v1";
 const BINARY: &str = "probeconf-libbpf-harness";
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("PROBECONF_CACHE") {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("probeconf")
-}
 
 /// `libbpf-harness/` of this repository (or `PROBECONF_LIBBPF_HARNESS_SRC`).
 pub fn harness_source_dir() -> PathBuf {
@@ -358,7 +348,7 @@ pub fn ensure_libbpf_harness(req: LibbpfBuild) -> Result<(PathBuf, BuildInfo), S
     }
     let want = format!("{:x}", h.finalize());
 
-    let root = cache_dir().join("libbpf-harness");
+    let root = crate::cache::dir().join("libbpf-harness");
     let dir = root.join(&key);
     let bin = dir.join(BINARY);
     let stamp = dir.join("source.sha256");

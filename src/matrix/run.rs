@@ -219,7 +219,7 @@ fn crash_reason(out: &BootOutcome) -> Option<String> {
 ///
 /// QEMU failing or the guest itself breaking is not a kernel crash: the
 /// column is an `error` at once.
-fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &MatrixOptions) -> KernelColumn {
+fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[(String, LoaderId)], opts: &MatrixOptions) -> KernelColumn {
     let (img, initramfs, case_ids) = (&job.image, job.initramfs.as_path(), job.case_ids.as_slice());
     let mut col = KernelColumn {
         preempt: job.spec.preempt,
@@ -313,7 +313,7 @@ fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &
             continue;
         };
         failed_starts = 0;
-        let finished = loaders.iter().all(|l| col.results.iter().any(|r| r.case == culprit && r.loader == *l));
+        let finished = loaders.iter().all(|(l, _)| col.results.iter().any(|r| r.case == culprit && r.loader == *l));
         if finished {
             // Between cases: the next one had not started.
             let next = case_ids.get(at + 1).map(|c| format!(" and `{c}`")).unwrap_or_default();
@@ -349,27 +349,9 @@ fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[String], opts: &
     col
 }
 
-fn crash_result(case: &str, loader: &str, kernel: &str, reason: &str) -> CaseResult {
-    CaseResult {
-        case: case.into(),
-        loader: loader.into(),
-        loader_id: if loader.starts_with("cilium") { LoaderId::Cilium } else { LoaderId::Libbpf },
-        kernel: kernel.into(),
-        verdict: crate::judge::check::Verdict::Error,
-        detail: format!("the kernel crashed twice while this case ran (last: {reason}); see the column's crash log"),
-        via: crate::loaders::ViaKind::Native,
-        vias: Vec::new(),
-        library: String::new(),
-        library_version: String::new(),
-        observed: None,
-        expected: None,
-        diff: None,
-        duration_ms: 0,
-        preempt: None,
-        attempts: Vec::new(),
-        known: None,
-        timing: None,
-    }
+fn crash_result(case: &str, loader: &(String, LoaderId), kernel: &str, reason: &str) -> CaseResult {
+    let detail = format!("the kernel crashed twice while this case ran (last: {reason}); see the column's crash log");
+    CaseResult::new(case, &loader.0, loader.1, kernel, crate::judge::check::Verdict::Error, detail)
 }
 
 /// One column to run: its kernel, its image and the cases in it.
@@ -457,6 +439,7 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
         .collect::<Result<_, _>>()?;
     let libraries: Vec<crate::loaders::LibraryInfo> = opened.iter().map(|l| l.library()).collect();
     let loader_labels: Vec<String> = opened.iter().map(|l| l.label()).collect();
+    let loader_ids: Vec<(String, LoaderId)> = opened.iter().map(|l| (l.label(), l.id())).collect();
 
     // One image per distinct set of cases (all of them, or a shard's slice).
     let mut images: std::collections::BTreeMap<(usize, usize), PathBuf> = std::collections::BTreeMap::new();
@@ -502,7 +485,7 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
     let columns = crate::vm::run_pool(
         jobs.into_iter().map(|(_, j)| j).collect(),
         opts.parallel,
-        |job| run_column(&job, &guest, &loader_labels, opts),
+        |job| run_column(&job, &guest, &loader_ids, opts),
         |i, col| {
             done += 1;
             let crashes = if col.crashes.is_empty() { String::new() } else { format!(", {} kernel crash(es), resumed", col.crashes.len()) };

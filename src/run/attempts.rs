@@ -224,26 +224,12 @@ pub mod tests_support {
     use super::*;
 
     pub fn result(case: &str, loader: &str, v: Verdict) -> CaseResult {
-        CaseResult {
-            case: case.into(),
-            loader: loader.into(),
-            loader_id: if loader.starts_with("cilium") { crate::case::LoaderId::Cilium } else { crate::case::LoaderId::Libbpf },
-            kernel: "6.18.0".into(),
-            verdict: v,
-            detail: "d".into(),
-            via: crate::loaders::ViaKind::Native,
-            vias: vec![],
-            library: String::new(),
-            library_version: String::new(),
-            observed: Some(format!("trace of {case}\n")),
-            expected: Some("want\n".into()),
-            diff: None,
-            duration_ms: 1,
-            preempt: None,
-            attempts: vec![],
-            known: None,
-            timing: None,
-        }
+        let id = if loader.starts_with("cilium") { crate::case::LoaderId::Cilium } else { crate::case::LoaderId::Libbpf };
+        let mut r = CaseResult::new(case, loader, id, "6.18.0", v, "d".into());
+        r.observed = Some(format!("trace of {case}\n"));
+        r.expected = Some("want\n".into());
+        r.duration_ms = 1;
+        r
     }
 }
 
@@ -266,26 +252,9 @@ mod tests {
     }
 
     fn run(loader: &str, v: Verdict, observed: &str) -> CaseResult {
-        CaseResult {
-            case: "k".into(),
-            loader: loader.into(),
-            loader_id: if loader.starts_with("cilium") { crate::case::LoaderId::Cilium } else { crate::case::LoaderId::Libbpf },
-            kernel: "6.18.0".into(),
-            verdict: v,
-            detail: "d".into(),
-            via: crate::loaders::ViaKind::Native,
-            vias: vec![],
-            library: String::new(),
-            library_version: String::new(),
-            observed: Some(observed.into()),
-            expected: Some("want\n".into()),
-            diff: None,
-            duration_ms: 1,
-            preempt: None,
-            attempts: vec![],
-            known: None,
-            timing: None,
-        }
+        let mut r = tests_support::result("k", loader, v);
+        r.observed = Some(observed.into());
+        r
     }
 
     #[test]

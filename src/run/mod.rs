@@ -83,6 +83,32 @@ pub struct Timing {
     pub normalise_ms: u64,
 }
 
+impl CaseResult {
+    /// A result with nothing observed yet: the given verdict and detail.
+    pub fn new(case: &str, loader: &str, loader_id: LoaderId, kernel: &str, verdict: Verdict, detail: String) -> CaseResult {
+        CaseResult {
+            case: case.into(),
+            loader: loader.into(),
+            loader_id,
+            kernel: kernel.into(),
+            verdict,
+            detail,
+            via: ViaKind::Native,
+            vias: Vec::new(),
+            library: String::new(),
+            library_version: String::new(),
+            observed: None,
+            expected: None,
+            diff: None,
+            duration_ms: 0,
+            preempt: None,
+            attempts: Vec::new(),
+            known: None,
+            timing: None,
+        }
+    }
+}
+
 /// One attempt of a case through a loader, judged on its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Attempt {
@@ -145,26 +171,8 @@ fn outcome_text(o: &crate::case::Outcome) -> String {
 pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &RunOptions) -> CaseResult {
     let start = Instant::now();
     let library = loader.library();
-    let mut result = CaseResult {
-        case: case.id.clone(),
-        loader: loader.label(),
-        loader_id: loader.id(),
-        kernel: features.kernel.clone(),
-        verdict: Verdict::Error,
-        detail: String::new(),
-        via: ViaKind::Native,
-        vias: Vec::new(),
-        library: format!("{} ({})", library.library, library.version),
-        library_version: String::new(),
-        observed: None,
-        expected: None,
-        diff: None,
-        duration_ms: 0,
-        preempt: None,
-        attempts: Vec::new(),
-        known: None,
-        timing: None,
-    };
+    let mut result = CaseResult::new(&case.id, &loader.label(), loader.id(), &features.kernel, Verdict::Error, String::new());
+    result.library = format!("{} ({})", library.library, library.version);
     // The preemption model first: a case that cannot have it does not run.
     let _preempt = match case.preempt.map(crate::probing::preempt::switch) {
         Some(Err(why)) => {

@@ -147,7 +147,7 @@ pub fn pvh_kernel(vmlinuz: &Path) -> Result<PathBuf, String> {
     let abs = std::path::absolute(vmlinuz).unwrap_or_else(|_| vmlinuz.to_path_buf());
     let key = Sha256::digest(format!("{}\0{}\0{mtime}", abs.display(), meta.len()).as_bytes());
     let key: String = key.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    let dir = crate::loaders::go_build::cache_dir().join("vmlinux");
+    let dir = crate::cache::dir().join("vmlinux");
     let out = dir.join(format!("{key}.vmlinux"));
     let failed = dir.join(format!("{key}.no-pvh"));
     if out.is_file() {
