@@ -1,16 +1,25 @@
 //! The session-kfunc prototype of the running kernel, from its BTF, to pick a
 //! build from a request's `objects` (registry entry
-//! `libbpf-session-kfunc-variant`). The same decision as probeconf's
-//! `probing::session_kfunc_prototype` and the Go harness's
-//! `bridge.SessionKfuncPrototype`: FUNC `bpf_session_cookie` with 0 parameters
-//! is `noarg`, with 1 `ctx`; absent, no BTF or another count is none.
+//! `libbpf-session-kfunc-variant`). probeconf's runner asks this same
+//! function (`probing::session_kfunc_prototype`); the Go harness's
+//! `bridge.SessionKfuncPrototype` makes the same decision, and the runner
+//! checks the two agree: FUNC `bpf_session_cookie` with 0 parameters is
+//! `noarg`, with 1 `ctx`; absent, no BTF or another count is none. The kernel
+//! does not change under a process, so its BTF is read once per process
+//! (parsing vmlinux BTF takes ~100 ms under QEMU TCG, and the runner asks for
+//! every case).
 
 use crate::protocol::Variant;
 use libbpf_rs::btf::types::{Func, FuncProto};
 use libbpf_rs::btf::Btf;
 
-/// The prototype and what the BTF said.
+/// The prototype and what the BTF said (read once per process).
 pub fn session_kfunc_prototype() -> (Option<Variant>, String) {
+    static ONCE: std::sync::OnceLock<(Option<Variant>, String)> = std::sync::OnceLock::new();
+    ONCE.get_or_init(read_prototype).clone()
+}
+
+fn read_prototype() -> (Option<Variant>, String) {
     let btf = match Btf::from_vmlinux() {
         Ok(b) => b,
         Err(e) => return (None, format!("no kernel BTF: {e:#}")),

@@ -17,8 +17,6 @@ use crate::run::artifacts::KfuncVariant;
 use crate::judge::classify::classify_libbpf;
 use crate::probing::features::{Feature, FeatureSet, ProbeResult};
 use libbpf_harness::compat as libbpf_compat;
-use libbpf_rs::btf::types::{Func, FuncProto};
-use libbpf_rs::btf::Btf;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, UprobeMultiOpts, UprobeOpts};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -162,21 +160,14 @@ fn trigger_self() {
 
 /// The session-kfunc prototype of the running kernel, from its BTF.
 pub fn session_kfunc_prototype() -> (Option<KfuncVariant>, String) {
-    let btf = match Btf::from_vmlinux() {
-        Ok(b) => b,
-        Err(e) => return (None, format!("no kernel BTF: {e:#}")),
-    };
-    let Some(func) = btf.type_by_name::<Func>("bpf_session_cookie") else {
-        return (None, "kernel BTF has no bpf_session_cookie kfunc".into());
-    };
-    let Ok(proto) = FuncProto::try_from(func.next_type().expect("FUNC references its prototype")) else {
-        return (None, "bpf_session_cookie has no FUNC_PROTO".into());
-    };
-    match proto.len() {
-        0 => (Some(KfuncVariant::NoArg), "kernel BTF: bpf_session_cookie(void)".into()),
-        1 => (Some(KfuncVariant::Ctx), "kernel BTF: bpf_session_cookie(void *ctx)".into()),
-        n => (None, format!("kernel BTF: bpf_session_cookie has {n} parameters, unknown prototype")),
-    }
+    // The libbpf harness's reading of the kernel BTF (cached per process):
+    // one decision for the runner and the in-process loader.
+    let (v, how) = libbpf_harness::kfunc::session_kfunc_prototype();
+    let v = v.map(|v| match v {
+        libbpf_harness::protocol::Variant::NoArg => KfuncVariant::NoArg,
+        libbpf_harness::protocol::Variant::Ctx => KfuncVariant::Ctx,
+    });
+    (v, how)
 }
 
 /// The object variant to load session programs from on this kernel. Kernels
