@@ -47,9 +47,11 @@ pub struct MatrixArgs {
     /// outputs with `probeconf matrix merge`.
     #[arg(long)]
     shard: Option<probeconf::matrix::shard::Shard>,
-    /// The QEMU binary.
+    /// The QEMU binary: a path or a name on PATH, or `debian:VERSION` /
+    /// `debian:SUITE` for a Debian QEMU run from a private root (e.g.
+    /// `debian:11.1.3`, `debian:trixie-backports`; src/debian/root.rs).
     #[arg(long, default_value = "qemu-system-x86_64")]
-    qemu: PathBuf,
+    qemu: String,
     /// Compare with an earlier matrix.json (or result file) and exit 1 on
     /// regressions (see `probeconf diff`).
     #[arg(long)]
@@ -143,7 +145,7 @@ fn run(a: MatrixArgs) -> Result<ExitCode, String> {
     opts.crash = a.inject_crash.as_deref().map(probeconf::vm::cmdline::CrashPlan::parse).transpose()?;
     opts.preempt = a.preempt;
     opts.shard = a.shard;
-    opts.qemu = a.qemu;
+    opts.qemu = qemu_program(&a.qemu)?;
     let start = std::time::Instant::now();
     let m = probeconf::matrix::run::run(&opts, |line| eprintln!("{line}"))?;
     let mut code = write_matrix(&m, &a.out, a.format)?;
@@ -176,9 +178,10 @@ pub struct TcgStressArgs {
     jobs: usize,
     #[arg(long, default_value = "tcg-stress-out")]
     out: PathBuf,
-    /// The QEMU to test (default: qemu-system-x86_64 on PATH).
+    /// The QEMU to test: a path, a name on PATH, or `debian:VERSION` /
+    /// `debian:SUITE` (a Debian QEMU from a private root).
     #[arg(long, default_value = "qemu-system-x86_64")]
-    qemu: PathBuf,
+    qemu: String,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -197,7 +200,7 @@ pub fn tcg_stress(a: TcgStressArgs) -> Result<ExitCode, String> {
         parallel: a.jobs,
         timeout: std::time::Duration::from_secs(300),
         work_dir: a.out,
-        qemu: a.qemu,
+        qemu: qemu_program(&a.qemu)?,
     };
     let boots = probeconf::vm::stress::run(&opts, |b| {
         eprintln!(
@@ -215,4 +218,17 @@ pub fn tcg_stress(a: TcgStressArgs) -> Result<ExitCode, String> {
     }
     let broken = boots.iter().any(|b| b.outcome != "ok");
     Ok(if broken { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `--qemu`: a program as given, or `debian:WANT`, QEMU's Debian package
+/// (`qemu-system-x86`) at a version or the newest of a suite, fetched with its
+/// dependency closure into a private root (cached) and run through the
+/// root's wrapper script, which passes the root's firmware and module paths.
+fn qemu_program(arg: &str) -> Result<PathBuf, String> {
+    let Some(want) = arg.strip_prefix("debian:") else { return Ok(PathBuf::from(arg)) };
+    let root = probeconf::debian::root::Root::ensure_with_log("qemu-system-x86", want, &mut |l| eprintln!("qemu root: {l}"))
+        .map_err(|e| format!("--qemu {arg}: {e}"))?;
+    let wrapper = root.qemu_wrapper().map_err(|e| format!("--qemu {arg}: {e}"))?;
+    eprintln!("qemu: {} {} ({}) from {}", root.package, root.version, root.suite, wrapper.display());
+    Ok(wrapper)
 }

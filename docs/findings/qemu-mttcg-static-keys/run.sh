@@ -8,7 +8,8 @@
 #   QEMU     a qemu-system-x86_64 binary (or wrapper script)
 #   VMLINUZ  an x86-64 kernel image (bzImage)
 #   BOOTS    boots per mode (default 5)
-#   MODES    TCG threading modes, space separated (default "multi single")
+#   MODES    TCG threading modes, space separated (default "multi single");
+#            "kvm" boots with -accel kvm -cpu host instead, as a control
 #
 # Environment: SECS (seconds of flipping per boot, default 30), SMP (default 2),
 # PARALLEL (VMs at a time, default 2), OUT (log directory, default out/),
@@ -51,8 +52,10 @@ classify() { # console log -> outcome
 one() { # mode n
 	local mode=$1 n=$2 log=$out/$1-$2.log t0 t1 rc outcome detail=""
 	t0=$(date +%s)
+	local accel=(-accel "tcg,thread=$mode" -cpu max)
+	[ "$mode" = kvm ] && accel=(-accel kvm -cpu host)
 	timeout -k 5 "$timeout_s" "$qemu" \
-		-accel "tcg,thread=$mode" -cpu max -m 1G -smp "$smp" \
+		"${accel[@]}" -m 1G -smp "$smp" \
 		-nographic -no-reboot -monitor none -nic none \
 		-kernel "$kernel" -initrd "$initrd" \
 		-append "console=ttyS0 panic=-1 oops=panic REPRO_SECS=$secs ${EXTRA_APPEND:-}" \
@@ -92,5 +95,5 @@ for mode in $modes; do
 	total=$(grep -c "^$mode #" "$out/boots.txt")
 	crashed=$(grep -c "^$mode #.*: int3" "$out/boots.txt")
 	others=$(grep "^$mode #" "$out/boots.txt" | grep -vcE ': (int3|ok) ')
-	echo "tcg=$mode: $crashed/$total boots with Oops: int3 (other failures: $others)"
+	echo "$([ "$mode" = kvm ] && echo accel=kvm || echo "tcg=$mode"): $crashed/$total boots with Oops: int3 (other failures: $others)"
 done | tee "$out/summary.txt"
