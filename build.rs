@@ -133,6 +133,7 @@ fn abi_consts(header: &Path) -> String {
 /// The BPF objects build.rs compiles (file names in OUT_DIR).
 const BPF_OBJECTS: &[&str] = &[
     "recorders.bpf.o",
+    "tracing.bpf.o",
     "sessions.bpf.o",
     "sessions.ctx.bpf.o",
     "usdt_recorder.bpf.o",
@@ -285,6 +286,7 @@ fn main() {
     fs::write(out_dir.join("abi_consts.rs"), abi_consts(abi)).unwrap();
 
     compile_bpf(&clang, &include, Path::new("bpf/recorders.bpf.c"), &out_dir.join("recorders.bpf.o"), &[]);
+    compile_bpf(&clang, &include, Path::new("bpf/tracing.bpf.c"), &out_dir.join("tracing.bpf.o"), &[]);
     compile_bpf(&clang, &include, Path::new("bpf/feature_probes.bpf.c"), &out_dir.join("feature_probes.bpf.o"), &[]);
     // One source, two objects: the session kfunc prototypes changed in 7.0.
     for (src, stem) in [("bpf/sessions.bpf.c", "sessions"), ("bpf/feature_probes_session.bpf.c", "feature_probes_session")] {

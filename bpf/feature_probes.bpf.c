@@ -17,7 +17,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 #include "feature_probes_common.h"
 
-static __always_inline int fp_count(struct pt_regs *ctx)
+static __always_inline int fp_count(void *ctx)
 {
 	if (!fp_mine())
 		return 0;
@@ -52,3 +52,21 @@ int fp_kprobe_multi(struct pt_regs *ctx) { return fp_count(ctx); }
 
 SEC("kprobe.session")
 int fp_kprobe_session_link(struct pt_regs *ctx) { return fp_count(ctx); }
+
+/* BTF-based tracing: the target is named before load (fentry, fexit) or at
+ * link time (fentry.multi). */
+SEC("fentry")
+int fp_fentry(void *ctx) { return fp_count(ctx); }
+
+SEC("fexit")
+int fp_fexit(void *ctx)
+{
+	__u64 ret = 0;
+
+	if (fp_mine() && !bpf_get_func_ret(ctx, &ret))
+		fp.ret = ret;
+	return fp_count(ctx);
+}
+
+SEC("fentry.multi")
+int fp_fentry_multi(void *ctx) { return fp_count(ctx); }

@@ -15,6 +15,7 @@ struct fp_state {
 	__u64 cookie;         /* last bpf_get_attach_cookie() */
 	__u64 func_ip;        /* last bpf_get_func_ip() */
 	__u64 session_cookie; /* session cookie read at return */
+	__u64 ret;            /* last bpf_get_func_ret() (fexit) */
 } fp;
 
 static __always_inline bool fp_mine(void)

@@ -43,3 +43,8 @@ int fp_uprobe_session_kfuncs(struct pt_regs *ctx) { return fp_session_roundtrip(
 /* The kfuncs in a kprobe session (6.10+; uprobe sessions came in 6.13). */
 SEC("kprobe.session")
 int fp_kprobe_session_kfuncs(struct pt_regs *ctx) { return fp_session_roundtrip(ctx); }
+
+/* The kfuncs in an fsession (7.0+, where they take ctx: only the ctx build
+ * can load it). */
+SEC("fsession")
+int fp_fsession_kfuncs(void *ctx) { return fp_session_roundtrip(ctx); }

@@ -31,6 +31,13 @@
 #define PC_KIND_KRETPROBE_MULTI 9
 #define PC_KIND_KPROBE_SESSION 10
 #define PC_KIND_USDT 11
+/* BTF-based tracing programs (kernel functions, bpf_get_func_arg/ret) */
+#define PC_KIND_FENTRY 12
+#define PC_KIND_FEXIT 13
+#define PC_KIND_FSESSION 14
+#define PC_KIND_FENTRY_MULTI 15
+#define PC_KIND_FEXIT_MULTI 16
+#define PC_KIND_FSESSION_MULTI 17
 
 /* pc_event.flags */
 #define PC_F_SESSION (1u << 0)          /* is_return and session cookie fields are valid */

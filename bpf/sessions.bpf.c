@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The session recorders (uprobe.session, kprobe.session): one program runs at
- * entry and at return. Built twice by build.rs from this one source:
+ * The session recorders (uprobe.session, kprobe.session, and the BTF-based
+ * fsession and fsession.multi of 7.0+): one program runs at entry and at return. Built twice by build.rs from this one source:
  * sessions.bpf.o with the 6.10-6.19 session kfunc prototypes and
  * sessions.ctx.bpf.o with the 7.0 ones (session_kfuncs.h); the loaders get the
  * build matching the running kernel's BTF.
@@ -22,6 +22,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #include "recorder_common.h"
+#include "tracing_common.h"
 
 static __always_inline bool pc_want_skip_return(__u64 arg0)
 {
@@ -42,7 +43,7 @@ static __always_inline bool pc_want_skip_return(__u64 arg0)
 }
 
 /* What a session entry writes into its cookie (pc_cfg.cookie_mode). */
-static __always_inline __u64 pc_cookie_value(struct pt_regs *ctx, __u64 arg0)
+static __always_inline __u64 pc_cookie_value(void *ctx, __u64 arg0)
 {
 	switch (pc_cfg.cookie_mode) {
 	case PC_CM_CONST:
@@ -59,13 +60,33 @@ static __always_inline __u64 pc_cookie_value(struct pt_regs *ctx, __u64 arg0)
 }
 
 /*
+ * Where a session program finds the probed function's arguments and return
+ * value: pt_regs for kprobe and uprobe sessions, the tracing context
+ * (bpf_get_func_arg/ret) for fsession. `tracing` is a constant at every call
+ * site, so only one branch is compiled into each program.
+ */
+static __always_inline __u64 pc_session_arg(void *ctx, bool tracing, __u32 n)
+{
+	if (tracing)
+		return pc_func_arg(ctx, n);
+	return n == 0 ? PT_REGS_PARM1((struct pt_regs *)ctx) : PT_REGS_PARM2((struct pt_regs *)ctx);
+}
+
+static __always_inline __u64 pc_session_ret(void *ctx, bool tracing)
+{
+	if (tracing)
+		return pc_func_ret(ctx);
+	return PT_REGS_RC((struct pt_regs *)ctx);
+}
+
+/*
  * A session program: entry and return are the same program. The entry may write
  * the per-invocation session cookie and returns 1 to skip this invocation's return.
  * When the ring is full the event is dropped (and counted), but the entry still
  * writes its cookie and returns what the case asked for: recording never changes
  * the behaviour under test.
  */
-static __always_inline int pc_record_session(struct pt_regs *ctx, __u16 kind)
+static __always_inline int pc_record_session(void *ctx, __u16 kind, bool tracing)
 {
 	struct pc_event *e;
 	__u64 *cookie;
@@ -89,16 +110,16 @@ static __always_inline int pc_record_session(struct pt_regs *ctx, __u16 kind)
 	if (is_return) {
 		if (e) {
 			e->flags |= PC_F_HAS_RET;
-			e->ret = PT_REGS_RC(ctx);
+			e->ret = pc_session_ret(ctx, tracing);
 			pc_submit(e);
 		}
 		return 0;
 	}
-	arg0 = PT_REGS_PARM1(ctx);
+	arg0 = pc_session_arg(ctx, tracing, 0);
 	if (e) {
 		e->flags |= PC_F_HAS_ARGS;
 		e->arg0 = arg0;
-		e->arg1 = PT_REGS_PARM2(ctx);
+		e->arg1 = pc_session_arg(ctx, tracing, 1);
 	}
 	if (pc_cfg.cookie_mode != PC_CM_NONE && cookie) {
 		__u64 val = pc_cookie_value(ctx, arg0);
@@ -120,7 +141,7 @@ static __always_inline int pc_record_session(struct pt_regs *ctx, __u16 kind)
 }
 
 /* The pre-fix shape: the event built on the stack (144 bytes), then copied. */
-static __always_inline int pc_record_session_large(struct pt_regs *ctx, __u16 kind)
+static __always_inline int pc_record_session_large(void *ctx, __u16 kind, bool tracing)
 {
 	struct pc_event t = {};
 	__u64 *cookie;
@@ -139,12 +160,12 @@ static __always_inline int pc_record_session_large(struct pt_regs *ctx, __u16 ki
 	if (cookie)
 		t.cookie_in = *cookie;
 	if (!is_return) {
-		__u64 arg0 = PT_REGS_PARM1(ctx);
+		__u64 arg0 = pc_session_arg(ctx, tracing, 0);
 
 		t.phase = PC_PHASE_ENTRY;
 		t.flags |= PC_F_HAS_ARGS;
 		t.arg0 = arg0;
-		t.arg1 = PT_REGS_PARM2(ctx);
+		t.arg1 = pc_session_arg(ctx, tracing, 1);
 		if (pc_cfg.cookie_mode != PC_CM_NONE && cookie) {
 			__u64 val = pc_cookie_value(ctx, arg0);
 
@@ -159,20 +180,20 @@ static __always_inline int pc_record_session_large(struct pt_regs *ctx, __u16 ki
 	} else {
 		t.phase = PC_PHASE_RETURN;
 		t.flags |= PC_F_HAS_RET;
-		t.ret = PT_REGS_RC(ctx);
+		t.ret = pc_session_ret(ctx, tracing);
 	}
 	pc_emit_copy(&t);
 	return skip;
 }
 
-SEC("uprobe.session")
-int pc_uprobe_session(struct pt_regs *ctx) { return pc_record_session(ctx, PC_KIND_UPROBE_SESSION); }
+/* One program per kind and shape: NAME in SEC, and NAME_large beside it. */
+#define PC_SESSION_RECORDER(sec, name, ctx_type, kind, tracing)                                         \
+	SEC(sec) int name(ctx_type *ctx) { return pc_record_session(ctx, kind, tracing); }               \
+	SEC(sec) int name##_large(ctx_type *ctx) { return pc_record_session_large(ctx, kind, tracing); }
 
-SEC("uprobe.session")
-int pc_uprobe_session_large(struct pt_regs *ctx) { return pc_record_session_large(ctx, PC_KIND_UPROBE_SESSION); }
-
-SEC("kprobe.session")
-int pc_kprobe_session(struct pt_regs *ctx) { return pc_record_session(ctx, PC_KIND_KPROBE_SESSION); }
-
-SEC("kprobe.session")
-int pc_kprobe_session_large(struct pt_regs *ctx) { return pc_record_session_large(ctx, PC_KIND_KPROBE_SESSION); }
+PC_SESSION_RECORDER("uprobe.session", pc_uprobe_session, struct pt_regs, PC_KIND_UPROBE_SESSION, false)
+PC_SESSION_RECORDER("kprobe.session", pc_kprobe_session, struct pt_regs, PC_KIND_KPROBE_SESSION, false)
+/* fsession exists from 7.0, where the session kfuncs take ctx: on an older
+ * kernel this program (in either build) is refused at load, as it should be. */
+PC_SESSION_RECORDER("fsession", pc_fsession, void, PC_KIND_FSESSION, true)
+PC_SESSION_RECORDER("fsession.multi", pc_fsession_multi, void, PC_KIND_FSESSION_MULTI, true)

@@ -34,10 +34,25 @@ pub enum ProbeKind {
     /// A USDT site (`symbol: provider:name`), through libbpf's usdt.bpf.h.
     #[serde(rename = "usdt")]
     Usdt,
+    /// BTF-based tracing of a kernel function at entry (a BPF trampoline).
+    #[serde(rename = "fentry")]
+    Fentry,
+    #[serde(rename = "fexit")]
+    Fexit,
+    /// One tracing program at entry and return (BPF_TRACE_FSESSION, 7.0).
+    #[serde(rename = "fsession")]
+    Fsession,
+    /// The tracing multi link: one program on many functions, per-target cookies.
+    #[serde(rename = "fentry.multi")]
+    FentryMulti,
+    #[serde(rename = "fexit.multi")]
+    FexitMulti,
+    #[serde(rename = "fsession.multi")]
+    FsessionMulti,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 11] = [
+    pub const ALL: [ProbeKind; 17] = [
         ProbeKind::Uprobe,
         ProbeKind::Uretprobe,
         ProbeKind::UprobeMulti,
@@ -49,6 +64,12 @@ impl ProbeKind {
         ProbeKind::KretprobeMulti,
         ProbeKind::KprobeSession,
         ProbeKind::Usdt,
+        ProbeKind::Fentry,
+        ProbeKind::Fexit,
+        ProbeKind::Fsession,
+        ProbeKind::FentryMulti,
+        ProbeKind::FexitMulti,
+        ProbeKind::FsessionMulti,
     ];
 
     pub fn section(self) -> &'static str {
@@ -64,6 +85,12 @@ impl ProbeKind {
             ProbeKind::KretprobeMulti => "kretprobe.multi",
             ProbeKind::KprobeSession => "kprobe.session",
             ProbeKind::Usdt => "usdt",
+            ProbeKind::Fentry => "fentry",
+            ProbeKind::Fexit => "fexit",
+            ProbeKind::Fsession => "fsession",
+            ProbeKind::FentryMulti => "fentry.multi",
+            ProbeKind::FexitMulti => "fexit.multi",
+            ProbeKind::FsessionMulti => "fsession.multi",
         }
     }
 
@@ -81,6 +108,12 @@ impl ProbeKind {
             ProbeKind::KretprobeMulti => "pc_kretprobe_multi",
             ProbeKind::KprobeSession => "pc_kprobe_session",
             ProbeKind::Usdt => "pc_usdt",
+            ProbeKind::Fentry => "pc_fentry",
+            ProbeKind::Fexit => "pc_fexit",
+            ProbeKind::Fsession => "pc_fsession",
+            ProbeKind::FentryMulti => "pc_fentry_multi",
+            ProbeKind::FexitMulti => "pc_fexit_multi",
+            ProbeKind::FsessionMulti => "pc_fsession_multi",
         }
     }
 
@@ -101,6 +134,12 @@ impl ProbeKind {
             ProbeKind::KretprobeMulti => "pc_kretprobe_multi_large",
             ProbeKind::KprobeSession => "pc_kprobe_session_large",
             ProbeKind::Usdt => "pc_usdt_large",
+            ProbeKind::Fentry => "pc_fentry_large",
+            ProbeKind::Fexit => "pc_fexit_large",
+            ProbeKind::Fsession => "pc_fsession_large",
+            ProbeKind::FentryMulti => "pc_fentry_multi_large",
+            ProbeKind::FexitMulti => "pc_fexit_multi_large",
+            ProbeKind::FsessionMulti => "pc_fsession_multi_large",
         }
     }
 
@@ -108,11 +147,26 @@ impl ProbeKind {
         matches!(
             self,
             ProbeKind::Kprobe | ProbeKind::Kretprobe | ProbeKind::KprobeMulti | ProbeKind::KretprobeMulti | ProbeKind::KprobeSession
+        ) || self.is_tracing()
+    }
+
+    /// BTF-based tracing programs (fentry, fexit, fsession and their multi
+    /// forms): the target is a kernel function named by its BTF id, and a
+    /// single-link kind's program is bound to its one target at load.
+    pub fn is_tracing(self) -> bool {
+        matches!(
+            self,
+            ProbeKind::Fentry
+                | ProbeKind::Fexit
+                | ProbeKind::Fsession
+                | ProbeKind::FentryMulti
+                | ProbeKind::FexitMulti
+                | ProbeKind::FsessionMulti
         )
     }
 
     pub fn is_session(self) -> bool {
-        matches!(self, ProbeKind::UprobeSession | ProbeKind::KprobeSession)
+        matches!(self, ProbeKind::UprobeSession | ProbeKind::KprobeSession | ProbeKind::Fsession | ProbeKind::FsessionMulti)
     }
 
     /// One link for all targets (multi and session) rather than one per target.
@@ -125,11 +179,17 @@ impl ProbeKind {
                 | ProbeKind::KprobeMulti
                 | ProbeKind::KretprobeMulti
                 | ProbeKind::KprobeSession
+                | ProbeKind::FentryMulti
+                | ProbeKind::FexitMulti
+                | ProbeKind::FsessionMulti
         )
     }
 
     pub fn is_return_only(self) -> bool {
-        matches!(self, ProbeKind::Uretprobe | ProbeKind::UretprobeMulti | ProbeKind::Kretprobe | ProbeKind::KretprobeMulti)
+        matches!(
+            self,
+            ProbeKind::Uretprobe | ProbeKind::UretprobeMulti | ProbeKind::Kretprobe | ProbeKind::KretprobeMulti | ProbeKind::Fexit | ProbeKind::FexitMulti
+        )
     }
 
     /// The kernel features any case with this kind needs, implied by the kind.
@@ -143,6 +203,11 @@ impl ProbeKind {
             ProbeKind::KprobeMulti | ProbeKind::KretprobeMulti => &[Feature::KprobeMulti],
             ProbeKind::KprobeSession => &[Feature::KprobeSession, Feature::SessionKfuncs],
             ProbeKind::Usdt => &[Feature::Uprobe],
+            ProbeKind::Fentry => &[Feature::Fentry],
+            ProbeKind::Fexit => &[Feature::Fexit],
+            ProbeKind::Fsession => &[Feature::Fsession],
+            ProbeKind::FentryMulti | ProbeKind::FexitMulti => &[Feature::TracingMulti],
+            ProbeKind::FsessionMulti => &[Feature::TracingMulti, Feature::Fsession],
         }
     }
 }
@@ -778,6 +843,27 @@ impl Case {
             }
             if p.kind.is_kernel() && p.targets.iter().any(|t| t.symbol.is_none()) {
                 return Err(("targets".into(), format!("probe `{}`: kernel probes need a `symbol` per target", p.name)));
+            }
+            if p.kind.is_tracing() && !p.kind.is_multi_link() && p.targets.len() != 1 {
+                return Err((
+                    "targets".into(),
+                    format!(
+                        "probe `{}`: a {} program is bound to one function at load: give exactly one target \
+                         (several probes, or {}.multi, for more)",
+                        p.name,
+                        p.kind,
+                        p.kind.section()
+                    ),
+                ));
+            }
+            if p.kind.is_tracing() && p.targets.iter().any(|t| t.offset != 0) {
+                return Err(("targets".into(), format!("probe `{}`: {} attaches at a function's entry: no `offset`", p.name, p.kind)));
+            }
+            if p.kind.is_tracing() && (p.retprobe.is_some() || p.session.is_some()) {
+                return Err((
+                    "probe".into(),
+                    format!("probe `{}`: `retprobe`/`session` are link flags of kprobe/uprobe multi links; {} says it in its kind", p.name, p.kind),
+                ));
             }
             if p.pid == PidScope::Other && self.run_other.is_none() {
                 return Err(("pid".into(), format!("probe `{}` has `pid: other`, which needs `run_other` steps", p.name)));

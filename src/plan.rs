@@ -129,6 +129,8 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
                 },
                 object: if p.kind == crate::case::ProbeKind::Usdt {
                     dir.usdt_object()
+                } else if p.kind.is_tracing() && !p.kind.is_session() {
+                    dir.tracing_object()
                 } else if p.kind.is_session() {
                     dir.object(variant)
                 } else {

@@ -21,6 +21,12 @@ pub const KRETPROBE_COOKIE_BRIDGE: &str = "libbpf-rs-kretprobe-cookie";
 pub const UPROBE_MULTI_SYS_BRIDGE: &str = "libbpf-rs-uprobe-multi-sys";
 /// uprobe session links under libbpf < 1.6 (no bpf_uprobe_multi_opts.session).
 pub const UPROBE_SESSION_RAW_BRIDGE: &str = "libbpf-uprobe-session-raw";
+/// fentry/fexit/fsession with a cookie: libbpf-rs has attach_trace only.
+pub const TRACING_COOKIE_BRIDGE: &str = "libbpf-rs-tracing-cookie";
+/// SEC("fsession") under libbpf < 1.7, which does not know the section.
+pub const FSESSION_SECTION_BRIDGE: &str = "libbpf-fsession-section";
+/// The tracing multi link: no released libbpf has it.
+pub const TRACING_MULTI_RAW_BRIDGE: &str = "libbpf-tracing-multi-raw";
 /// The build picked from `objects` by kernel BTF.
 pub const SESSION_KFUNC_VARIANT: &str = "libbpf-session-kfunc-variant";
 
@@ -375,6 +381,50 @@ fn entries() -> Vec<(Applies, Gap)> {
                  STT_FUNC, st_value - sh_addr + sh_offset; src/elf.rs), maps pid 0 to the caller and -1 to every \
                  process, and issues BPF_LINK_CREATE (cmd 28) itself with attach type 57 and the uprobe_multi part of \
                  bpf_attr (path, offsets, cookies, cnt, flags, pid). The link is a plain fd the harness closes.",
+            ),
+        ),
+        (
+            Applies::Always,
+            g(
+                TRACING_COOKIE_BRIDGE,
+                "libbpf-rs",
+                "0.25.x, 0.26.x, 0.27.2 (libbpf >= 1.0)",
+                "fentry / fexit / fsession with a BPF cookie (link_create.tracing.cookie, kernel >= 6.0)",
+                Compat,
+                "ProgramMut::attach_trace takes no options. A tracing probe with a non-zero cookie goes through \
+                 libbpf's bpf_program__attach_trace_opts with .cookie (libbpf-harness/src/tracing.rs \
+                 attach_trace_cookie); without a cookie, attach_trace, natively. The target function is named before \
+                 load with OpenProgramMut::set_attach_target (native).",
+            ),
+        ),
+        (
+            Applies::LibbpfBelow(1, 7),
+            g(
+                FSESSION_SECTION_BRIDGE,
+                "libbpf",
+                "1.5, 1.6 (libbpf 1.7 added SEC(\"fsession+\"))",
+                "fsession programs (BPF_TRACE_FSESSION = 58, kernel >= 7.0)",
+                Compat,
+                "libbpf before 1.7 does not know the section fsession and leaves the program untyped (its load would \
+                 fail: missing BPF prog type). The harness types it as 1.7 does, BPF_PROG_TYPE_TRACING with expected \
+                 attach type 58, before load (tracing.rs prepare); set_attach_target and attach_trace then work as for \
+                 fentry.",
+            ),
+        ),
+        (
+            Applies::Always,
+            g(
+                TRACING_MULTI_RAW_BRIDGE,
+                "libbpf",
+                "all releases (<= 1.7); libbpf's development tree has bpf_program__attach_tracing_multi",
+                "the tracing multi link: fentry.multi / fexit.multi / fsession.multi (attach types 59, 60, 61), one \
+                 program on many kernel functions with a cookie per function",
+                Compat,
+                "No released libbpf knows the sections or the link. Before load the harness types the program \
+                 BPF_PROG_TYPE_TRACING with the multi attach type; at attach it resolves every target to its BTF FUNC \
+                 id in vmlinux BTF (libbpf-rs Btf::from_vmlinux; a missing function is ENOENT, not-found) and issues \
+                 BPF_LINK_CREATE (cmd 28) itself with the tracing_multi part of bpf_attr: ids, cookies, cnt \
+                 (tracing.rs attach_tracing_multi). The link is a plain fd the harness closes.",
             ),
         ),
         (

@@ -37,6 +37,7 @@ pub mod loader;
 pub mod log;
 pub mod protocol;
 pub mod session;
+pub mod tracing;
 pub mod version;
 
 pub use loader::{attach, Attached, Drained, Options};

@@ -161,6 +161,7 @@ fn attach_object(req: &Request, object: &str, opts: &Options<'_>) -> Result<Atta
     let mut run = Attached { links: Vec::new(), objects: Vec::new(), probes: Vec::new(), choice: ObjectChoice::default(), event_size };
 
     // Load every instance first, then attach them all.
+    let mut typed: Vec<Option<&'static str>> = Vec::new();
     let mut shared: Option<Vec<(String, OwnedFd)>> = None;
     for p in &req.probes {
         let path = if p.object.is_empty() { object } else { p.object.as_str() };
@@ -177,7 +178,8 @@ fn attach_object(req: &Request, object: &str, opts: &Options<'_>) -> Result<Atta
                 )),
             ));
         }
-        let obj = load_instance(&file.bytes, path, p, shared.as_deref())?;
+        let (obj, typed_by) = load_instance(&file.bytes, path, p, shared.as_deref())?;
+        typed.push(typed_by);
         if shared.is_none() {
             let mut fds = Vec::new();
             for m in obj.maps() {
@@ -194,14 +196,14 @@ fn attach_object(req: &Request, object: &str, opts: &Options<'_>) -> Result<Atta
         run.objects.push(obj);
         interrupted(opts)?;
     }
-    for (p, obj) in req.probes.iter().zip(&run.objects) {
+    for ((p, obj), typed_by) in req.probes.iter().zip(&run.objects).zip(typed) {
         crate::log::clear();
         let prog = obj.progs_mut().find(|q| q.name() == p.program.as_str()).expect("kept program is loaded");
         if p.kind() == Kind::Usdt {
             compat::check_usdt_spec_layout(obj).map_err(|c| Failure::new(Phase::Attach, Some(p), c))?;
         }
-        let (links, bridge) =
-            attach_probe(&prog, p).map_err(|c| Failure::new(Phase::Attach, Some(p), with_log(c)))?;
+        let attached = if p.kind().is_tracing() { crate::tracing::attach(&prog, p, typed_by) } else { attach_probe(&prog, p) };
+        let (links, bridge) = attached.map_err(|c| Failure::new(Phase::Attach, Some(p), with_log(c)))?;
         run.links.extend(links);
         run.probes.push(AttachedProbe {
             name: p.name.clone(),
@@ -223,7 +225,9 @@ fn program_list(open: &OpenObject) -> String {
     names.join(", ")
 }
 
-fn load_instance(bytes: &[u8], path: &str, p: &Probe, shared: Option<&[(String, OwnedFd)]>) -> Result<Object, Failure> {
+/// One probe's loaded object, and the bridge that typed its program's section
+/// for the linked libbpf (if one did).
+fn load_instance(bytes: &[u8], path: &str, p: &Probe, shared: Option<&[(String, OwnedFd)]>) -> Result<(Object, Option<&'static str>), Failure> {
     crate::log::clear();
     let err = |c: Classified| load_err(Some(p), c);
     let mut builder = ObjectBuilder::default();
@@ -231,11 +235,13 @@ fn load_instance(bytes: &[u8], path: &str, p: &Probe, shared: Option<&[(String, 
     if !open.progs().any(|q| q.name() == p.program.as_str()) {
         return Err(err(not_found(format!("program {:?} not in {path} (programs: {})", p.program, program_list(&open)))));
     }
+    let mut typed_by = None;
     for mut q in open.progs_mut() {
         let keep = q.name() == p.program.as_str();
         q.set_autoload(keep);
         if keep {
             compat::type_unknown_session_section(&mut q);
+            typed_by = crate::tracing::prepare(&mut q, p).map_err(err)?;
         }
     }
     let mut sections_seen = Vec::new();
@@ -276,7 +282,7 @@ fn load_instance(bytes: &[u8], path: &str, p: &Probe, shared: Option<&[(String, 
             return Err(err(invalid(format!("rodata: section {section} does not hold the requested bytes after load"))));
         }
     }
-    Ok(obj)
+    Ok((obj, typed_by))
 }
 
 /// The kernel's id of a loaded program.
@@ -365,6 +371,9 @@ fn attach_probe(prog: &ProgramMut<'_>, p: &Probe) -> Result<(Vec<LinkHandle>, Op
         Kind::KprobeMulti | Kind::KretprobeMulti if !session => {
             let opts = libbpf_rs::KprobeMultiOpts { symbols: symbols(), cookies: cookies(), retprobe, ..Default::default() };
             Ok((wrap(vec![prog.attach_kprobe_multi_with_opts(opts).map_err(libbpf)?]), None))
+        }
+        Kind::Fentry | Kind::Fexit | Kind::Fsession | Kind::FentryMulti | Kind::FexitMulti | Kind::FsessionMulti => {
+            unreachable!("tracing kinds attach through crate::tracing")
         }
         Kind::KprobeMulti | Kind::KretprobeMulti | Kind::KprobeSession => {
             // No libbpf-rs has `session` in KprobeMultiOpts: bridge to libbpf.

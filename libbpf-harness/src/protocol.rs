@@ -15,7 +15,7 @@ pub const PROTOCOL: u32 = 1;
 pub const LIBRARY: &str = "libbpf";
 
 /// Probe kinds: the ELF section names of the recorders, in PROTOCOL.md order.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 17] = [
     "uprobe",
     "uretprobe",
     "uprobe.multi",
@@ -27,6 +27,12 @@ pub const KINDS: [&str; 11] = [
     "kretprobe.multi",
     "kprobe.session",
     "usdt",
+    "fentry",
+    "fexit",
+    "fsession",
+    "fentry.multi",
+    "fexit.multi",
+    "fsession.multi",
 ];
 
 /// A probe kind (validated against [`KINDS`]).
@@ -43,6 +49,12 @@ pub enum Kind {
     KretprobeMulti,
     KprobeSession,
     Usdt,
+    Fentry,
+    Fexit,
+    Fsession,
+    FentryMulti,
+    FexitMulti,
+    FsessionMulti,
 }
 
 impl Kind {
@@ -60,6 +72,12 @@ impl Kind {
             "kretprobe.multi" => KretprobeMulti,
             "kprobe.session" => KprobeSession,
             "usdt" => Usdt,
+            "fentry" => Fentry,
+            "fexit" => Fexit,
+            "fsession" => Fsession,
+            "fentry.multi" => FentryMulti,
+            "fexit.multi" => FexitMulti,
+            "fsession.multi" => FsessionMulti,
             _ => return None,
         })
     }
@@ -78,14 +96,25 @@ impl Kind {
         matches!(self, Kind::Uprobe | Kind::Uretprobe | Kind::Kprobe | Kind::Kretprobe)
     }
 
+    /// BTF-based tracing (fentry, fexit, fsession and their multi forms):
+    /// the program of a single-link kind is bound to its one target at load.
+    pub fn is_tracing(self) -> bool {
+        matches!(self, Kind::Fentry | Kind::Fexit | Kind::Fsession | Kind::FentryMulti | Kind::FexitMulti | Kind::FsessionMulti)
+    }
+
+    /// The tracing multi link kinds (attach types 59, 60, 61).
+    pub fn is_tracing_multi(self) -> bool {
+        matches!(self, Kind::FentryMulti | Kind::FexitMulti | Kind::FsessionMulti)
+    }
+
     /// The default of `retprobe`.
     pub fn return_only(self) -> bool {
-        matches!(self, Kind::Uretprobe | Kind::UretprobeMulti | Kind::Kretprobe | Kind::KretprobeMulti)
+        matches!(self, Kind::Uretprobe | Kind::UretprobeMulti | Kind::Kretprobe | Kind::KretprobeMulti | Kind::Fexit | Kind::FexitMulti)
     }
 
     /// The default of `session`.
     pub fn is_session(self) -> bool {
-        matches!(self, Kind::UprobeSession | Kind::KprobeSession)
+        matches!(self, Kind::UprobeSession | Kind::KprobeSession | Kind::Fsession | Kind::FsessionMulti)
     }
 }
 
@@ -498,6 +527,25 @@ impl Probe {
         }
         if !self.object.is_empty() && !Path::new(&self.object).is_absolute() {
             return Err(format!("object {:?}: must be an absolute path", self.object));
+        }
+        if kind.is_tracing() {
+            // The kind says where the program runs; the link flags of
+            // kprobe/uprobe multi links do not apply.
+            if self.session.is_some_and(|s| s != kind.is_session()) || self.retprobe.is_some_and(|r| r != kind.return_only()) {
+                return Err(format!(
+                    "kind {}: fields session and retprobe must be absent or the kind's own ({}, {})",
+                    kind.as_str(),
+                    kind.is_session(),
+                    kind.return_only()
+                ));
+            }
+            if !kind.is_tracing_multi() && self.targets.len() != 1 {
+                return Err(format!(
+                    "kind {} is bound to one kernel function at load: exactly one target (found {})",
+                    kind.as_str(),
+                    self.targets.len()
+                ));
+            }
         }
         if kind == Kind::Usdt {
             if self.session == Some(true) {

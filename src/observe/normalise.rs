@@ -44,8 +44,20 @@ pub struct Names<'a> {
 
 fn is_kernel_kind(kind: u16) -> bool {
     let k = u64::from(kind);
-    [consts::KIND_KPROBE, consts::KIND_KRETPROBE, consts::KIND_KPROBE_MULTI, consts::KIND_KRETPROBE_MULTI, consts::KIND_KPROBE_SESSION]
-        .contains(&k)
+    [
+        consts::KIND_KPROBE,
+        consts::KIND_KRETPROBE,
+        consts::KIND_KPROBE_MULTI,
+        consts::KIND_KRETPROBE_MULTI,
+        consts::KIND_KPROBE_SESSION,
+        consts::KIND_FENTRY,
+        consts::KIND_FEXIT,
+        consts::KIND_FSESSION,
+        consts::KIND_FENTRY_MULTI,
+        consts::KIND_FEXIT_MULTI,
+        consts::KIND_FSESSION_MULTI,
+    ]
+    .contains(&k)
 }
 
 /// The event without its process/thread prefix.

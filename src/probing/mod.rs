@@ -99,6 +99,7 @@ struct Seen {
     cookie: u64,
     func_ip: u64,
     session_cookie: u64,
+    ret: u64,
 }
 
 /// One loaded feature-probe program.
@@ -111,12 +112,25 @@ impl ProbeObject {
     /// `variant` picks the build of the kfunc-calling probes; the others are
     /// in the kfunc-free object (no kernel BTF parse per load).
     fn load(variant: KfuncVariant, prog: &'static str) -> Result<Self, String> {
+        Self::load_prepared(variant, prog, |_| Ok(()))
+    }
+
+    /// [`ProbeObject::load`] with `prepare` run on the kept program before
+    /// load (a tracing program's target, its type).
+    fn load_prepared(
+        variant: KfuncVariant,
+        prog: &'static str,
+        prepare: impl Fn(&mut libbpf_rs::OpenProgramMut<'_>) -> Result<(), String>,
+    ) -> Result<Self, String> {
         let bytes = if prog.ends_with("_kfuncs") { variant.feature_probes_session() } else { crate::run::artifacts::FEATURE_PROBES };
         let mut builder = ObjectBuilder::default();
         let mut open = builder.open_memory(bytes).map_err(|e| format!("open: {e:#}"))?;
         for mut p in open.progs_mut() {
             let keep = p.name() == prog;
             p.set_autoload(keep);
+            if keep {
+                prepare(&mut p)?;
+            }
         }
         for mut m in open.maps_mut() {
             if m.name().to_string_lossy().ends_with(".rodata.fp_cfg") {
@@ -139,7 +153,7 @@ impl ProbeObject {
         let m = self.obj.maps().find(|m| m.name().to_string_lossy().ends_with(".bss")).expect("feature probes have .bss");
         let v = m.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok().flatten().unwrap_or_default();
         let at = |i: usize| v.get(i * 8..i * 8 + 8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())).unwrap_or(0);
-        Seen { hits: at(0), returns: at(1), cookie: at(2), func_ip: at(3), session_cookie: at(4) }
+        Seen { hits: at(0), returns: at(1), cookie: at(2), func_ip: at(3), session_cookie: at(4), ret: at(5) }
     }
 }
 
@@ -362,6 +376,89 @@ fn probe_kprobe(kind: Feature) -> ProbeResult {
         yes(format!("{prog} on {sym} ran {} time(s) for one getppid()", s.hits))
     } else {
         no(format!("{prog} attached to {sym} but ran {} time(s)", s.hits))
+    }
+}
+
+/// The getpgid syscall's function, which BTF-based tracing probes attach to:
+/// getppid's has no BTF FUNC on Debian's kernels or this host (SYSCALL_DEFINE0
+/// wrappers are missing from pahole's output), getpgid's has on every one.
+pub fn getpgid_kernel_symbol() -> Option<String> {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    ["__x64_sys_getpgid", "__se_sys_getpgid", "sys_getpgid"]
+        .iter()
+        .find(|want| kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some(**want)))
+        .map(|s| s.to_string())
+}
+
+/// The BTF-based tracing features: a program attached the way the feature
+/// needs to the getpgid syscall's function, triggered by one getpgid(0).
+/// Where a kernel lacks ftrace direct calls (this project's host: no
+/// CONFIG_FUNCTION_TRACER) the trampoline cannot be attached: unsupported.
+fn probe_tracing(f: Feature) -> ProbeResult {
+    use libbpf_harness::protocol::Kind;
+    use libbpf_harness::tracing as bridge;
+    let Some(sym) = getpgid_kernel_symbol() else { return no("no getpgid syscall symbol in /proc/kallsyms") };
+    let (variant, how) = session_kfunc_prototype();
+    let (prog, kind) = match f {
+        Feature::Fentry => ("fp_fentry", Kind::Fentry),
+        Feature::Fexit => ("fp_fexit", Kind::Fexit),
+        Feature::Fsession => ("fp_fsession_kfuncs", Kind::Fsession),
+        _ => ("fp_fentry_multi", Kind::FentryMulti),
+    };
+    if f == Feature::Fsession && variant.is_none() {
+        return no(format!("{how} (fsession programs call the session kfuncs)"));
+    }
+    let loaded = ProbeObject::load_prepared(variant.unwrap_or(KfuncVariant::NoArg), prog, |p| {
+        bridge::type_unknown_section(p, kind);
+        if kind.is_tracing_multi() {
+            bridge::prepare_multi(p).map_err(|c| format!("{} ({})", c.detail, c.class))
+        } else {
+            bridge::set_target(p, &sym).map_err(|c| format!("{} ({})", c.detail, c.class))
+        }
+    });
+    // The attempt decides; the kernel's config only explains a failure.
+    let why = || match crate::vm::kconfig::running_kernel() {
+        Some(Ok(c)) if !c.contains_key("CONFIG_FUNCTION_TRACER") => {
+            " (kernel config: CONFIG_FUNCTION_TRACER is not set: no ftrace, so no BPF trampolines)"
+        }
+        _ => "",
+    };
+    let p = match loaded {
+        Ok(p) => p,
+        Err(e) => return no(format!("{e}{}", why())),
+    };
+    let link: Result<libbpf_harness::compat::LinkHandle, String> = if kind.is_tracing_multi() {
+        bridge::kernel_func_ids(&[sym.as_str()])
+            .and_then(|ids| bridge::attach_tracing_multi(&p.prog(), bridge::BPF_TRACE_FENTRY_MULTI, &ids, &[PROBE_COOKIE]))
+            .map(libbpf_harness::compat::LinkHandle::Fd)
+            .map_err(|c| format!("{} ({})", c.detail, c.class))
+    } else {
+        bridge::attach_trace_cookie(&p.prog(), PROBE_COOKIE)
+            .map(libbpf_harness::compat::LinkHandle::Libbpf)
+            .map_err(|c| format!("{} ({})", c.detail, c.class))
+    };
+    let link = match link {
+        Ok(l) => l,
+        Err(e) => return no(format!("attach {prog} to {sym}: {e}{}", why())),
+    };
+    // SAFETY: getpgid has no preconditions.
+    let pgid = unsafe { libc::getpgid(0) } as u64;
+    drop(link);
+    let s = p.seen();
+    if s.hits == 0 {
+        return no(format!("{prog} attached to {sym} but never ran for one getpgid(0)"));
+    }
+    if s.cookie != PROBE_COOKIE {
+        return no(format!("{prog} ran, but bpf_get_attach_cookie() gave {:#x}, not {PROBE_COOKIE:#x}", s.cookie));
+    }
+    match f {
+        Feature::Fexit if s.ret != pgid => no(format!("fexit ran, but bpf_get_func_ret() gave {}, getpgid(0) returned {pgid}", s.ret)),
+        Feature::Fsession if s.returns != 1 || s.session_cookie != SESSION_COOKIE_WRITTEN => no(format!(
+            "{how}; fsession ran {} time(s), {} return(s), cookie at return {:#x}",
+            s.hits, s.returns, s.session_cookie
+        )),
+        Feature::Fsession => yes(format!("{how}; {prog} on {sym}: is_return and the session cookie round trip work")),
+        _ => yes(format!("{prog} on {sym} ran {} time(s) for one getpgid(0), cookie {PROBE_COOKIE:#x}", s.hits)),
     }
 }
 
@@ -622,6 +719,7 @@ pub fn probe_all() -> FeatureSet {
             Feature::SessionKfuncNoArg => ProbeResult { supported: proto == Some(KfuncVariant::NoArg), detail: how.clone() },
             Feature::SessionKfuncCtx => ProbeResult { supported: proto == Some(KfuncVariant::Ctx), detail: how.clone() },
             Feature::Kprobe | Feature::KprobeMulti | Feature::KprobeSession => probe_kprobe(f),
+            Feature::Fentry | Feature::Fexit | Feature::Fsession | Feature::TracingMulti => probe_tracing(f),
             Feature::UretprobeSyscall => probe_uretprobe_syscall(),
             Feature::UprobeSyscall => probe_uprobe_syscall(false),
             Feature::UprobeSyscallEnxio => probe_uprobe_syscall(true),

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 /// The recorders of every kind but the sessions: no kfuncs, so loading them
 /// never needs the kernel's BTF.
 pub static RECORDERS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/recorders.bpf.o"));
+/// The BTF-based tracing recorders (fentry, fexit and their multi forms): no
+/// kfuncs. Their target is named before load (or, multi, at link time).
+pub static TRACING: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tracing.bpf.o"));
 /// Session recorders with the 6.10–6.19 session kfunc prototypes (no arguments).
 pub static SESSIONS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessions.bpf.o"));
 /// Session recorders with the 7.0 session kfunc prototypes (`void *ctx`).
@@ -63,12 +66,14 @@ impl KfuncVariant {
 }
 
 pub const RECORDERS_OBJECT: &str = "recorders.bpf.o";
+pub const TRACING_OBJECT: &str = "tracing.bpf.o";
 
 /// Writes every embedded artefact into `dir` (for the Go tests and VM images).
 pub fn write_all(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     for (name, bytes, mode) in [
         ("recorders.bpf.o", RECORDERS, 0o644),
+        (TRACING_OBJECT, TRACING, 0o644),
         ("sessions.bpf.o", SESSIONS, 0o644),
         ("sessions.ctx.bpf.o", SESSIONS_CTX, 0o644),
         ("feature_probes.bpf.o", FEATURE_PROBES, 0o644),
@@ -103,6 +108,7 @@ impl RunDir {
         me.write("probe-target", PROBE_TARGET, 0o755)?;
         me.write("libprobetarget.so", LIB_PROBE_TARGET, 0o755)?;
         me.write(RECORDERS_OBJECT, RECORDERS, 0o644)?;
+        me.write(TRACING_OBJECT, TRACING, 0o644)?;
         me.write(KfuncVariant::NoArg.object_file_name(), SESSIONS, 0o644)?;
         me.write(KfuncVariant::Ctx.object_file_name(), SESSIONS_CTX, 0o644)?;
         me.write(USDT_OBJECT, USDT_RECORDER, 0o644)?;
@@ -129,6 +135,10 @@ impl RunDir {
 
     pub fn recorders_object(&self) -> PathBuf {
         self.path().join(RECORDERS_OBJECT)
+    }
+
+    pub fn tracing_object(&self) -> PathBuf {
+        self.path().join(TRACING_OBJECT)
     }
 
     pub fn usdt_object(&self) -> PathBuf {
