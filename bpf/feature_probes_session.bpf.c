@@ -24,6 +24,7 @@ static __always_inline int fp_session_roundtrip(void *ctx)
 	if (!fp_mine())
 		return 0;
 	__sync_fetch_and_add(&fp.hits, 1);
+	fp.cookie = bpf_get_attach_cookie(ctx);
 	cookie = PC_SESSION_COOKIE(ctx);
 	if (!cookie)
 		return 0;

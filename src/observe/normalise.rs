@@ -86,7 +86,11 @@ pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
         Phase::Entry if args == 1 => format!("{probe} entry {func}({})", e.arg0 as i64),
         Phase::Entry => format!("{probe} entry {func}({}, {})", e.arg0 as i64, e.arg1 as i64),
         Phase::Return => {
-            let ret = if names.ret_width.get(e.probe_index as usize) == Some(&32) { e.ret as u32 as i32 as i64 } else { e.ret as i64 };
+            let ret = match names.ret_width.get(e.probe_index as usize) {
+                Some(&0) => "*".to_string(),
+                Some(&32) => (e.ret as u32 as i32 as i64).to_string(),
+                _ => (e.ret as i64).to_string(),
+            };
             format!("{probe} return {func} => {ret}")
         }
     };
