@@ -65,3 +65,24 @@ int bench_uprobe_session(struct pt_regs *ctx)
 		return 1;
 	return 0;
 }
+
+/* ---- kernel functions (a syscall loop under QEMU: probeconf bench --kernel) ---- */
+
+/* Returns 0: both halves run (the session's full cost). */
+SEC("kprobe.session")
+int bench_kprobe_session(struct pt_regs *ctx) { return bench_count(); }
+
+/* BTF-based tracing: the target is named before load (fentry, fexit,
+ * fsession) or at link time (fentry.multi). An fsession that calls no kfunc
+ * runs at entry and at return alike. */
+SEC("fentry")
+int bench_fentry(void *ctx) { return bench_count(); }
+
+SEC("fexit")
+int bench_fexit(void *ctx) { return bench_count(); }
+
+SEC("fsession")
+int bench_fsession(void *ctx) { return bench_count(); }
+
+SEC("fentry.multi")
+int bench_fentry_multi(void *ctx) { return bench_count(); }

@@ -43,6 +43,7 @@ fn objects(variant: KfuncVariant) -> Vec<(&'static str, &'static [u8])> {
     };
     vec![
         ("recorders.bpf.o", artifacts::RECORDERS),
+        ("tracing.bpf.o", artifacts::TRACING),
         (sessions, variant.sessions()),
         ("usdt_recorder.bpf.o", artifacts::USDT_RECORDER),
         (bench, if variant == KfuncVariant::NoArg { artifacts::BENCH } else { artifacts::BENCH_CTX }),
@@ -52,10 +53,29 @@ fn objects(variant: KfuncVariant) -> Vec<(&'static str, &'static [u8])> {
     ]
 }
 
-fn program_names(bytes: &[u8]) -> Vec<String> {
+/// Every program of an object, with its section.
+fn programs(bytes: &[u8]) -> Vec<(String, String)> {
     let mut b = ObjectBuilder::default();
     let open = b.open_memory(bytes).expect("open object");
-    open.progs().map(|p| p.name().to_string_lossy().into_owned()).collect()
+    open.progs().map(|p| (p.name().to_string_lossy().into_owned(), p.section().to_string_lossy().into_owned())).collect()
+}
+
+/// The BTF-based tracing kind of a section, whose programs load only where
+/// the kernel has that kind (and, single-link ones, with a target).
+fn tracing_kind(section: &str) -> Option<libbpf_harness::protocol::Kind> {
+    libbpf_harness::protocol::Kind::parse(section).filter(|k| k.is_tracing())
+}
+
+/// The feature a tracing kind needs (src/probing/features.rs).
+fn tracing_feature(kind: libbpf_harness::protocol::Kind) -> probeconf::probing::features::Feature {
+    use libbpf_harness::protocol::Kind;
+    use probeconf::probing::features::Feature;
+    match kind {
+        Kind::Fentry => Feature::Fentry,
+        Kind::Fexit => Feature::Fexit,
+        Kind::Fsession => Feature::Fsession,
+        _ => Feature::TracingMulti,
+    }
 }
 
 struct Measured {
@@ -74,6 +94,13 @@ fn measure(bytes: &[u8], prog: &str) -> Result<Measured, String> {
         let keep = p.name() == prog;
         p.set_autoload(keep);
         if keep {
+            if let Some(kind) = tracing_kind(&p.section().to_string_lossy()) {
+                libbpf_harness::tracing::type_unknown_section(&mut p, kind);
+                if !kind.is_tracing_multi() {
+                    let target = probeconf::probing::getpgid_kernel_symbol().ok_or("no getpgid syscall symbol")?;
+                    libbpf_harness::tracing::set_target(&mut p, &target).map_err(|c| c.detail)?;
+                }
+            }
             p.set_log_level(4); // BPF_LOG_STATS
             // SAFETY: live program; `log` outlives the load below.
             let rc = unsafe {
@@ -116,7 +143,13 @@ fn no_recorder_runs_on_a_private_stack() {
     let mut problems = Vec::new();
     let mut large_seen = 0;
     for (object, bytes) in objects(variant) {
-        for prog in program_names(bytes) {
+        for (prog, section) in programs(bytes) {
+            // A kind this kernel lacks (probed) cannot be loaded to measure:
+            // build.rs's static estimate is its only check here.
+            if let Some(f) = tracing_kind(&section).map(tracing_feature).filter(|f| !probeconf::probing::host_features().has(*f)) {
+                table.push(format!("{object:34} {prog:28} not loadable here: {f} (probed: {})", probeconf::probing::host_features().why(f)));
+                continue;
+            }
             let Measured { depths, jit_private } = match measure(bytes, &prog) {
                 Ok(m) => m,
                 Err(e) => {

@@ -33,6 +33,9 @@ impl BenchOptions {
     pub fn full() -> Self {
         BenchOptions { calls_per_sample: 200_000, samples: 11, warmup_calls: 20_000, cpu: 0 }
     }
+    pub fn describe(&self) -> String {
+        format!("{} samples × {} calls, {} warm-up calls, pinned to CPU {}", self.samples, self.calls_per_sample, self.warmup_calls, self.cpu)
+    }
 }
 
 /// One attachment of a scenario.
@@ -47,9 +50,28 @@ struct BenchProbe {
 pub struct Scenario {
     pub id: &'static str,
     pub what: &'static str,
-    /// probe-target function the loop calls.
+    /// probe-target function the loop calls, or `sys_NAME`: the loop makes
+    /// the raw syscall NAME (kernel functions, [`kernel_scenarios`]).
     pub func: &'static str,
     probes: Vec<BenchProbe>,
+}
+
+impl Scenario {
+    /// probe-target's step for one timed sample of `calls` calls.
+    fn sample_step(&self, calls: u64) -> String {
+        match self.func.strip_prefix("sys_") {
+            Some(sys) => format!("bench-syscall {calls} {sys} 0"),
+            None => format!("bench {calls} {} 1", self.func),
+        }
+    }
+
+    /// probe-target's step for `calls` untimed warm-up calls.
+    fn warmup_step(&self, calls: u64) -> String {
+        match self.func.strip_prefix("sys_") {
+            Some(sys) => format!("repeat-syscall {calls} {sys} 0"),
+            None => format!("repeat {calls} {} 1", self.func),
+        }
+    }
 }
 
 fn p(kind: ProbeKind, program: &'static str, symbol: &'static str) -> BenchProbe {
@@ -83,7 +105,34 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// The kernel-function family, on the getpgid syscall's function, driven by
+/// a getpgid(0) loop: the BTF trampoline kinds against the kprobe kinds that
+/// do the same work, side by side in one kernel. Each attaches one counting
+/// program (or a session doing entry and return).
+pub fn kernel_scenarios() -> Vec<Scenario> {
+    use ProbeKind::*;
+    const F: &str = "__x64_sys_getpgid";
+    vec![
+        Scenario { id: "k-baseline", what: "getpgid(0), no probe", func: "sys_getpgid", probes: vec![] },
+        Scenario { id: "kprobe", what: "kprobe (perf event)", func: "sys_getpgid", probes: vec![p(Kprobe, "bench_kprobe", F)] },
+        Scenario { id: "kretprobe", what: "kretprobe (perf event)", func: "sys_getpgid", probes: vec![p(Kretprobe, "bench_kprobe", F)] },
+        Scenario { id: "kprobe.multi", what: "kprobe.multi link, one function", func: "sys_getpgid", probes: vec![p(KprobeMulti, "bench_kprobe_multi", F)] },
+        Scenario { id: "kprobe.session", what: "kprobe.session, entry and return", func: "sys_getpgid", probes: vec![p(KprobeSession, "bench_kprobe_session", F)] },
+        Scenario {
+            id: "kprobe+kretprobe",
+            what: "kprobe + kretprobe pair",
+            func: "sys_getpgid",
+            probes: vec![p(Kprobe, "bench_kprobe", F), p(Kretprobe, "bench_kprobe", F)],
+        },
+        Scenario { id: "fentry", what: "fentry (BPF trampoline)", func: "sys_getpgid", probes: vec![p(Fentry, "bench_fentry", F)] },
+        Scenario { id: "fexit", what: "fexit", func: "sys_getpgid", probes: vec![p(Fexit, "bench_fexit", F)] },
+        Scenario { id: "fsession", what: "fsession, entry and return", func: "sys_getpgid", probes: vec![p(Fsession, "bench_fsession", F)] },
+        Scenario { id: "fentry+fexit", what: "fentry + fexit pair", func: "sys_getpgid", probes: vec![p(Fentry, "bench_fentry", F), p(Fexit, "bench_fexit", F)] },
+        Scenario { id: "fentry.multi", what: "tracing multi link (fentry.multi), one function", func: "sys_getpgid", probes: vec![p(FentryMulti, "bench_fentry_multi", F)] },
+    ]
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Measurement {
     pub scenario: String,
     pub what: String,
@@ -112,7 +161,9 @@ fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan,
         .map(|(i, b)| {
             let object = if b.kind == ProbeKind::Usdt { &usdt_obj } else { &bench_obj };
             let targets = vec![Target { symbol: Some(b.symbol.into()), offset: 0, cookie: 0 }];
-            let mut p = bench_probe(i as u32, b.kind, b.program, object, Some(dir.probe_target()), targets, PidScope::Target);
+            // Kernel probes count every process's hits: the loop is the only caller.
+            let (binary, pid) = if b.kind.is_kernel() { (None, PidScope::All) } else { (Some(dir.probe_target()), PidScope::Target) };
+            let mut p = bench_probe(i as u32, b.kind, b.program, object, binary, targets, pid);
             if b.skip_return {
                 p.return_filter = crate::observe::abi::consts::RF_ALWAYS as u32;
             }
@@ -148,12 +199,14 @@ pub fn measure(s: &Scenario, loader: &dyn Loader, opts: &BenchOptions) -> Measur
     let run = || -> Result<(Vec<f64>, String), String> {
         let dir = RunDir::new().map_err(|e| e.to_string())?;
         let plan = bench_plan(s, &dir, crate::probing::kfunc_variant())?;
-        let mut steps = format!("pin {}; repeat {} {} 1", opts.cpu, opts.warmup_calls, s.func);
+        let mut steps = format!("pin {}; {}", opts.cpu, s.warmup_step(opts.warmup_calls));
         for _ in 0..opts.samples {
-            steps.push_str(&format!("; bench {} {} 1", opts.calls_per_sample, s.func));
+            steps.push_str(&format!("; {}", s.sample_step(opts.calls_per_sample)));
         }
-        let inspect_at = if s.func == "usdt_nop5" { " 1" } else { "" };
-        steps.push_str(&format!("; inspect {}{inspect_at}", s.func));
+        if !s.func.starts_with("sys_") {
+            let inspect_at = if s.func == "usdt_nop5" { " 1" } else { "" };
+            steps.push_str(&format!("; inspect {}{inspect_at}", s.func));
+        }
         let mut target = TargetProcess::spawn(&dir.probe_target(), &steps).map_err(|e| e.to_string())?;
         let pids = Pids { target: target.pid, other: None };
         let attached = if plan.probes.is_empty() {
@@ -194,7 +247,7 @@ pub fn measure(s: &Scenario, loader: &dyn Loader, opts: &BenchOptions) -> Measur
     m
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct BenchReport {
     pub kernel: String,
     pub machine: String,
@@ -214,10 +267,15 @@ pub fn machine_name() -> String {
 
 /// Every scenario through every loader, interleaved per scenario so that
 /// drift on the machine affects both loaders alike.
-pub fn run(loaders: &[&dyn Loader], opts: &BenchOptions, mut progress: impl FnMut(&Measurement)) -> BenchReport {
+pub fn run(loaders: &[&dyn Loader], opts: &BenchOptions, progress: impl FnMut(&Measurement)) -> BenchReport {
+    run_scenarios(scenarios(), loaders, opts, progress)
+}
+
+/// [`run`] over the given scenarios.
+pub fn run_scenarios(all: Vec<Scenario>, loaders: &[&dyn Loader], opts: &BenchOptions, mut progress: impl FnMut(&Measurement)) -> BenchReport {
     let start = Instant::now();
     let mut measurements = Vec::new();
-    for s in scenarios() {
+    for s in all {
         for l in loaders {
             if crate::interrupt::requested() {
                 break;
@@ -230,7 +288,7 @@ pub fn run(loaders: &[&dyn Loader], opts: &BenchOptions, mut progress: impl FnMu
     BenchReport {
         kernel: crate::probing::kernel_release(),
         machine: machine_name(),
-        options: format!("{} samples × {} calls, {} warm-up calls, pinned to CPU {}", opts.samples, opts.calls_per_sample, opts.warmup_calls, opts.cpu),
+        options: opts.describe(),
         measurements,
         wall_secs: start.elapsed().as_secs_f64(),
     }
@@ -361,6 +419,54 @@ impl BenchReport {
     }
 }
 
+/// The kprobe kind each tracing scenario does the same work as.
+pub const KERNEL_PAIRS: [(&str, &str); 5] =
+    [("fentry", "kprobe"), ("fexit", "kretprobe"), ("fsession", "kprobe.session"), ("fentry+fexit", "kprobe+kretprobe"), ("fentry.multi", "kprobe.multi")];
+
+/// The per-hit table of [`kernel_scenarios`]: each probe's own cost (median
+/// per call minus the unprobed syscall's), and each tracing kind's cost as a
+/// ratio to the kprobe kind that does the same work, per loader, from one
+/// run. `unit` names what the guest's clock counted: `ns`, or `instr` under
+/// QEMU's -icount shift=0 (one guest instruction per ns).
+pub fn kernel_hits_table(ms: &[Measurement], unit: &str) -> String {
+    let mut s = String::new();
+    let mut loaders: Vec<&str> = Vec::new();
+    for m in ms {
+        if !loaders.contains(&m.loader.as_str()) {
+            loaders.push(&m.loader);
+        }
+    }
+    let get = |sc: &str, l: &str| ms.iter().find(|m| m.scenario == sc && m.loader == l && m.error.is_none());
+    let cost = |sc: &str, l: &str| -> Option<f64> { Some(get(sc, l)?.ns_per_call - get("k-baseline", l)?.ns_per_call) };
+    writeln!(s, "{:<18} {:<48} {}", "scenario", "what", loaders.iter().map(|l| format!("{l:>22}")).collect::<String>()).unwrap();
+    for sc in kernel_scenarios() {
+        let cells: String = loaders
+            .iter()
+            .map(|l| match (get(sc.id, l), cost(sc.id, l)) {
+                (Some(m), _) if sc.id == "k-baseline" => format!("{:>22}", format!("{:.0} {unit}", m.ns_per_call)),
+                (Some(_), Some(c)) => format!("{:>22}", format!("+{c:.0} {unit}")),
+                _ => format!("{:>22}", "error"),
+            })
+            .collect();
+        writeln!(s, "{:<18} {:<48} {cells}", sc.id, sc.what).unwrap();
+    }
+    writeln!(s, "\ncost of the tracing kind / cost of the kprobe kind doing the same work:").unwrap();
+    for (t, k) in KERNEL_PAIRS {
+        let cells: String = loaders
+            .iter()
+            .map(|l| match (cost(t, l), cost(k, l)) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:>22}", format!("{:.2}", a / b)),
+                _ => format!("{:>22}", "-"),
+            })
+            .collect();
+        writeln!(s, "{:<18} {:<48} {cells}", t, format!("vs {k}")).unwrap();
+    }
+    for m in ms.iter().filter(|m| m.error.is_some()) {
+        writeln!(s, "  {} {}: {}", m.scenario, m.loader, m.error.as_deref().unwrap_or("")).unwrap();
+    }
+    s
+}
+
 /// One attach-time measurement: `functions` probed in one multi link or in
 /// as many single links, through one loader. Load + attach, wall time.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -456,6 +562,40 @@ pub fn kernel_attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats:
     scaling(loaders, counts, repeats, &modes, None, &functions, &dir)
 }
 
+/// Whether a BTF-based tracing program can attach to `function`: a BTF FUNC
+/// whose prototype the trampoline handles everywhere (at most 6 arguments,
+/// none variadic, no struct or union by value). The verifier refuses the rest
+/// ("The function acpi_os_printf with variable args is unsupported."), and
+/// one refused function fails a whole multi link.
+fn traceable(btf: &libbpf_rs::btf::Btf<'_>, function: &str) -> bool {
+    use libbpf_rs::btf::types::{Func, FuncProto};
+    use libbpf_rs::btf::BtfKind;
+    let Some(func) = btf.type_by_name::<Func>(function) else { return false };
+    let Some(Ok(proto)) = func.next_type().map(FuncProto::try_from) else { return false };
+    let by_value_aggregate = |t: Option<libbpf_rs::btf::BtfType<'_>>| {
+        t.map(|t| matches!(t.skip_mods_and_typedefs().kind(), BtfKind::Struct | BtfKind::Union)).unwrap_or(false)
+    };
+    proto.len() <= 6
+        && !by_value_aggregate(proto.next_type())
+        && proto.iter().all(|p| u32::from(p.ty) != 0 && !by_value_aggregate(btf.type_by_id(p.ty)))
+}
+
+/// Attach-time scaling of the tracing multi link: one fentry.multi link on N
+/// kernel functions against N fentry links. An fentry program is bound to its
+/// function at load, so N single links are N programs: the timing is load +
+/// attach for both modes (the multi program loads once). Functions are the
+/// idle ones of [`idle_kernel_functions`] that have a BTF FUNC.
+pub fn tracing_attach_scaling(loaders: &[&dyn Loader], counts: &[usize], repeats: usize) -> Vec<AttachTiming> {
+    let Ok(dir) = RunDir::new() else { return Vec::new() };
+    let max = counts.iter().copied().max().unwrap_or(1);
+    let with_btf: Vec<String> = match libbpf_rs::btf::Btf::from_vmlinux() {
+        Ok(btf) => idle_kernel_functions(max * 4).into_iter().filter(|f| traceable(&btf, f)).take(max).collect(),
+        Err(_) => Vec::new(),
+    };
+    let modes = [("multi", ProbeKind::FentryMulti, "bench_fentry_multi"), ("single", ProbeKind::Fentry, "bench_fentry")];
+    scaling(loaders, counts, repeats, &modes, None, &with_btf, &dir)
+}
+
 /// The shared loop of both scalings: one untimed multi attach per loader
 /// first (page cache, kernel BTF, harness start-up), then per size and mode
 /// `repeats` timed rounds; single links of 100 or more get one round, since
@@ -469,8 +609,15 @@ fn scaling(
     functions: &[String],
     dir: &RunDir,
 ) -> Vec<AttachTiming> {
-    let object = dir.path().join("bench.bpf.o");
-    if std::fs::write(&object, crate::run::artifacts::BENCH).is_err() {
+    // The build whose session kfuncs this kernel takes: its session
+    // programs are not loaded here, but cilium refuses an object whose kfunc
+    // prototypes do not match.
+    let (name, bytes) = match crate::probing::kfunc_variant() {
+        KfuncVariant::NoArg => ("bench.bpf.o", crate::run::artifacts::BENCH),
+        KfuncVariant::Ctx => ("bench.ctx.bpf.o", crate::run::artifacts::BENCH_CTX),
+    };
+    let object = dir.path().join(name);
+    if std::fs::write(&object, bytes).is_err() {
         return Vec::new();
     }
     let targets = |n: usize| -> Vec<Target> {
@@ -480,7 +627,7 @@ fn scaling(
     if !functions.is_empty() {
         for l in loaders {
             let warm = bench_probe(0, multi_kind, multi_program, &object, binary.clone(), targets(1), PidScope::All);
-            let _ = time_attach(*l, "warm-up", 1, warm, &object, 1);
+            let _ = time_attach(*l, "warm-up", 1, vec![warm], &object, 1);
         }
     }
     let mut out = Vec::new();
@@ -488,22 +635,27 @@ fn scaling(
         for &(mode, kind, program) in modes {
             let rounds = if mode == "single" && n >= 100 { 1 } else { repeats };
             for l in loaders {
-                let probe = bench_probe(0, kind, program, &object, binary.clone(), targets(n), PidScope::All);
-                out.push(time_attach(*l, mode, n, probe, &object, rounds));
+                // A single-link tracing program has one target: one probe per function.
+                let probes = if kind.is_tracing() && !kind.is_multi_link() {
+                    targets(n).into_iter().enumerate().map(|(i, t)| bench_probe(i as u32, kind, program, &object, None, vec![t], PidScope::All)).collect()
+                } else {
+                    vec![bench_probe(0, kind, program, &object, binary.clone(), targets(n), PidScope::All)]
+                };
+                out.push(time_attach(*l, mode, n, probes, &object, rounds));
             }
         }
     }
     out
 }
 
-/// Times `repeats` attach + detach rounds of one probe through one loader.
-fn time_attach(l: &dyn Loader, mode: &str, n: usize, probe: ProbePlan, object: &std::path::Path, repeats: usize) -> AttachTiming {
+/// Times `repeats` attach + detach rounds of the probes through one loader.
+fn time_attach(l: &dyn Loader, mode: &str, n: usize, probes: Vec<ProbePlan>, object: &std::path::Path, repeats: usize) -> AttachTiming {
     let plan = Plan {
         case_id: format!("attach-{mode}-{n}"),
         variant: KfuncVariant::NoArg,
         object: object.to_path_buf(),
         selectable: None,
-        probes: vec![probe],
+        probes,
         run: String::new(),
         run_other: None,
     };

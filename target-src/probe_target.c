@@ -112,6 +112,11 @@ static void usage(void)
 		"  sema                    print `observe sema=N`: the probeconf:sema semaphore\n"
 		"  bench N FN A            time N calls of FN(A, 0): print\n"
 		"                            `observe bench FN calls=N ns=T` (CLOCK_MONOTONIC)\n"
+		"  repeat-syscall N NAME [ARG]\n"
+		"                          N raw syscalls NAME(ARG) (getpgid, close, dup), untimed\n"
+		"  bench-syscall N NAME [ARG]\n"
+		"                          time N raw syscalls NAME(ARG) (getpgid, close, dup):\n"
+		"                            `observe bench sys_NAME calls=N ns=T`\n"
 		"  pin CPU                 pin this thread to CPU (sched_setaffinity)\n"
 		"functions: leaf recurse nop5 nop10 nop10cs nop1 nop5_pagecross lib_add\n"
 		"           usdt_args usdt_sema usdt_rip usdt_nop5 usdt_nop10 (USDT sites)\n");
@@ -180,6 +185,19 @@ static void run_threads(int n, long calls, long step, const struct traced_fn *fn
 	for (int i = 0; i < n; i++)
 		pthread_join(tids[i], NULL);
 	pthread_barrier_destroy(&start);
+}
+
+/* The number of a one-argument syscall bench-syscall may loop on. */
+static long syscall_nr(const char *name)
+{
+	if (!strcmp(name, "getpgid"))
+		return SYS_getpgid;
+	if (!strcmp(name, "close"))
+		return SYS_close;
+	if (!strcmp(name, "dup"))
+		return SYS_dup;
+	fprintf(stderr, "probe-target: bench-syscall: unknown syscall '%s' (getpgid, close, dup)\n", name);
+	exit(2);
 }
 
 /*
@@ -375,6 +393,28 @@ static void run_step(char **w, int n)
 			fn->fn(a, 0);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		printf("observe bench %s calls=%ld ns=%ld\n", fn->name, count,
+		       (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec));
+		fflush(stdout);
+	} else if (!strcmp(w[0], "repeat-syscall")) {
+		need(n, 3, 4, "repeat-syscall");
+		long count = parse_long(w[1]);
+		long nr = syscall_nr(w[2]);
+		long arg = n > 3 ? parse_long(w[3]) : 0;
+
+		for (long i = 0; i < count; i++)
+			syscall(nr, arg);
+	} else if (!strcmp(w[0], "bench-syscall")) {
+		need(n, 3, 4, "bench-syscall");
+		long count = parse_long(w[1]);
+		long nr = syscall_nr(w[2]);
+		long arg = n > 3 ? parse_long(w[3]) : 0;
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (long i = 0; i < count; i++)
+			syscall(nr, arg);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		printf("observe bench sys_%s calls=%ld ns=%ld\n", w[2], count,
 		       (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec));
 		fflush(stdout);
 	} else if (!strcmp(w[0], "pin")) {

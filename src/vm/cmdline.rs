@@ -34,6 +34,9 @@ pub enum GuestMode {
     Panic,
     /// Attach-time scaling of kprobe.multi vs single kprobes (probeconf bench --attach --kernel).
     BenchAttach,
+    /// Per-hit cost of the BTF tracing kinds against the kprobe kinds, and
+    /// tracing multi attach-time scaling (probeconf bench --tracing --kernel).
+    BenchTracing,
     /// Flips a static key while both vCPUs context-switch (probeconf tcg-stress).
     StressKeys,
     /// Says hello, then never another word: the self-test of the host's
@@ -49,6 +52,7 @@ impl GuestMode {
             GuestMode::Run => "run",
             GuestMode::Panic => "panic",
             GuestMode::BenchAttach => "bench-attach",
+            GuestMode::BenchTracing => "bench-tracing",
             GuestMode::StressKeys => "stress-keys",
             GuestMode::Hang => "hang",
         }
@@ -186,11 +190,12 @@ impl GuestOptions {
                         "run" => GuestMode::Run,
                         "panic" => GuestMode::Panic,
                         "bench-attach" => GuestMode::BenchAttach,
+                        "bench-tracing" => GuestMode::BenchTracing,
                         "stress-keys" => GuestMode::StressKeys,
                         "hang" => GuestMode::Hang,
                         _ => {
                             return Err(format!(
-                                "probeconf.mode=`{value}`: expected hello, features, run, bench-attach, stress-keys, hang or panic"
+                                "probeconf.mode=`{value}`: expected hello, features, run, bench-attach, bench-tracing, stress-keys, hang or panic"
                             ))
                         }
                     }

@@ -254,6 +254,19 @@ fn run(o: &GuestOptions) -> Result<(), String> {
         return Ok(());
     }
 
+    if o.mode == GuestMode::BenchTracing {
+        let loaders = start_loaders(&image_loaders());
+        let refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
+        crate::bench::run_scenarios(crate::bench::kernel_scenarios(), &refs, &crate::bench::BenchOptions::full(), |m| {
+            emit(&GuestLine::Hit { measurement: m.clone() })
+        });
+        for timing in crate::bench::tracing_attach_scaling(&refs, &[1, 10, 100], 1) {
+            emit(&GuestLine::AttachTiming { timing });
+        }
+        done(&counts);
+        return Ok(());
+    }
+
     let loaders = start_loaders(&image_loaders());
     let loader_refs: Vec<&dyn Loader> = loaders.iter().map(|l| l.as_ref()).collect();
     let (cases, errors) = select_cases(Path::new(CASES), &o.cases);

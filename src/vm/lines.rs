@@ -58,8 +58,10 @@ pub enum GuestLine {
     Result { result: Box<CaseResult> },
     /// `probeconf tcg-stress`.
     Stress { stress: super::stress::GuestStress },
-    /// `probeconf bench --attach --kernel`.
+    /// `probeconf bench --attach --kernel` and `--tracing --kernel`.
     AttachTiming { timing: crate::bench::AttachTiming },
+    /// `probeconf bench --tracing --kernel`: one scenario through one loader.
+    Hit { measurement: crate::bench::Measurement },
     Done { counts: BTreeMap<String, u64>, uptime_s: f64 },
     /// Instead of `done`: bad options, a panic.
     Fatal { message: String },
