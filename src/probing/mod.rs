@@ -16,7 +16,7 @@ pub mod prog_stats;
 use crate::run::artifacts::KfuncVariant;
 use crate::judge::classify::classify_libbpf;
 use crate::probing::features::{Feature, FeatureSet, ProbeResult};
-use libbpf_harness::compat as libbpf_compat;
+use libbpf_harness::bridge::ProgramBridgeExt;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, UprobeMultiOpts, UprobeOpts};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -162,7 +162,7 @@ fn trigger_self() {
 pub fn session_kfunc_prototype() -> (Option<KfuncVariant>, String) {
     // The libbpf harness's reading of the kernel BTF (cached per process):
     // one decision for the runner and the in-process loader.
-    let (v, how) = libbpf_harness::kfunc::session_kfunc_prototype();
+    let (v, how) = libbpf_harness::bridge::session_kfunc_prototype();
     let v = v.map(|v| match v {
         libbpf_harness::protocol::Variant::NoArg => KfuncVariant::NoArg,
         libbpf_harness::protocol::Variant::Ctx => KfuncVariant::Ctx,
@@ -273,9 +273,9 @@ fn probe_session_kfuncs_kprobe(variant: KfuncVariant, how: &str) -> ProbeResult 
         Ok(p) => p,
         Err(e) => return no(format!("{how}; {e}")),
     };
-    let link = match libbpf_compat::attach_kprobe_multi(&p.prog(), &[sym.clone()], &[0], false, true) {
+    let link = match p.prog().attach_kprobe_session(&[sym.as_str()], &[0]) {
         Ok(l) => l,
-        Err(c) => return no(format!("{how}; attach kprobe session to {sym}: {}", c.detail)),
+        Err(e) => return no(format!("{how}; attach kprobe session to {sym}: {}", e.detail())),
     };
     // SAFETY: getppid has no preconditions.
     unsafe { libc::getppid() };
@@ -338,8 +338,7 @@ fn probe_kprobe(kind: Feature) -> ProbeResult {
             .prog()
             .attach_kprobe_multi_with_opts(libbpf_rs::KprobeMultiOpts { symbols: vec![sym.clone()], ..Default::default() })
             .map_err(|e| format!("{:#}", e)),
-        _ => libbpf_compat::attach_kprobe_multi(&p.prog(), &[sym.clone()], &[0], false, true)
-            .map_err(|c| format!("{} ({})", c.detail, c.class)),
+        _ => p.prog().attach_kprobe_session(&[sym.as_str()], &[0]).map_err(|e| format!("{} ({})", e.detail(), e.class())),
     };
     let link = match link {
         Ok(l) => l,
