@@ -94,11 +94,12 @@ fn measure(bytes: &[u8], prog: &str) -> Result<Measured, String> {
         let keep = p.name() == prog;
         p.set_autoload(keep);
         if keep {
+            use libbpf_harness::bridge::OpenProgramBridgeExt;
             if let Some(kind) = tracing_kind(&p.section().to_string_lossy()) {
-                libbpf_harness::tracing::type_unknown_section(&mut p, kind);
+                p.type_tracing_section();
                 if !kind.is_tracing_multi() {
                     let target = probeconf::probing::getpgid_kernel_symbol().ok_or("no getpgid syscall symbol")?;
-                    libbpf_harness::tracing::set_target(&mut p, &target).map_err(|c| c.detail)?;
+                    p.set_tracing_target(&target).map_err(|e| e.to_string())?;
                 }
             }
             p.set_log_level(4); // BPF_LOG_STATS

@@ -18,21 +18,26 @@
 //! }
 //! ```
 //!
-//! Modules: [`protocol`] (wire types, strict decoding, validation),
-//! [`loader`] (load + attach + drain), [`api`] (the libbpf-rs version
-//! differences), [`compat`] (bridges and the registry), [`classify`] (the shared
-//! errno table), [`kfunc`] (the `objects` pick), [`elf`] (libbpf's symbol
-//! resolution, for the raw bridge), [`session`] (the JSON-lines shell),
-//! [`version`] (what is linked), [`log`] (libbpf's log).
+//! The bridges, what a tool on libbpf-rs would import (kprobe and uprobe
+//! sessions, kretprobes with cookies, uprobe_multi on libbpf-rs 0.25, the
+//! session-kfunc prototype), are the module [`bridge`]: extension traits on
+//! libbpf-rs's `ProgramMut` and `OpenProgramMut`, documented there with the
+//! minimum kernel and libbpf of each.
+//!
+//! Modules: [`bridge`] (the bridges, public API), [`protocol`] (wire types,
+//! strict decoding, validation), [`loader`] (load + attach + drain), [`api`]
+//! (the libbpf-rs version differences), [`compat`] (the registry and the ids
+//! probes are reported with), [`classify`] (the shared errno table),
+//! [`session`] (the JSON-lines shell), [`version`] (what is linked), [`log`]
+//! (libbpf's log).
 
 #[cfg(not(any(feature = "api-0-25", feature = "api-0-26", feature = "api-0-27")))]
 compile_error!("enable exactly one of the features api-0-25, api-0-26, api-0-27 (the libbpf-rs API, src/api.rs)");
 
 pub mod api;
+pub mod bridge;
 pub mod classify;
 pub mod compat;
-pub mod elf;
-pub mod kfunc;
 pub mod loader;
 pub mod log;
 pub mod protocol;

@@ -11,7 +11,7 @@
 //! `seq_by_cpu` and `dropped` taken from the first instance; then every probe
 //! is attached. On any error everything made so far is released (Drop).
 
-use crate::api::{self, UprobeMulti};
+use crate::bridge::{self, KprobeFullOpts, KprobeMultiSessionOpts, OpenProgramBridgeExt, ProgramBridgeExt, UprobeMultiBridgeOpts};
 use crate::classify::{classify_libbpf, Classified, ErrorClass};
 use crate::compat::{self, LinkHandle};
 use crate::log::with_log;
@@ -32,7 +32,7 @@ pub const EVENT_TYPE: &str = "pc_event";
 #[derive(Default)]
 pub struct Options<'a> {
     /// The running kernel's session-kfunc prototype; `None`: kernel BTF
-    /// ([`crate::kfunc::session_kfunc_prototype`]). Tests pretend other kernels.
+    /// ([`crate::bridge::session_kfunc_prototype`]). Tests pretend other kernels.
     pub session_kfuncs: Option<&'a dyn Fn() -> (Option<Variant>, String)>,
     /// Asked after every load and attach: `Some(why)` stops with a protocol
     /// error (the harness's SIGINT/SIGTERM).
@@ -130,9 +130,9 @@ pub fn attach(req: &Request, opts: &Options<'_>) -> Result<Attached, Failure> {
         Some(os) => {
             let kernel = match opts.session_kfuncs {
                 Some(f) => f(),
-                None => crate::kfunc::session_kfunc_prototype(),
+                None => bridge::session_kfunc_prototype(),
             };
-            let (variant, reason) = crate::kfunc::pick(kernel);
+            let (variant, reason) = bridge::object_variant(kernel);
             choice = ObjectChoice { object_variant: variant.as_str().into(), object_reason: reason };
             os.path(variant).to_string()
         }
@@ -239,8 +239,17 @@ fn load_instance(bytes: &[u8], path: &str, p: &Probe, shared: Option<&[(String, 
     for mut q in open.progs_mut() {
         let keep = q.name() == p.program.as_str();
         q.set_autoload(keep);
+        if keep && q.type_uprobe_session_section() {
+            let (ma, mi) = crate::version::linked();
+            eprintln!(
+                "program {}: libbpf {ma}.{mi} does not know section {}: typed kprobe, expected attach type {} [{}]",
+                q.name().to_string_lossy(),
+                q.section().to_string_lossy(),
+                bridge::BPF_TRACE_UPROBE_SESSION,
+                compat::UPROBE_SESSION_RAW_BRIDGE
+            );
+        }
         if keep {
-            compat::type_unknown_session_section(&mut q);
             typed_by = crate::tracing::prepare(&mut q, p).map_err(err)?;
         }
     }
@@ -337,15 +346,12 @@ fn attach_probe(prog: &ProgramMut<'_>, p: &Probe) -> Result<(Vec<LinkHandle>, Op
             if !all_symbols && !all_offsets {
                 return Err(invalid("a multi link takes either symbols (offset 0) or absolute offsets, not a mix"));
             }
-            let cookies = cookies();
-            let a = UprobeMulti { pid, binary: &p.binary, syms: &syms, offsets: &offsets, cookies: &cookies, retprobe, session };
-            if session && crate::version::linked() < (1, 6) {
-                // libbpf 1.5: no session flag in bpf_uprobe_multi_opts.
-                let fd = compat::attach_uprobe_session_raw(prog, &a)?;
-                return Ok((vec![LinkHandle::Fd(fd)], Some(compat::UPROBE_SESSION_RAW_BRIDGE)));
-            }
-            let link = api::attach_uprobe_multi(prog, &a)?;
-            Ok((vec![LinkHandle::Libbpf(link)], api::UPROBE_MULTI_BRIDGE))
+            let opts = UprobeMultiBridgeOpts { syms, offsets, cookies: cookies(), retprobe, session };
+            // libbpf-rs's own call on 0.26+, libbpf's on 0.25; a session on
+            // libbpf 1.5 is a raw link fd.
+            let link = prog.attach_uprobe_multi_bridged(pid, &p.binary, &opts)?;
+            let bridge = if link.is_raw() { Some(compat::UPROBE_SESSION_RAW_BRIDGE) } else { compat::UPROBE_MULTI_BRIDGE };
+            Ok((vec![link], bridge))
         }
         Kind::Kprobe | Kind::Kretprobe => {
             let mut bridged = false;
@@ -359,7 +365,8 @@ fn attach_probe(prog: &ProgramMut<'_>, p: &Probe) -> Result<(Vec<LinkHandle>, Op
                     } else if retprobe || t.offset != 0 {
                         // KprobeOpts has no retprobe flag; attach_kprobe no cookie.
                         bridged = true;
-                        compat::attach_kprobe_opts(prog, &t.symbol, t.offset, t.cookie, retprobe)
+                        let opts = KprobeFullOpts { offset: t.offset, cookie: t.cookie, retprobe };
+                        prog.attach_kprobe_full_opts(&t.symbol, &opts).map_err(Classified::from)
                     } else {
                         let opts = libbpf_rs::KprobeOpts { cookie: t.cookie, ..Default::default() };
                         prog.attach_kprobe_with_opts(false, &t.symbol, opts).map_err(libbpf)
@@ -377,7 +384,8 @@ fn attach_probe(prog: &ProgramMut<'_>, p: &Probe) -> Result<(Vec<LinkHandle>, Op
         }
         Kind::KprobeMulti | Kind::KretprobeMulti | Kind::KprobeSession => {
             // No libbpf-rs has `session` in KprobeMultiOpts: bridge to libbpf.
-            let link = compat::attach_kprobe_multi(prog, &symbols(), &cookies(), retprobe, session)?;
+            let opts = KprobeMultiSessionOpts { symbols: symbols(), cookies: cookies(), retprobe, session };
+            let link = prog.attach_kprobe_multi_with_session_opts(&opts)?;
             Ok((wrap(vec![link]), Some(compat::KPROBE_SESSION_BRIDGE)))
         }
     }

@@ -171,23 +171,9 @@ impl Objects {
     }
 }
 
-/// The session-kfunc prototype an object was built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Variant {
-    /// `bpf_session_cookie(void)`: kernels 6.10–6.19 (`sessions.bpf.o`).
-    NoArg,
-    /// `bpf_session_cookie(void *ctx)`: kernels from 7.0 (`sessions.ctx.bpf.o`).
-    Ctx,
-}
-
-impl Variant {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Variant::NoArg => "noarg",
-            Variant::Ctx => "ctx",
-        }
-    }
-}
+/// The session-kfunc prototype an object was built for (defined with the
+/// kfunc bridge, [`crate::bridge::session_kfunc_prototype`]).
+pub use crate::bridge::Variant;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -16,7 +16,7 @@ pub mod prog_stats;
 use crate::run::artifacts::KfuncVariant;
 use crate::judge::classify::classify_libbpf;
 use crate::probing::features::{Feature, FeatureSet, ProbeResult};
-use libbpf_harness::compat as libbpf_compat;
+use libbpf_harness::bridge::ProgramBridgeExt;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, UprobeMultiOpts, UprobeOpts};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -176,7 +176,7 @@ fn trigger_self() {
 pub fn session_kfunc_prototype() -> (Option<KfuncVariant>, String) {
     // The libbpf harness's reading of the kernel BTF (cached per process):
     // one decision for the runner and the in-process loader.
-    let (v, how) = libbpf_harness::kfunc::session_kfunc_prototype();
+    let (v, how) = libbpf_harness::bridge::session_kfunc_prototype();
     let v = v.map(|v| match v {
         libbpf_harness::protocol::Variant::NoArg => KfuncVariant::NoArg,
         libbpf_harness::protocol::Variant::Ctx => KfuncVariant::Ctx,
@@ -287,9 +287,9 @@ fn probe_session_kfuncs_kprobe(variant: KfuncVariant, how: &str) -> ProbeResult 
         Ok(p) => p,
         Err(e) => return no(format!("{how}; {e}")),
     };
-    let link = match libbpf_compat::attach_kprobe_multi(&p.prog(), &[sym.clone()], &[0], false, true) {
+    let link = match p.prog().attach_kprobe_session(&[sym.as_str()], &[0]) {
         Ok(l) => l,
-        Err(c) => return no(format!("{how}; attach kprobe session to {sym}: {}", c.detail)),
+        Err(e) => return no(format!("{how}; attach kprobe session to {sym}: {}", e.detail())),
     };
     // SAFETY: getppid has no preconditions.
     unsafe { libc::getppid() };
@@ -352,8 +352,7 @@ fn probe_kprobe(kind: Feature) -> ProbeResult {
             .prog()
             .attach_kprobe_multi_with_opts(libbpf_rs::KprobeMultiOpts { symbols: vec![sym.clone()], ..Default::default() })
             .map_err(|e| format!("{:#}", e)),
-        _ => libbpf_compat::attach_kprobe_multi(&p.prog(), &[sym.clone()], &[0], false, true)
-            .map_err(|c| format!("{} ({})", c.detail, c.class)),
+        _ => p.prog().attach_kprobe_session(&[sym.as_str()], &[0]).map_err(|e| format!("{} ({})", e.detail(), e.class())),
     };
     let link = match link {
         Ok(l) => l,
@@ -395,25 +394,24 @@ pub fn getpgid_kernel_symbol() -> Option<String> {
 /// Where a kernel lacks ftrace direct calls (this project's host: no
 /// CONFIG_FUNCTION_TRACER) the trampoline cannot be attached: unsupported.
 fn probe_tracing(f: Feature) -> ProbeResult {
-    use libbpf_harness::protocol::Kind;
-    use libbpf_harness::tracing as bridge;
+    use libbpf_harness::bridge::{OpenProgramBridgeExt, ProgramBridgeExt, TracingKind};
     let Some(sym) = getpgid_kernel_symbol() else { return no("no getpgid syscall symbol in /proc/kallsyms") };
     let (variant, how) = session_kfunc_prototype();
     let (prog, kind) = match f {
-        Feature::Fentry => ("fp_fentry", Kind::Fentry),
-        Feature::Fexit => ("fp_fexit", Kind::Fexit),
-        Feature::Fsession => ("fp_fsession_kfuncs", Kind::Fsession),
-        _ => ("fp_fentry_multi", Kind::FentryMulti),
+        Feature::Fentry => ("fp_fentry", TracingKind::Fentry),
+        Feature::Fexit => ("fp_fexit", TracingKind::Fexit),
+        Feature::Fsession => ("fp_fsession_kfuncs", TracingKind::Fsession),
+        _ => ("fp_fentry_multi", TracingKind::FentryMulti),
     };
     if f == Feature::Fsession && variant.is_none() {
         return no(format!("{how} (fsession programs call the session kfuncs)"));
     }
     let loaded = ProbeObject::load_prepared(variant.unwrap_or(KfuncVariant::NoArg), prog, |p| {
-        bridge::type_unknown_section(p, kind);
-        if kind.is_tracing_multi() {
-            bridge::prepare_multi(p).map_err(|c| format!("{} ({})", c.detail, c.class))
+        p.type_tracing_section();
+        if kind.is_multi() {
+            Ok(())
         } else {
-            bridge::set_target(p, &sym).map_err(|c| format!("{} ({})", c.detail, c.class))
+            p.set_tracing_target(&sym).map_err(|e| format!("{e} ({})", e.class()))
         }
     });
     // The attempt decides; the kernel's config only explains a failure.
@@ -427,19 +425,14 @@ fn probe_tracing(f: Feature) -> ProbeResult {
         Ok(p) => p,
         Err(e) => return no(format!("{e}{}", why())),
     };
-    let link: Result<libbpf_harness::compat::LinkHandle, String> = if kind.is_tracing_multi() {
-        bridge::kernel_func_ids(&[sym.as_str()])
-            .and_then(|ids| bridge::attach_tracing_multi(&p.prog(), bridge::BPF_TRACE_FENTRY_MULTI, &ids, &[PROBE_COOKIE]))
-            .map(libbpf_harness::compat::LinkHandle::Fd)
-            .map_err(|c| format!("{} ({})", c.detail, c.class))
+    let link = if kind.is_multi() {
+        p.prog().attach_tracing_multi(kind, &[sym.as_str()], &[PROBE_COOKIE])
     } else {
-        bridge::attach_trace_cookie(&p.prog(), PROBE_COOKIE)
-            .map(libbpf_harness::compat::LinkHandle::Libbpf)
-            .map_err(|c| format!("{} ({})", c.detail, c.class))
+        p.prog().attach_trace_with_cookie(PROBE_COOKIE).map(libbpf_harness::bridge::BridgeLink::Libbpf)
     };
     let link = match link {
         Ok(l) => l,
-        Err(e) => return no(format!("attach {prog} to {sym}: {e}{}", why())),
+        Err(e) => return no(format!("attach {prog} to {sym}: {e} ({}){}", e.class(), why())),
     };
     // SAFETY: getpgid has no preconditions.
     let pgid = unsafe { libc::getpgid(0) } as u64;
@@ -453,6 +446,7 @@ fn probe_tracing(f: Feature) -> ProbeResult {
     }
     match f {
         Feature::Fexit if s.ret != pgid => no(format!("fexit ran, but bpf_get_func_ret() gave {}, getpgid(0) returned {pgid}", s.ret)),
+        Feature::Fexit => yes(format!("{prog} on {sym} ran {} time(s) for one getpgid(0), cookie {PROBE_COOKIE:#x}, return value {pgid}", s.hits)),
         Feature::Fsession if s.returns != 1 || s.session_cookie != SESSION_COOKIE_WRITTEN => no(format!(
             "{how}; fsession ran {} time(s), {} return(s), cookie at return {:#x}",
             s.hits, s.returns, s.session_cookie

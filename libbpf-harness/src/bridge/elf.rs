@@ -4,10 +4,10 @@
 //! sh_addr + sh_offset` of the symbol's section; a second non-weak definition
 //! at another offset is ambiguous (-ESRCH), a weak one never replaces a
 //! non-weak one, and a name never found is -ENOENT. Used by the raw uprobe
-//! session bridge (libbpf 1.5 has no session flag, so the harness creates the
+//! session bridge (libbpf 1.5 has no session flag, so the bridge creates the
 //! link itself and must resolve exactly where libbpf would have).
 
-use crate::classify::Classified;
+use super::BridgeError;
 use object::elf::{FileHeader64, SHN_UNDEF, SHT_DYNSYM, SHT_SYMTAB, STB_WEAK, STT_FUNC};
 use object::read::elf::{FileHeader, Sym};
 use object::{Endianness, SectionIndex};
@@ -16,12 +16,12 @@ use object::{Endianness, SectionIndex};
 pub const LIBBPF_ERRNO_FORMAT: i32 = 4001;
 
 /// The file offsets of `symbols` in the ELF file at `path`, in order.
-pub fn resolve_syms_offsets(path: &str, symbols: &[&str]) -> Result<Vec<u64>, Classified> {
+pub fn resolve_syms_offsets(path: &str, symbols: &[&str]) -> Result<Vec<u64>, BridgeError> {
     let data = std::fs::read(path).map_err(|e| {
         let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        Classified::from_errno(errno, format!("elf: failed to open {path}: {e}"))
+        BridgeError::from_errno(errno, format!("elf: failed to open {path}: {e}"))
     })?;
-    let format = |what: String| Classified::from_errno(LIBBPF_ERRNO_FORMAT, format!("elf: could not read elf from {path}: {what}"));
+    let format = |what: String| BridgeError::from_errno(LIBBPF_ERRNO_FORMAT, format!("elf: could not read elf from {path}: {what}"));
     let header = FileHeader64::<Endianness>::parse(&*data).map_err(|e| format(e.to_string()))?;
     let endian = header.endian().map_err(|e| format(e.to_string()))?;
     let sections = header.sections(endian, &*data).map_err(|e| format(e.to_string()))?;
@@ -55,7 +55,7 @@ pub fn resolve_syms_offsets(path: &str, symbols: &[&str]) -> Result<Vec<u64>, Cl
                     continue;
                 }
                 if !slot.1 && !weak {
-                    return Err(Classified::from_errno(
+                    return Err(BridgeError::from_errno(
                         libc::ESRCH,
                         format!("elf: ambiguous match found '{name}@{offset}' in '{path}' previous offset {}", slot.0),
                     ));
@@ -71,7 +71,7 @@ pub fn resolve_syms_offsets(path: &str, symbols: &[&str]) -> Result<Vec<u64>, Cl
         .zip(&found)
         .map(|(name, (offset, _))| {
             if *offset == 0 {
-                Err(Classified::from_errno(libc::ENOENT, format!("elf: can't find symbol '{name}' in '{path}'")))
+                Err(BridgeError::from_errno(libc::ENOENT, format!("elf: can't find symbol '{name}' in '{path}'")))
             } else {
                 Ok(*offset)
             }
@@ -93,13 +93,13 @@ mod tests {
         let off = resolve_syms_offsets(me, &["main"]).unwrap();
         assert!(off[0] > 0);
         let e = resolve_syms_offsets(me, &["main", "no_such_function_xyz"]).unwrap_err();
-        assert_eq!(e.errno, Some(libc::ENOENT), "{}", e.detail);
+        assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
         let tmp = std::env::temp_dir().join(format!("pch-elf-test-{}", std::process::id()));
         std::fs::write(&tmp, b"not an ELF file at all, just text").unwrap();
         let e = resolve_syms_offsets(tmp.to_str().unwrap(), &["main"]).unwrap_err();
         let _ = std::fs::remove_file(&tmp);
-        assert_eq!(e.errno, Some(LIBBPF_ERRNO_FORMAT));
+        assert_eq!(e.errno(), Some(LIBBPF_ERRNO_FORMAT));
         let e = resolve_syms_offsets("/no/such/file", &["main"]).unwrap_err();
-        assert_eq!(e.errno, Some(libc::ENOENT));
+        assert_eq!(e.errno(), Some(libc::ENOENT));
     }
 }
