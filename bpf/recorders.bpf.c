@@ -27,81 +27,14 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #include "recorder_common.h"
+#include "probe_args.h"
 
-static __always_inline int pc_record_entry(struct pt_regs *ctx, __u16 kind)
-{
-	struct pc_event *e;
-
-	if (pc_skip_tgid())
-		return 0;
-	e = pc_reserve(kind, PC_PHASE_ENTRY, -1, PC_F_HAS_ARGS);
-	if (!e)
-		return 0;
-	e->attach_cookie = bpf_get_attach_cookie(ctx);
-	e->func_ip = bpf_get_func_ip(ctx);
-	e->arg0 = PT_REGS_PARM1(ctx);
-	e->arg1 = PT_REGS_PARM2(ctx);
-	pc_submit(e);
-	return 0;
-}
-
-static __always_inline int pc_record_return(struct pt_regs *ctx, __u16 kind)
-{
-	struct pc_event *e;
-
-	if (pc_skip_tgid())
-		return 0;
-	e = pc_reserve(kind, PC_PHASE_RETURN, -1, PC_F_HAS_RET);
-	if (!e)
-		return 0;
-	e->attach_cookie = bpf_get_attach_cookie(ctx);
-	e->func_ip = bpf_get_func_ip(ctx);
-	e->ret = PT_REGS_RC(ctx);
-	pc_submit(e);
-	return 0;
-}
-
-/* ---- the pre-fix shape (a 144-byte event on the stack), for findings only ---- */
-
-static __always_inline int pc_record_entry_large(struct pt_regs *ctx, __u16 kind)
-{
-	struct pc_event t = {};
-
-	if (pc_skip_tgid())
-		return 0;
-	t.kind = kind;
-	t.phase = PC_PHASE_ENTRY;
-	t.is_return = -1;
-	t.flags = PC_F_HAS_ARGS;
-	t.attach_cookie = bpf_get_attach_cookie(ctx);
-	t.func_ip = bpf_get_func_ip(ctx);
-	t.arg0 = PT_REGS_PARM1(ctx);
-	t.arg1 = PT_REGS_PARM2(ctx);
-	pc_emit_copy(&t);
-	return 0;
-}
-
-static __always_inline int pc_record_return_large(struct pt_regs *ctx, __u16 kind)
-{
-	struct pc_event t = {};
-
-	if (pc_skip_tgid())
-		return 0;
-	t.kind = kind;
-	t.phase = PC_PHASE_RETURN;
-	t.is_return = -1;
-	t.flags = PC_F_HAS_RET;
-	t.attach_cookie = bpf_get_attach_cookie(ctx);
-	t.func_ip = bpf_get_func_ip(ctx);
-	t.ret = PT_REGS_RC(ctx);
-	pc_emit_copy(&t);
-	return 0;
-}
+#include "plain_recorders.h"
 
 /* One program per kind and shape: NAME in SEC, and NAME_large beside it. */
-#define PC_RECORDER(sec, name, how, kind)                                                   \
-	SEC(sec) int name(struct pt_regs *ctx) { return pc_record_##how(ctx, kind); }       \
-	SEC(sec) int name##_large(struct pt_regs *ctx) { return pc_record_##how##_large(ctx, kind); }
+#define PC_RECORDER(sec, name, how, kind)                                                          \
+	SEC(sec) int name(struct pt_regs *ctx) { return pc_record_##how(ctx, kind, false); }           \
+	SEC(sec) int name##_large(struct pt_regs *ctx) { return pc_record_##how##_large(ctx, kind, false); }
 
 /* ---- uprobe family ---- */
 PC_RECORDER("uprobe", pc_uprobe, entry, PC_KIND_UPROBE)

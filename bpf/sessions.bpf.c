@@ -22,7 +22,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #include "recorder_common.h"
-#include "tracing_common.h"
+#include "probe_args.h"
 
 static __always_inline bool pc_want_skip_return(__u64 arg0)
 {
@@ -60,26 +60,6 @@ static __always_inline __u64 pc_cookie_value(void *ctx, __u64 arg0)
 }
 
 /*
- * Where a session program finds the probed function's arguments and return
- * value: pt_regs for kprobe and uprobe sessions, the tracing context
- * (bpf_get_func_arg/ret) for fsession. `tracing` is a constant at every call
- * site, so only one branch is compiled into each program.
- */
-static __always_inline __u64 pc_session_arg(void *ctx, bool tracing, __u32 n)
-{
-	if (tracing)
-		return pc_func_arg(ctx, n);
-	return n == 0 ? PT_REGS_PARM1((struct pt_regs *)ctx) : PT_REGS_PARM2((struct pt_regs *)ctx);
-}
-
-static __always_inline __u64 pc_session_ret(void *ctx, bool tracing)
-{
-	if (tracing)
-		return pc_func_ret(ctx);
-	return PT_REGS_RC((struct pt_regs *)ctx);
-}
-
-/*
  * A session program: entry and return are the same program. The entry may write
  * the per-invocation session cookie and returns 1 to skip this invocation's return.
  * When the ring is full the event is dropped (and counted), but the entry still
@@ -110,16 +90,16 @@ static __always_inline int pc_record_session(void *ctx, __u16 kind, bool tracing
 	if (is_return) {
 		if (e) {
 			e->flags |= PC_F_HAS_RET;
-			e->ret = pc_session_ret(ctx, tracing);
+			e->ret = pc_probe_ret(ctx, tracing);
 			pc_submit(e);
 		}
 		return 0;
 	}
-	arg0 = pc_session_arg(ctx, tracing, 0);
+	arg0 = pc_probe_arg(ctx, tracing, 0);
 	if (e) {
 		e->flags |= PC_F_HAS_ARGS;
 		e->arg0 = arg0;
-		e->arg1 = pc_session_arg(ctx, tracing, 1);
+		e->arg1 = pc_probe_arg(ctx, tracing, 1);
 	}
 	if (pc_cfg.cookie_mode != PC_CM_NONE && cookie) {
 		__u64 val = pc_cookie_value(ctx, arg0);
@@ -160,12 +140,12 @@ static __always_inline int pc_record_session_large(void *ctx, __u16 kind, bool t
 	if (cookie)
 		t.cookie_in = *cookie;
 	if (!is_return) {
-		__u64 arg0 = pc_session_arg(ctx, tracing, 0);
+		__u64 arg0 = pc_probe_arg(ctx, tracing, 0);
 
 		t.phase = PC_PHASE_ENTRY;
 		t.flags |= PC_F_HAS_ARGS;
 		t.arg0 = arg0;
-		t.arg1 = pc_session_arg(ctx, tracing, 1);
+		t.arg1 = pc_probe_arg(ctx, tracing, 1);
 		if (pc_cfg.cookie_mode != PC_CM_NONE && cookie) {
 			__u64 val = pc_cookie_value(ctx, arg0);
 
@@ -180,7 +160,7 @@ static __always_inline int pc_record_session_large(void *ctx, __u16 kind, bool t
 	} else {
 		t.phase = PC_PHASE_RETURN;
 		t.flags |= PC_F_HAS_RET;
-		t.ret = pc_session_ret(ctx, tracing);
+		t.ret = pc_probe_ret(ctx, tracing);
 	}
 	pc_emit_copy(&t);
 	return skip;

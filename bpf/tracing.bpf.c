@@ -12,8 +12,8 @@
  * return value with bpf_get_func_ret() (5.17), so one program serves any
  * prototype; a loader never needs the target's types.
  *
- * Events are built in the ring-buffer reservation (recorder_common.h); the
- * *_large twins keep the pre-fix shape, like every other kind's.
+ * The bodies are the kprobe/uprobe ones (plain_recorders.h), reading the
+ * function through the tracing context instead of pt_regs.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -27,84 +27,16 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #include "recorder_common.h"
-#include "tracing_common.h"
+#include "probe_args.h"
 
-static __always_inline int pc_record_fentry(void *ctx, __u16 kind)
-{
-	struct pc_event *e;
-
-	if (pc_skip_tgid())
-		return 0;
-	e = pc_reserve(kind, PC_PHASE_ENTRY, -1, PC_F_HAS_ARGS);
-	if (!e)
-		return 0;
-	e->attach_cookie = bpf_get_attach_cookie(ctx);
-	e->func_ip = bpf_get_func_ip(ctx);
-	e->arg0 = pc_func_arg(ctx, 0);
-	e->arg1 = pc_func_arg(ctx, 1);
-	pc_submit(e);
-	return 0;
-}
-
-static __always_inline int pc_record_fexit(void *ctx, __u16 kind)
-{
-	struct pc_event *e;
-
-	if (pc_skip_tgid())
-		return 0;
-	e = pc_reserve(kind, PC_PHASE_RETURN, -1, PC_F_HAS_RET);
-	if (!e)
-		return 0;
-	e->attach_cookie = bpf_get_attach_cookie(ctx);
-	e->func_ip = bpf_get_func_ip(ctx);
-	e->ret = pc_func_ret(ctx);
-	pc_submit(e);
-	return 0;
-}
-
-/* ---- the pre-fix shape (a 144-byte event on the stack), for findings only ---- */
-
-static __always_inline int pc_record_fentry_large(void *ctx, __u16 kind)
-{
-	struct pc_event t = {};
-
-	if (pc_skip_tgid())
-		return 0;
-	t.kind = kind;
-	t.phase = PC_PHASE_ENTRY;
-	t.is_return = -1;
-	t.flags = PC_F_HAS_ARGS;
-	t.attach_cookie = bpf_get_attach_cookie(ctx);
-	t.func_ip = bpf_get_func_ip(ctx);
-	t.arg0 = pc_func_arg(ctx, 0);
-	t.arg1 = pc_func_arg(ctx, 1);
-	pc_emit_copy(&t);
-	return 0;
-}
-
-static __always_inline int pc_record_fexit_large(void *ctx, __u16 kind)
-{
-	struct pc_event t = {};
-
-	if (pc_skip_tgid())
-		return 0;
-	t.kind = kind;
-	t.phase = PC_PHASE_RETURN;
-	t.is_return = -1;
-	t.flags = PC_F_HAS_RET;
-	t.attach_cookie = bpf_get_attach_cookie(ctx);
-	t.func_ip = bpf_get_func_ip(ctx);
-	t.ret = pc_func_ret(ctx);
-	pc_emit_copy(&t);
-	return 0;
-}
+#include "plain_recorders.h"
 
 /* One program per kind and shape: NAME in SEC, and NAME_large beside it. */
-#define PC_TRACING_RECORDER(sec, name, how, kind)                                      \
-	SEC(sec) int name(void *ctx) { return pc_record_##how(ctx, kind); }              \
-	SEC(sec) int name##_large(void *ctx) { return pc_record_##how##_large(ctx, kind); }
+#define PC_TRACING_RECORDER(sec, name, how, kind)                                            \
+	SEC(sec) int name(void *ctx) { return pc_record_##how(ctx, kind, true); }              \
+	SEC(sec) int name##_large(void *ctx) { return pc_record_##how##_large(ctx, kind, true); }
 
-PC_TRACING_RECORDER("fentry", pc_fentry, fentry, PC_KIND_FENTRY)
-PC_TRACING_RECORDER("fexit", pc_fexit, fexit, PC_KIND_FEXIT)
-PC_TRACING_RECORDER("fentry.multi", pc_fentry_multi, fentry, PC_KIND_FENTRY_MULTI)
-PC_TRACING_RECORDER("fexit.multi", pc_fexit_multi, fexit, PC_KIND_FEXIT_MULTI)
+PC_TRACING_RECORDER("fentry", pc_fentry, entry, PC_KIND_FENTRY)
+PC_TRACING_RECORDER("fexit", pc_fexit, return, PC_KIND_FEXIT)
+PC_TRACING_RECORDER("fentry.multi", pc_fentry_multi, entry, PC_KIND_FENTRY_MULTI)
+PC_TRACING_RECORDER("fexit.multi", pc_fexit_multi, return, PC_KIND_FEXIT_MULTI)
