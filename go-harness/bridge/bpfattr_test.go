@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -46,26 +47,69 @@ func TestLinkCreateUprobeMultiAttrLayout(t *testing.T) {
 	}
 }
 
-// uapiIncludeDir finds an include dir whose linux/bpf.h has uprobe_multi
-// (6.6+). The system's may be older (Debian bookworm ships 6.1 headers); libbpf
-// vendors a current copy, which the Rust crate's libbpf-sys brings along.
-func uapiIncludeDir() (string, []string) {
+// uapiCandidates are the include dirs whose linux/bpf.h the layout tests
+// look at, in order: PROBECONF_UAPI_INCLUDE, the system's (Debian bookworm
+// ships 6.1 headers) and the copies libbpf vendors, which the Rust crate's
+// libbpf-sys brings along.
+func uapiCandidates() []string {
 	candidates := []string{os.Getenv("PROBECONF_UAPI_INCLUDE"), "/usr/include"}
 	home, _ := os.UserHomeDir()
 	vendored, _ := filepath.Glob(filepath.Join(home, ".cargo/registry/src/*/libbpf-sys-*/libbpf/include/uapi"))
-	candidates = append(candidates, vendored...)
-	var tried []string
-	for _, dir := range candidates {
-		if dir == "" {
-			continue
-		}
-		tried = append(tried, dir)
-		h, err := os.ReadFile(filepath.Join(dir, "linux/bpf.h"))
-		if err == nil && strings.Contains(string(h), "} uprobe_multi;") && strings.Contains(string(h), "BPF_TRACE_UPROBE_SESSION") {
-			return dir, tried
+	var out []string
+	for _, dir := range append(candidates, vendored...) {
+		if dir != "" {
+			out = append(out, dir)
 		}
 	}
-	return "", tried
+	return out
+}
+
+// uapiWith finds the first candidate include dir whose linux/bpf.h contains
+// every one of want, with the header's text, and the dirs it tried.
+func uapiWith(want ...string) (dir, header string, tried []string) {
+next:
+	for _, dir := range uapiCandidates() {
+		tried = append(tried, dir)
+		h, err := os.ReadFile(filepath.Join(dir, "linux/bpf.h"))
+		if err != nil {
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(string(h), w) {
+				continue next
+			}
+		}
+		return dir, string(h), tried
+	}
+	return "", "", tried
+}
+
+// uapiIncludeDir finds an include dir whose linux/bpf.h has uprobe_multi
+// (6.6+) and uprobe sessions.
+func uapiIncludeDir() (string, []string) {
+	dir, _, tried := uapiWith("} uprobe_multi;", "BPF_TRACE_UPROBE_SESSION")
+	return dir, tried
+}
+
+// cValues builds src with gcc (args added) and runs it: each line it prints
+// is "NAME NUMBER", returned by name.
+func cValues(t *testing.T, gcc, name, src string, args ...string) map[string]uintptr {
+	t.Helper()
+	bin := bridgetest.BuildC(t, gcc, t.TempDir(), name, src, args...)
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]uintptr{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseUint(line[i+1:], 10, 64)
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		values[line[:i]] = uintptr(v)
+	}
+	return values
 }
 
 // TestLinkCreateUprobeMultiAttrMatchesUapi compiles the layout from the uapi
@@ -92,20 +136,7 @@ int main(void) {
 	return 0;
 }
 `
-	bin := bridgetest.BuildC(t, gcc, t.TempDir(), "layout", src, "-I"+inc)
-	out, err := exec.Command(bin).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]uintptr{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		i := strings.LastIndexByte(line, ' ')
-		var v uintptr
-		for _, c := range line[i+1:] {
-			v = v*10 + uintptr(c-'0')
-		}
-		want[line[:i]] = v
-	}
+	want := cValues(t, gcc, "layout", src, "-I"+inc)
 	got := goLinkCreateUprobeMulti()
 	for field := range wantLinkCreateUprobeMulti {
 		if got[field] != want[field] {

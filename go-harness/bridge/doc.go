@@ -1,6 +1,6 @@
 // Package bridge fills gaps of cilium/ebpf that tool authors hit when they
-// trace user space: things libbpf does and cilium/ebpf (v0.17.3 to v0.22.0)
-// does not. It is written in the style of cilium's link package and works on
+// trace user space and the kernel: things libbpf (or the kernel) does and
+// cilium/ebpf (v0.17.3 to v0.22.0) does not. It is written in the style of cilium's link package and works on
 // cilium's own types (*ebpf.Program, *link.Executable, link.Link), so a tool
 // keeps using cilium everywhere else.
 //
@@ -23,6 +23,18 @@
 //     built for the other prototype (libbpf quietly treats such a __weak kfunc
 //     as missing), so a portable tool ships two builds and picks one by the
 //     running kernel's BTF.
+//   - fsession (LoadFsession, AttachFsession; Linux 7.0): one BTF-based
+//     tracing program run at a kernel function's entry and again at its
+//     return. cilium v0.22.0 types the section but loads it without its target
+//     (earlier versions skip it), and link.AttachTracing refuses its attach
+//     type; the bridge loads the program itself, from the spec and the maps
+//     cilium created, and links it with a cookie.
+//   - The tracing multi link (PrepareTracingMultiSpec, TracingMulti,
+//     TracingMultiError; in Linux 7.3): one fentry.multi, fexit.multi or
+//     fsession.multi program on many kernel functions, a cookie each. cilium
+//     knows neither the sections nor the link.
+//   - Kernel BTF helpers for those: KernelFuncID, HaveFsession,
+//     HaveTracingMulti.
 //   - Smaller ones: PrefixSyscallSymbols (link.KprobeMulti does not add the
 //     arch prefix to syscall symbols), KprobeError (an honest ErrNotSupported
 //     from link.Kprobe on a kernel without kprobes), SetDataSection (setting a

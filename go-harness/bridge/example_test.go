@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -54,7 +55,11 @@ func ExampleUprobeSession() {
 		fmt.Println(err)
 		return
 	}
-	delete(spec.Programs, "pc_kprobe_session") // no kprobes wanted here
+	for name := range spec.Programs { // the object has other session programs
+		if name != "pc_uprobe_session" {
+			delete(spec.Programs, name)
+		}
+	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		fmt.Println(err)
@@ -152,4 +157,116 @@ func ExampleObjectVariant() {
 	default:
 		fmt.Println("load the build with bpf_session_cookie(void):", why)
 	}
+}
+
+// An fsession program on the getpgid syscall's function: cilium creates the
+// maps, the bridge loads the program (bound to its function at load) and
+// links it with a cookie. The program runs at the function's entry and again
+// at its return.
+func ExampleLoadFsession() {
+	kernel, _ := bridge.SessionKfuncPrototype()
+	object := "sessions.bpf.o"
+	if bridge.ObjectVariant(kernel) == bridge.KfuncCtx {
+		object = "sessions.ctx.bpf.o"
+	}
+	spec, err := bridge.LoadCollectionSpec(filepath.Join(artifacts, object), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fsession := spec.Programs["pc_fsession"]
+	fsession.AttachTo = "__x64_sys_getpgid"
+	for name := range spec.Programs {
+		delete(spec.Programs, name) // cilium loads the maps only
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer coll.Close()
+
+	prog, err := bridge.LoadFsession(fsession, coll.Maps, nil)
+	if errors.Is(err, bridge.ErrNotSupported) {
+		fmt.Println("this kernel has no fsession:", err)
+		return
+	} else if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer prog.Close()
+	l, err := bridge.AttachFsession(prog, 0x51)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close()
+
+	syscall.Getpgid(-1) // fails with ESRCH
+	for _, r := range ownRecords(coll.Maps["events"]) {
+		if r[38] == 0 { // phase: entry
+			fmt.Printf("entry, cookie %#x\n", binary.LittleEndian.Uint64(r[48:]))
+		} else {
+			fmt.Printf("return, cookie %#x, value %d\n", binary.LittleEndian.Uint64(r[48:]), int64(binary.LittleEndian.Uint64(r[80:])))
+		}
+	}
+	// Prints, on Linux 7.0 and later:
+	// entry, cookie 0x51
+	// return, cookie 0x51, value -3
+}
+
+// One fentry.multi program on two syscall functions, with one link and a
+// cookie per function. cilium loads the program once its spec is prepared.
+func ExampleTracingMulti() {
+	spec, err := bridge.LoadCollectionSpec(filepath.Join(artifacts, "tracing.bpf.o"), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for name := range spec.Programs {
+		if name != "pc_fentry_multi" {
+			delete(spec.Programs, name)
+		}
+	}
+	bridge.PrepareTracingMultiSpec(spec.Programs["pc_fentry_multi"])
+	coll, err := ebpf.NewCollection(spec)
+	if err := bridge.TracingMultiError(err); errors.Is(err, bridge.ErrNotSupported) {
+		fmt.Println("this kernel has no tracing multi links:", err)
+		return
+	} else if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer coll.Close()
+
+	l, err := bridge.TracingMulti(coll.Programs["pc_fentry_multi"], bridge.TracingMultiOptions{
+		AttachType: bridge.AttachTraceFEntryMulti,
+		Symbols:    []string{"__x64_sys_getpgid", "__x64_sys_close"},
+		Cookies:    []uint64{0x12, 0x11},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close()
+
+	syscall.Getpgid(-1)
+	syscall.Close(-1)
+	for _, r := range ownRecords(coll.Maps["events"]) {
+		fmt.Printf("entry, cookie %#x\n", binary.LittleEndian.Uint64(r[48:]))
+	}
+	// Prints, on a kernel with tracing multi links (Linux 7.3):
+	// entry, cookie 0x12
+	// entry, cookie 0x11
+}
+
+// ownRecords is records, keeping this process's (pc_event.tgid at byte 24).
+func ownRecords(events *ebpf.Map) [][]byte {
+	var out [][]byte
+	for _, r := range records(events) {
+		if binary.LittleEndian.Uint32(r[24:]) == uint32(os.Getpid()) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -316,17 +315,6 @@ func probeUprobeMultiKind(attachType uint32, pid uint32) error {
 }
 
 // linkCreate issues BPF_LINK_CREATE with attr and returns the new link fd.
-func linkCreate(attr *linkCreateUprobeMultiAttr) (int, error) {
-	for {
-		r, _, errno := unix.Syscall(unix.SYS_BPF, bpfLinkCreate,
-			uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
-		runtime.KeepAlive(attr)
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return -1, errno
-		}
-		return int(r), nil
-	}
+func linkCreate[T bpfAttr](attr *T) (int, error) {
+	return bpfCall(bpfLinkCreate, attr)
 }

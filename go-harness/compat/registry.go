@@ -44,6 +44,11 @@ const (
 	BridgeKprobeErrors       = "cilium-kprobe-unsupported-error"
 	BridgeKprobeSessionRet   = "cilium-kprobe-session-return"
 	BridgeSessionKfuncVar    = "cilium-session-kfunc-variant"
+	BridgeTracingCookie      = "cilium-tracing-cookie"
+	BridgeTracingNotFound    = "cilium-tracing-missing-function"
+	BridgeFsessionLoad       = "cilium-fsession-load"
+	BridgeFsessionLink       = "cilium-fsession-link"
+	BridgeTracingMulti       = "cilium-tracing-multi"
 )
 
 const library = "github.com/cilium/ebpf"
@@ -195,5 +200,83 @@ var Registry = []Entry{
 			"answers ErrNotSupported, one Executable.Uprobe per site (Cookie = spec id when cookies exist, RefCtrOffset). A semaphore " +
 			"needs the uprobe PMU's ref_ctr_offset (else unsupported, as libbpf). Reported via compat, bridge cilium-usdt. Not " +
 			"mirrored: architectures other than x86_64 (unsupported), libbpf's reuse of freed spec ids (links live as long as the object).",
+	},
+	{
+		ID:       BridgeTracingCookie,
+		Library:  library,
+		Versions: "checked v0.17.3, v0.20.0, v0.21.0, v0.22.0 (ProgramSpec.AttachTo, TracingOptions.Cookie in each; cases/tracing pass on 7.3 with each, with v0.22.0 on 6.1, 6.18 and 7.0 too)",
+		Feature:  "fentry / fexit bound to a kernel function named at run time, with a BPF cookie (link_create.tracing.cookie, kernel >= 6.0)",
+		Status:   Native,
+		Workaround: "cilium does both: the harness sets ProgramSpec.AttachTo to the target before load (cilium resolves it in the " +
+			"kernel's BTF, vmlinux then modules, and loads with that attach_btf_id) and links with link.AttachTracing " +
+			"(TracingOptions{AttachType: AttachTraceFEntry/AttachTraceFExit, Cookie}); via native. libbpf needs the same two steps " +
+			"(set_attach_target; attach_trace_opts for the cookie, which libbpf-rs lacks: libbpf-rs-tracing-cookie). One quirk, " +
+			"read in cilium's link/tracing.go, not met by a case: when BPF_LINK_CREATE answers EINVAL or ENOTSUPP, AttachTracing " +
+			"falls back to BPF_RAW_TRACEPOINT_OPEN, and with a non-zero cookie it then reports \"create raw tracepoint with cookie: " +
+			"not supported\" (ErrNotSupported) instead of the kernel's EINVAL, so a refused link reads as a missing feature.",
+	},
+	{
+		ID:       BridgeTracingNotFound,
+		Library:  library,
+		Versions: "<= v0.22.0 (findProgramTargetInKernel; bridge.TestFentryMissingFunctionInCilium with v0.17.3 and v0.22.0; cases fentry-missing-symbol and fentry-no-btf pass on 7.3 with v0.17.3 to v0.22.0)",
+		Feature:  "error for fentry / fexit on a kernel function that is not in the kernel's BTF (cases fentry-missing-symbol, fentry-no-btf)",
+		Status:   Compat,
+		Workaround: "cilium reports a target it cannot find in vmlinux or module BTF as an UnsupportedFeatureError " +
+			"(\"attach Tracing/TraceFEntry: fentry NAME not supported\", errors.Is ErrNotSupported), exactly as it reports a kernel " +
+			"without BTF, so the function's absence reads as a kernel feature missing; libbpf's set_attach_target answers ESRCH " +
+			"(not-found). When such a load fails, the harness looks the function up itself (bridge.KernelFuncID: FUNC in vmlinux " +
+			"BTF) and, if the kernel has BTF but no such function, reports the error as not-found (ENOENT), cilium's text kept.",
+	},
+	{
+		ID:       BridgeFsessionLoad,
+		Library:  library,
+		Versions: "<= v0.22.0 (checked v0.17.3, v0.20.0, v0.21.0, v0.22.0: the section is typed from v0.22.0, unknown before; with the bridge, cases/tracing pass on 7.3 with each and on 7.0 with v0.22.0)",
+		Feature:  "loading fsession programs (BPF_TRACE_FSESSION = 58, kernel >= 7.0): kind fsession",
+		Status:   Compat,
+		Workaround: "v0.22.0 types SEC(\"fsession\") as Tracing with attach type 58 but resolves AttachTo only for the attach types " +
+			"it knows (fentry, fexit, fmod_ret, raw_tp, iter, lsm, struct_ops) and ignores the rest, so it loads the program with " +
+			"attach_btf_id 0 and the kernel refuses it (measured on 7.3: \"Tracing programs must provide btf_id\", EINVAL, which cilium " +
+			"reports as a verifier error, class invalid, for a program the kernel accepts); earlier versions do not know the section " +
+			"and skip the program at load (v0.17.3 measured). " +
+			"ProgramSpec has no field for a BTF id, so no public route exists. The bridge (bridge.LoadFsession) issues BPF_PROG_LOAD " +
+			"itself from cilium's public pieces: the spec's instructions copied, map references associated with the maps cilium " +
+			"created for the same collection (the program is removed from the spec before NewCollection), kfunc calls resolved to " +
+			"vmlinux BTF FUNC ids, func and line info (btf.MarshalExtInfos, btf.NewHandle), expected attach type 58, attach_btf_id = " +
+			"the target's FUNC id (bridge.KernelFuncID), the verifier log captured on failure (an *ebpf.VerifierError, so a refusal " +
+			"is invalid as under cilium); the fd is wrapped with ebpf.NewProgramFromFD. It refuses what it cannot do rather than load " +
+			"another program: CO-RE relocations, .kconfig/.ksyms references, kfuncs and targets in modules, poisoning a missing " +
+			"__weak kfunc (an error wrapping ErrNotSupported instead); kfunc prototypes are left to the verifier. A kernel without " +
+			"fsession (EINVAL, and the kernel BTF's enum bpf_attach_type lacks BPF_TRACE_FSESSION) or a JIT without it (EOPNOTSUPP) " +
+			"is reported unsupported. Every fsession probe goes through it.",
+	},
+	{
+		ID:       BridgeFsessionLink,
+		Library:  library,
+		Versions: "<= v0.22.0 (checked v0.17.3, v0.20.0, v0.21.0, v0.22.0; measured on 7.0 and 7.3)",
+		Feature:  "linking an fsession program with a BPF cookie",
+		Status:   Compat,
+		Workaround: "link.AttachTracing accepts only the attach types it knows and refuses 58 (\"invalid attach type: AttachType(58)\"). " +
+			"With AttachType AttachNone it opens the link with BPF_RAW_TRACEPOINT_OPEN, which the kernel accepts for a loaded " +
+			"fsession program (measured on 7.0 and 7.3: both halves run) but which carries no cookie: the harness does that for an fsession probe without a cookie (the " +
+			"link is native; the probe still reports cilium-fsession-load). With a cookie, the bridge (bridge.AttachFsession) " +
+			"issues BPF_LINK_CREATE (cmd 28) with attach type 58, target_btf_id 0 and the cookie in link_create.tracing.cookie, and " +
+			"wraps the fd with link.NewFromFD. Such a probe reports bridge \"cilium-fsession-load,cilium-fsession-link\".",
+	},
+	{
+		ID:       BridgeTracingMulti,
+		Library:  library,
+		Versions: "<= v0.22.0 (checked v0.17.3, v0.20.0, v0.21.0, v0.22.0: none knows the sections; with the bridge, cases/tracing pass on 7.3 with each)",
+		Feature: "the tracing multi link: fentry.multi / fexit.multi / fsession.multi (attach types 59, 60, 61, link type 15; " +
+			"in Linux 7.3's BTF), one program on many kernel functions with a cookie each",
+		Status: Compat,
+		Workaround: "cilium knows neither the sections nor the link: SEC(\"fentry.multi\") and the others stay UnspecifiedProgram, " +
+			"which NewCollection skips. Load: bridge.PrepareTracingMultiSpec types the spec Tracing with attach type 59/60/61 and " +
+			"no AttachTo, and cilium loads it with attach_btf_id 0, which is what the kernel wants (it binds such a program to its " +
+			"bpf_multi_func placeholder); a kernel without the attach type answers EINVAL, which cilium reports as a verifier " +
+			"error (invalid), so the harness reports unsupported when the kernel BTF's enum bpf_attach_type lacks " +
+			"BPF_TRACE_FENTRY_MULTI (bridge.TracingMultiError). Link: bridge.TracingMulti resolves every target to its FUNC id in " +
+			"vmlinux BTF (a missing one: not-found, ENOENT, before any syscall) and issues BPF_LINK_CREATE (cmd 28) with " +
+			"link_create.tracing_multi {ids u32[], cookies u64[], cnt} (offsets 16, 24, 32), wrapping the fd with link.NewFromFD " +
+			"(a plain RawLink). vmlinux functions only: module targets need the module's BTF fd at load, which cilium cannot set.",
 	},
 }

@@ -20,7 +20,8 @@ func TestRegistry(t *testing.T) {
 		ids[e.ID] = true
 	}
 	for _, id := range []string{BridgeUprobeSession, BridgePIDSemantics, BridgeKprobeMultiSyscall,
-		BridgeDataSection, BridgeWeakKfunc, BridgeUSDT, BridgeKprobeErrors, BridgeKprobeSessionRet, BridgeSessionKfuncVar} {
+		BridgeDataSection, BridgeWeakKfunc, BridgeUSDT, BridgeKprobeErrors, BridgeKprobeSessionRet, BridgeSessionKfuncVar,
+		BridgeTracingCookie, BridgeTracingNotFound, BridgeFsessionLoad, BridgeFsessionLink, BridgeTracingMulti} {
 		if !ids[id] {
 			t.Errorf("bridge id %s has no registry entry", id)
 		}

@@ -61,6 +61,9 @@ const (
 	SessionsCtxObjectName = "sessions.ctx.bpf.o"
 	// USDTObjectName: libbpf's usdt.bpf.h recorder.
 	USDTObjectName = "usdt_recorder.bpf.o"
+	// TracingObjectName: the fentry, fexit, fentry.multi and fexit.multi
+	// recorders (fsession and fsession.multi are in the sessions builds).
+	TracingObjectName = "tracing.bpf.o"
 )
 
 // Objects are the project's BPF objects, as the Rust runner uses them: the
@@ -118,6 +121,21 @@ func RequireObjects(t testing.TB) Objects {
 func RequireSessionsObject(t testing.TB) string {
 	t.Helper()
 	return sibling(t, RequireObject(t), SessionsObjectName)
+}
+
+// TracingObjectFile returns tracing.bpf.o beside PROBECONF_BPF_OBJECT, for
+// tests that only parse it (no root needed); it skips when the variable is
+// unset and fails when the file is missing.
+func TracingObjectFile(t testing.TB) string {
+	t.Helper()
+	return sibling(t, RequireObjectFile(t), TracingObjectName)
+}
+
+// SessionsObjectFile is TracingObjectFile for a build of the session
+// programs: name is SessionsObjectName or SessionsCtxObjectName.
+func SessionsObjectFile(t testing.TB, name string) string {
+	t.Helper()
+	return sibling(t, RequireObjectFile(t), name)
 }
 
 // RequireObjectPair is RequireObject for tests that need both builds of the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -86,9 +87,12 @@ func Probe(inst *loader.Instance, opts Options) (*Attachment, error) {
 		a   *Attachment
 		err error
 	)
-	if PlanFor(inst.Probe).Call == CallUSDT {
+	switch plan := PlanFor(inst.Probe); {
+	case plan.Call == CallUSDT:
 		a, err = attachUSDT(inst, opts)
-	} else {
+	case inst.Probe.Kind.Tracing():
+		a, err = attachTracing(inst, plan)
+	default:
 		a, err = attach(inst.Probe, inst.Program, opts)
 	}
 	if err != nil {
@@ -111,14 +115,22 @@ const (
 	CallKprobeMulti    Call = "link.KprobeMulti"
 	CallKretprobeMulti Call = "link.KretprobeMulti"
 	CallUSDT           Call = "bridge.AttachUSDT" // bridge cilium-usdt
+	CallTracing        Call = "link.AttachTracing"
+	CallFsession       Call = "bridge.AttachFsession" // bridge cilium-fsession-link
+	CallTracingMulti   Call = "bridge.TracingMulti"   // bridge cilium-tracing-multi
 )
 
 // Plan is how one probe is attached: the call and the flags it gets. It
-// depends only on the kind and the probe's retprobe/session fields
-// (protocol.Probe.WantRetprobe, WantSession); the kernel decides whether the
-// combination works with the loaded program.
+// depends only on the kind, the probe's retprobe/session fields
+// (protocol.Probe.WantRetprobe, WantSession) and, for fsession, whether its
+// target has a cookie; the kernel decides whether the combination works with
+// the loaded program.
 type Plan struct {
 	Call Call
+	// AttachType is the attach type of the tracing calls (fentry/fexit: the
+	// program's own; the multi kinds: 59, 60, 61). AttachNone for
+	// link.AttachTracing means BPF_RAW_TRACEPOINT_OPEN (no cookie).
+	AttachType ebpf.AttachType
 	// Session: KprobeMultiOptions.Session (attach type KPROBE_SESSION, 56) for
 	// the kprobe calls; always true for CallUprobeSession (attach type 57).
 	Session bool
@@ -141,9 +153,34 @@ type Plan struct {
 //     expresses both together (KretprobeMulti with Session: attach type 56
 //     and BPF_F_KPROBE_MULTI_RETURN), so the pair goes to the kernel too.
 //   - usdt: the cilium-usdt bridge (validation refuses retprobe and session).
+//   - fentry/fexit: link.AttachTracing with the kind's attach type and the
+//     target's cookie (validation allows only the kind's own flags).
+//   - fsession: with a cookie the cilium-fsession-link bridge
+//     (link.AttachTracing refuses attach type 58); without one,
+//     link.AttachTracing with AttachNone, which cilium sends as
+//     BPF_RAW_TRACEPOINT_OPEN (no cookie; the kernel links any tracing
+//     program so), as the libbpf harness uses attach_trace without a cookie.
+//   - fentry.multi/fexit.multi/fsession.multi: the cilium-tracing-multi
+//     bridge with attach type 59, 60 or 61.
 func PlanFor(p *protocol.Probe) Plan {
-	if p.Kind == protocol.KindUSDT {
+	switch p.Kind {
+	case protocol.KindUSDT:
 		return Plan{Call: CallUSDT}
+	case protocol.KindFentry:
+		return Plan{Call: CallTracing, AttachType: ebpf.AttachTraceFEntry}
+	case protocol.KindFexit:
+		return Plan{Call: CallTracing, AttachType: ebpf.AttachTraceFExit}
+	case protocol.KindFsession:
+		if p.Targets[0].Cookie == 0 {
+			return Plan{Call: CallTracing, AttachType: ebpf.AttachNone}
+		}
+		return Plan{Call: CallFsession, AttachType: bridge.AttachTraceFSession}
+	case protocol.KindFentryMulti:
+		return Plan{Call: CallTracingMulti, AttachType: bridge.AttachTraceFEntryMulti}
+	case protocol.KindFexitMulti:
+		return Plan{Call: CallTracingMulti, AttachType: bridge.AttachTraceFExitMulti}
+	case protocol.KindFsessionMulti:
+		return Plan{Call: CallTracingMulti, AttachType: bridge.AttachTraceFSessionMulti}
 	}
 	ret, session := p.WantRetprobe(), p.WantSession()
 	pick := func(entry, exit Call) Call {
@@ -340,6 +377,42 @@ func attachKernel(p *protocol.Probe, plan Plan, prog *ebpf.Program, opts Options
 		return []link.Link{l}, perr == nil && changed, nil
 	}
 	return nil, false, errors.New("unreachable: " + string(plan.Call) + " for kernel kind " + string(p.Kind))
+}
+
+// attachTracing links a BTF-based tracing probe (plan: PlanFor). Its via is
+// compat when the loader or the link went through a bridge; the bridge field
+// then names every bridge, load first, joined by ",".
+func attachTracing(inst *loader.Instance, plan Plan) (*Attachment, error) {
+	p := inst.Probe
+	bridges := append([]string(nil), inst.Bridges...)
+	var (
+		l   link.Link
+		err error
+	)
+	switch plan.Call {
+	case CallTracing:
+		l, err = link.AttachTracing(link.TracingOptions{Program: inst.Program, AttachType: plan.AttachType, Cookie: p.Targets[0].Cookie})
+	case CallFsession:
+		l, err = bridge.AttachFsession(inst.Program, p.Targets[0].Cookie)
+		bridges = append(bridges, compat.BridgeFsessionLink)
+	case CallTracingMulti:
+		opts := bridge.TracingMultiOptions{AttachType: plan.AttachType}
+		for _, t := range p.Targets {
+			opts.Symbols = append(opts.Symbols, t.Symbol)
+			opts.Cookies = append(opts.Cookies, t.Cookie)
+		}
+		l, err = bridge.TracingMulti(inst.Program, opts)
+	default:
+		return nil, fmt.Errorf("unreachable: %s for tracing kind %s", plan.Call, p.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a := &Attachment{Name: p.Name, Via: protocol.ViaNative, Links: []link.Link{l}, ProgID: progID(inst.Program)}
+	if len(bridges) > 0 {
+		a.Via, a.Bridge = protocol.ViaCompat, strings.Join(slices.Compact(bridges), ",")
+	}
+	return a, nil
 }
 
 // attachUSDT attaches a usdt probe through the cilium-usdt bridge, one

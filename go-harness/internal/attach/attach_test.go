@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
+	"probeconf/bridge"
 	"probeconf/go-harness/internal/protocol"
 )
 
@@ -63,6 +66,32 @@ func TestPlanFor(t *testing.T) {
 		p := &protocol.Probe{Kind: tc.kind, Retprobe: tc.retprobe, Session: tc.session}
 		if got := PlanFor(p); got != tc.want {
 			t.Errorf("%s retprobe=%s session=%s: %+v, want %+v", tc.kind, b(tc.retprobe), b(tc.session), got, tc.want)
+		}
+	}
+}
+
+// TestPlanForTracing pins the BTF-based tracing kinds: the call and the
+// attach type (retprobe and session can only restate the kind's own).
+func TestPlanForTracing(t *testing.T) {
+	for _, tc := range []struct {
+		kind   protocol.Kind
+		cookie uint64
+		want   Plan
+	}{
+		{protocol.KindFentry, 0x41, Plan{Call: CallTracing, AttachType: ebpf.AttachTraceFEntry}},
+		{protocol.KindFentry, 0, Plan{Call: CallTracing, AttachType: ebpf.AttachTraceFEntry}},
+		{protocol.KindFexit, 2, Plan{Call: CallTracing, AttachType: ebpf.AttachTraceFExit}},
+		// link.AttachTracing refuses attach type 58; without a cookie,
+		// AttachNone (BPF_RAW_TRACEPOINT_OPEN) links it natively.
+		{protocol.KindFsession, 0x51, Plan{Call: CallFsession, AttachType: bridge.AttachTraceFSession}},
+		{protocol.KindFsession, 0, Plan{Call: CallTracing, AttachType: ebpf.AttachNone}},
+		{protocol.KindFentryMulti, 0, Plan{Call: CallTracingMulti, AttachType: 59}},
+		{protocol.KindFexitMulti, 1, Plan{Call: CallTracingMulti, AttachType: 60}},
+		{protocol.KindFsessionMulti, 1, Plan{Call: CallTracingMulti, AttachType: 61}},
+	} {
+		p := &protocol.Probe{Kind: tc.kind, Targets: []protocol.Target{{Symbol: "f", Cookie: tc.cookie}}}
+		if got := PlanFor(p); got != tc.want {
+			t.Errorf("%s cookie %#x: %+v, want %+v", tc.kind, tc.cookie, got, tc.want)
 		}
 	}
 }

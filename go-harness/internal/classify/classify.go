@@ -221,6 +221,8 @@ func hint(err error, class Class, errno syscall.Errno, where Where) string {
 	kind := where.Kind
 	isKprobeMultiFamily := kind == "kprobe.multi" || kind == "kretprobe.multi" || kind == "kprobe.session"
 	isUprobeMultiFamily := kind == "uprobe.multi" || kind == "uretprobe.multi"
+	isTracingMulti := kind == "fentry.multi" || kind == "fexit.multi" || kind == "fsession.multi"
+	isTracing := isTracingMulti || kind == "fentry" || kind == "fexit" || kind == "fsession"
 	msg := err.Error()
 
 	var verr *ebpf.VerifierError
@@ -247,6 +249,12 @@ func hint(err error, class Class, errno syscall.Errno, where Where) string {
 			return "kernel lacks UPROBE_SESSION (needs >= 6.13)"
 		case isUprobeMultiFamily:
 			return "kernel lacks uprobe_multi links (needs >= 6.6)"
+		case kind == "fsession":
+			return "kernel lacks fsession (needs >= 7.0 and a JIT that supports it: x86_64)"
+		case isTracingMulti:
+			return "kernel lacks tracing multi links (attach types 59-61; Linux 7.3 has them), or the ftrace direct calls they need"
+		case isTracing:
+			return "kernel lacks BPF trampolines for this program (BTF, CONFIG_FUNCTION_TRACER with ftrace direct calls, a JIT)"
 		case where.Phase == "load":
 			return "the kernel lacks a program type, helper or kfunc this program needs"
 		}
@@ -262,6 +270,10 @@ func hint(err error, class Class, errno syscall.Errno, where Where) string {
 		}
 		if errno == syscall.EINVAL {
 			switch {
+			case isTracingMulti && where.Phase == "attach":
+				return "a function listed twice, a function the program may not trace, or an attach type that does not match the program's"
+			case isTracing && where.Phase == "attach":
+				return "the link's attach type does not match the program's expected one, or the function may not be traced"
 			case kind == "uprobe.session":
 				return "kernel lacks UPROBE_SESSION (needs >= 6.13), the link's attach type does not match the program's expected one " +
 					"(session links 57, multi links 48: see the probe's session field), or an offset is not an instruction boundary"
@@ -278,6 +290,9 @@ func hint(err error, class Class, errno syscall.Errno, where Where) string {
 			return "too many targets for one link, or a bpf_attr field the kernel does not know is set"
 		}
 	case NotFound:
+		if isTracing && errno == syscall.ENOENT {
+			return "kernel function not in the kernel's BTF (absent, no BTF FUNC for it, or in a module): see bpftool btf dump file /sys/kernel/btf/vmlinux"
+		}
 		if where.Phase != "attach" {
 			break
 		}

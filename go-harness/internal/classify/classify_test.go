@@ -77,6 +77,26 @@ func TestClassify(t *testing.T) {
 		// Same name as cilium's type, other package: not cilium's kfunc error.
 		{"a look-alike type is not cilium's", fmt.Errorf("fixing up kfuncs: %w", &incompatibleKfuncError{}),
 			Where{"load", "uprobe.session"}, Other, 0, "", ""},
+		// BTF-based tracing (the bridges' and the loader's error shapes).
+		{"fentry: function not in the kernel's BTF (loader)",
+			fmt.Errorf("load pc_fentry: %v: %w", "attach Tracing/TraceFEntry: fentry nope not supported", fmt.Errorf("kernel BTF has no function %q: %w", "nope", syscall.ENOENT)),
+			Where{"load", "fentry"}, NotFound, 2, "not in the kernel's BTF", "fentry nope not supported"},
+		{"fsession: kernel without it", fmt.Errorf("fsession p: fsession programs (BPF_TRACE_FSESSION) not supported (requires Linux >= 7.0): load program: %w: %w", syscall.EINVAL, ebpf.ErrNotSupported),
+			Where{"load", "fsession"}, Unsupported, 22, "needs >= 7.0", ""},
+		{"fentry.multi: kernel without the link", fmt.Errorf("load p: tracing multi links not supported: %w: %w", syscall.EINVAL, ebpf.ErrNotSupported),
+			Where{"load", "fentry.multi"}, Unsupported, 22, "Linux 7.3 has them", ""},
+		{"fsession.multi: kernel without the link", fmt.Errorf("load p: tracing multi links not supported: %w", ebpf.ErrNotSupported),
+			Where{"load", "fsession.multi"}, Unsupported, 0, "tracing multi links", ""},
+		{"fentry: no trampolines (ENOTSUPP at attach)", fmt.Errorf("create tracing link: %w", ENOTSUPP), Where{"attach", "fentry"},
+			Unsupported, 524, "trampolines", ""},
+		{"fsession: verifier refusal", fmt.Errorf("fsession p: %w", &ebpf.VerifierError{Cause: syscall.EINVAL, Log: []string{"At program exit the register R0 has smin=0 smax=1 should have been in [0, 0]"}}),
+			Where{"load", "fsession"}, Invalid, 22, "verifier rejected", ""},
+		{"tracing multi: a function twice", fmt.Errorf("tracing multi link_create (attach type 59, 2 functions): %w", syscall.EINVAL),
+			Where{"attach", "fentry.multi"}, Invalid, 22, "listed twice", ""},
+		{"tracing multi: missing function before the link", fmt.Errorf("tracing multi: kernel BTF has no function %q: %w", "nope", syscall.ENOENT),
+			Where{"attach", "fexit.multi"}, NotFound, 2, "not in the kernel's BTF", ""},
+		{"fentry: a program not in the object is not about the kernel's BTF", NotFoundf("program %q not in x.o", "pc_nope"),
+			Where{"load", "fentry"}, NotFound, 0, "", ""},
 		{"harness invalid", Invalidf("data section is 8 bytes"), Where{"load", ""}, Invalid, 0, "", "8 bytes"},
 		{"cilium invalid input sentinel", fmt.Errorf("field Cookies must be exactly Addresses in length: %w", errors.New("invalid input")),
 			Where{"attach", "uprobe.multi"}, Invalid, 0, "", ""},
@@ -93,6 +113,9 @@ func TestClassify(t *testing.T) {
 			}
 			if tc.hintHas != "" && (!strings.Contains(got.Detail, "(hint: ") || !strings.Contains(got.Detail, tc.hintHas)) {
 				t.Errorf("detail %q: want hint containing %q", got.Detail, tc.hintHas)
+			}
+			if tc.hintHas == "" && tc.class == NotFound && strings.Contains(got.Detail, "(hint: ") {
+				t.Errorf("detail %q: want no hint", got.Detail)
 			}
 			if tc.detailHas != "" && !strings.Contains(got.Detail, tc.detailHas) {
 				t.Errorf("detail %q: want %q", got.Detail, tc.detailHas)

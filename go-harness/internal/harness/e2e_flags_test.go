@@ -147,13 +147,7 @@ func TestEndToEndUprobeSessionReturnFlag(t *testing.T) {
 
 	const n = 3
 	target.run(t, n)
-	c.send(`{"cmd":"drain"}`)
-	var events protocol.Events
-	c.recv("events", &events)
-	c.recv("done", nil)
-	if s := c.wait(); s != 0 {
-		t.Fatalf("status %d", s)
-	}
+	events := c.drain()
 
 	var got []event
 	for _, raw := range events.Events {

@@ -204,13 +204,7 @@ func TestEndToEndSessionAndUprobe(t *testing.T) {
 
 	const n = 3
 	target.run(t, n)
-	c.send(`{"cmd":"drain"}`)
-	var events protocol.Events
-	c.recv("events", &events)
-	c.recv("done", nil)
-	if s := c.wait(); s != 0 {
-		t.Fatalf("status %d", s)
-	}
+	events := c.drain()
 	if events.Dropped != 0 {
 		t.Errorf("dropped %d", events.Dropped)
 	}

@@ -88,6 +88,20 @@ func (c *client) recv(wantType string, v any) {
 	}
 }
 
+// drain asks for the events and reads them and the done line; the session
+// must then end with status 0.
+func (c *client) drain() protocol.Events {
+	c.t.Helper()
+	c.send(`{"cmd":"drain"}`)
+	var events protocol.Events
+	c.recv("events", &events)
+	c.recv("done", nil)
+	if s := c.wait(); s != 0 {
+		c.t.Fatalf("status %d", s)
+	}
+	return events
+}
+
 func (c *client) wait() int {
 	c.t.Helper()
 	select {

@@ -55,13 +55,7 @@ func usdtSession(t *testing.T, cfg Config, objs bridgetest.Objects, steps string
 	var attached protocol.Attached
 	c.recv("attached", &attached)
 	out := target.Go(t)
-	c.send(`{"cmd":"drain"}`)
-	var events protocol.Events
-	c.recv("events", &events)
-	c.recv("done", nil)
-	if s := c.wait(); s != 0 {
-		t.Fatalf("status %d", s)
-	}
+	events := c.drain()
 	if events.Dropped != 0 {
 		t.Errorf("dropped %d", events.Dropped)
 	}

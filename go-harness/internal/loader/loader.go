@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -32,6 +33,21 @@ type Instance struct {
 	// Types is the object's BTF (the USDT bridge checks its spec layout
 	// against it).
 	Types *btf.Spec
+	// Bridges are the compat registry ids of the bridges that loaded the
+	// program (cilium-fsession-load, cilium-tracing-multi), in order; the
+	// attach step adds its own.
+	Bridges []string
+	// ownProgram: Program is not one of Collection's (a bridge loaded it)
+	// and is closed with the instance.
+	ownProgram bool
+}
+
+// Close closes the instance's program and collection.
+func (inst *Instance) Close() {
+	if inst.ownProgram {
+		inst.Program.Close()
+	}
+	inst.Collection.Close()
 }
 
 // Options are the loader's knobs.
@@ -92,7 +108,7 @@ func (s *Set) Map(name string) (*ebpf.Map, error) {
 // Close closes every collection (programs and maps). Links must be closed first.
 func (s *Set) Close() {
 	for i := len(s.Instances) - 1; i >= 0; i-- {
-		s.Instances[i].Collection.Close()
+		s.Instances[i].Close()
 	}
 	s.Instances = nil
 }
@@ -236,19 +252,43 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, opts
 		}
 	}
 
+	// BTF-based tracing: the program is bound to its target at load.
+	var bridges []string
+	switch {
+	case p.Kind == protocol.KindFentry || p.Kind == protocol.KindFexit:
+		ps.AttachTo = p.Targets[0].Symbol // cilium resolves it in the kernel's BTF
+	case p.Kind == protocol.KindFsession:
+		// cilium cannot load it (cilium-fsession-load): the maps come from
+		// cilium, the program from the bridge.
+		ps.AttachTo = p.Targets[0].Symbol
+		delete(spec.Programs, p.Program)
+		bridges = append(bridges, compat.BridgeFsessionLoad)
+	case p.Kind.TracingMulti():
+		if bridge.PrepareTracingMultiSpec(ps) {
+			fmt.Fprintf(log, "probe %s: program %s: cilium does not know section %s; typed Tracing, attach type %d, no target [%s]\n",
+				p.Name, p.Program, ps.SectionName, ps.AttachType, compat.BridgeTracingMulti)
+		}
+		bridges = append(bridges, compat.BridgeTracingMulti)
+	}
+
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
 	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			fmt.Fprintf(log, "probe %s: verifier log:\n%+v\n", p.Name, verr)
-		}
-		return nil, fmt.Errorf("load %s: %w", p.Program, err)
+		return nil, loadError(p, err, log)
 	}
 	for _, section := range sortedKeys(p.Rodata) {
 		if err := bridge.VerifyDataSection(coll, section, p.Rodata[section]); err != nil {
 			coll.Close()
 			return nil, fmt.Errorf("rodata: %w", err)
 		}
+	}
+	inst := &Instance{Probe: p, Object: object, Collection: coll, Types: spec.Types, Bridges: bridges}
+	if p.Kind == protocol.KindFsession {
+		if inst.Program, err = bridge.LoadFsession(ps, coll.Maps, nil); err != nil {
+			coll.Close()
+			return nil, loadError(p, err, log)
+		}
+		inst.ownProgram = true
+		return inst, nil
 	}
 	prog, ok := coll.Programs[p.Program]
 	if !ok {
@@ -257,7 +297,39 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, opts
 		return nil, fmt.Errorf("program %s (section %q) was not loaded: cilium does not know its section type: %w",
 			p.Program, ps.SectionName, ebpf.ErrNotSupported)
 	}
-	return &Instance{Probe: p, Object: object, Collection: coll, Program: prog, Types: spec.Types}, nil
+	inst.Program = prog
+	return inst, nil
+}
+
+// loadError is the error of loading p's program: the verifier's log goes to
+// log, and the tracing kinds' errors say what the kernel lacks.
+//
+//   - fentry/fexit: cilium reports a target function that is not in the
+//     kernel's BTF as an UnsupportedFeatureError ("fentry NAME not
+//     supported", errors.Is ErrNotSupported), as it reports a kernel without
+//     BTF. When the kernel has BTF and no such function, the error is made a
+//     not-found one (ENOENT), as libbpf's set_attach_target answers ESRCH
+//     (cilium-tracing-missing-function).
+//   - fentry.multi & co.: cilium reports the kernel's EINVAL for an attach
+//     type it does not know as a verifier error; bridge.TracingMultiError
+//     makes it ErrNotSupported when the kernel has no tracing multi links.
+func loadError(p *protocol.Probe, err error, log io.Writer) error {
+	var verr *ebpf.VerifierError
+	isVerifier := errors.As(err, &verr)
+	switch {
+	case (p.Kind == protocol.KindFentry || p.Kind == protocol.KindFexit) && !isVerifier && errors.Is(err, ebpf.ErrNotSupported):
+		if _, ferr := bridge.KernelFuncID(p.Targets[0].Symbol); errors.Is(ferr, os.ErrNotExist) {
+			fmt.Fprintf(log, "probe %s: %v; the kernel's BTF has no such function: not found [%s]\n", p.Name, err, compat.BridgeTracingNotFound)
+			return fmt.Errorf("load %s: %v: %w", p.Program, err, ferr)
+		}
+	case p.Kind.TracingMulti():
+		err = bridge.TracingMultiError(err)
+		isVerifier = errors.As(err, &verr)
+	}
+	if isVerifier {
+		fmt.Fprintf(log, "probe %s: verifier log:\n%+v\n", p.Name, verr)
+	}
+	return fmt.Errorf("load %s: %w", p.Program, err)
 }
 
 func programNames(spec *ebpf.CollectionSpec) string {

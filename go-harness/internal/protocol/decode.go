@@ -103,6 +103,17 @@ func (p *Probe) validate() error {
 	if p.Object != "" && !filepath.IsAbs(p.Object) {
 		return classify.Invalidf("object %q: must be an absolute path", p.Object)
 	}
+	if p.Kind.Tracing() {
+		// The kind says where the program runs: the flags of the kprobe and
+		// uprobe multi links do not apply.
+		if (p.Session != nil && *p.Session != p.Kind.Session()) || (p.Retprobe != nil && *p.Retprobe != p.Kind.ReturnOnly()) {
+			return classify.Invalidf("kind %s: fields session and retprobe must be absent or the kind's own (%t, %t)",
+				p.Kind, p.Kind.Session(), p.Kind.ReturnOnly())
+		}
+		if !p.Kind.TracingMulti() && len(p.Targets) != 1 {
+			return classify.Invalidf("kind %s is bound to one kernel function at load: exactly one target (found %d)", p.Kind, len(p.Targets))
+		}
+	}
 	if p.Kind == KindUSDT {
 		if p.Session != nil && *p.Session {
 			return classify.Invalidf("kind usdt has no session: field session must be absent or false")

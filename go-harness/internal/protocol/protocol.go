@@ -33,6 +33,15 @@ const (
 	// targets are "provider:name" sites of .note.stapsdt, attached through
 	// the cilium-usdt bridge.
 	KindUSDT Kind = "usdt"
+	// BTF-based tracing of kernel functions. fentry, fexit and fsession
+	// programs are bound to their one target at load; the multi kinds name
+	// any number of targets (BTF ids and cookies) at link time.
+	KindFentry        Kind = "fentry"
+	KindFexit         Kind = "fexit"
+	KindFsession      Kind = "fsession"
+	KindFentryMulti   Kind = "fentry.multi"
+	KindFexitMulti    Kind = "fexit.multi"
+	KindFsessionMulti Kind = "fsession.multi"
 )
 
 // Kinds lists every valid kind, in PROTOCOL.md order (used in error messages).
@@ -40,6 +49,7 @@ var Kinds = []Kind{
 	KindUprobe, KindUretprobe, KindUprobeMulti, KindUretprobeMulti, KindUprobeSession,
 	KindKprobe, KindKretprobe, KindKprobeMulti, KindKretprobeMulti, KindKprobeSession,
 	KindUSDT,
+	KindFentry, KindFexit, KindFsession, KindFentryMulti, KindFexitMulti, KindFsessionMulti,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -66,11 +76,28 @@ func (k Kind) SingleLink() bool {
 	return false
 }
 
+// Tracing reports whether k is a BTF-based tracing kind (fentry, fexit,
+// fsession and their multi forms): its retprobe and session fields can only
+// restate the kind's own.
+func (k Kind) Tracing() bool {
+	switch k {
+	case KindFentry, KindFexit, KindFsession, KindFentryMulti, KindFexitMulti, KindFsessionMulti:
+		return true
+	}
+	return false
+}
+
+// TracingMulti reports whether k is linked by a tracing multi link (attach
+// types 59, 60, 61): any number of targets, each with its cookie.
+func (k Kind) TracingMulti() bool {
+	return k == KindFentryMulti || k == KindFexitMulti || k == KindFsessionMulti
+}
+
 // ReturnOnly reports whether k fires at function return only: the default of
 // a probe's retprobe field.
 func (k Kind) ReturnOnly() bool {
 	switch k {
-	case KindUretprobe, KindUretprobeMulti, KindKretprobe, KindKretprobeMulti:
+	case KindUretprobe, KindUretprobeMulti, KindKretprobe, KindKretprobeMulti, KindFexit, KindFexitMulti:
 		return true
 	}
 	return false
@@ -78,7 +105,13 @@ func (k Kind) ReturnOnly() bool {
 
 // Session reports whether k is a session kind: the default of a probe's
 // session field.
-func (k Kind) Session() bool { return k == KindUprobeSession || k == KindKprobeSession }
+func (k Kind) Session() bool {
+	switch k {
+	case KindUprobeSession, KindKprobeSession, KindFsession, KindFsessionMulti:
+		return true
+	}
+	return false
+}
 
 func kindList() string {
 	names := make([]string, len(Kinds))
@@ -233,9 +266,12 @@ const (
 
 // AttachedProbe says how one probe was attached.
 type AttachedProbe struct {
-	Name   string `json:"name"`
-	Via    string `json:"via"`    // ViaNative or ViaCompat
-	Bridge string `json:"bridge"` // compat registry id, "" when native
+	Name string `json:"name"`
+	Via  string `json:"via"` // ViaNative or ViaCompat
+	// Bridge is the compat registry id ("" when native); ids joined by ","
+	// when the probe went through several bridges (an fsession probe: its
+	// load and its link).
+	Bridge string `json:"bridge"`
 	// ProgID is the kernel's program id (0 when unknown): the runner reads
 	// per-program counters such as recursion misses by it.
 	ProgID uint32 `json:"prog_id,omitempty"`

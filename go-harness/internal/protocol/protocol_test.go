@@ -57,7 +57,7 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"negative cookie", strings.Replace(goodRequest, `"cookie":17`, `"cookie":-1`, 1), "malformed JSON"},
 		{"bad base64", strings.Replace(goodRequest, `"AAEC`, `"!!!`, 1), "malformed JSON"},
 		{"unknown kind", strings.Replace(goodRequest, `"kind":"kprobe.multi"`, `"kind":"kprobe.mutli"`, 1),
-			`unknown kind "kprobe.mutli" (valid kinds: uprobe, uretprobe, uprobe.multi, uretprobe.multi, uprobe.session, kprobe, kretprobe, kprobe.multi, kretprobe.multi, kprobe.session, usdt)`},
+			`unknown kind "kprobe.mutli" (valid kinds: uprobe, uretprobe, uprobe.multi, uretprobe.multi, uprobe.session, kprobe, kretprobe, kprobe.multi, kretprobe.multi, kprobe.session, usdt, fentry, fexit, fsession, fentry.multi, fexit.multi, fsession.multi)`},
 		{"wrong protocol", strings.Replace(goodRequest, `"protocol":1`, `"protocol":2`, 1), "protocol 2 not supported"},
 		{"no probes", `{"protocol":1,"object":"/x","probes":[]}`, "probes is empty"},
 		{"duplicate name", strings.Replace(goodRequest, `"name":"k1"`, `"name":"s1"`, 1), `duplicate probe name "s1"`},
@@ -93,6 +93,63 @@ func TestDecodeRequestErrors(t *testing.T) {
 				t.Errorf("error line %+v: want phase protocol, class invalid", line)
 			}
 		})
+	}
+}
+
+// tracingRequest is what the runner sends for an fsession probe (the sessions
+// builds) beside an fentry.multi probe (tracing.bpf.o, the probe's own object).
+const tracingRequest = `{"protocol":1,"objects":{"noarg":"/abs/sessions.bpf.o","ctx":"/abs/sessions.ctx.bpf.o"},"probes":[
+ {"name":"fs","program":"pc_fsession","kind":"fsession",
+  "targets":[{"symbol":"do_sys_openat2","offset":0,"cookie":81}],"pid":{"scope":"all"}},
+ {"name":"fm","program":"pc_fentry_multi","kind":"fentry.multi","object":"/abs/tracing.bpf.o",
+  "targets":[{"symbol":"__x64_sys_close","offset":0,"cookie":17},{"symbol":"__x64_sys_dup","offset":0,"cookie":18}]}]}`
+
+func TestDecodeTracingRequest(t *testing.T) {
+	req, err := DecodeRequest(oneLine(tracingRequest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, fm := req.Probes[0], req.Probes[1]
+	if !fs.Kind.Tracing() || fs.Kind.TracingMulti() || !fs.WantSession() || fs.WantRetprobe() || fs.Kind.User() || fs.Kind.SingleLink() {
+		t.Errorf("fsession decoded as %+v", fs)
+	}
+	if !fm.Kind.Tracing() || !fm.Kind.TracingMulti() || fm.WantSession() || fm.WantRetprobe() || len(fm.Targets) != 2 {
+		t.Errorf("fentry.multi decoded as %+v", fm)
+	}
+	for kind, ret := range map[Kind]bool{KindFentry: false, KindFexit: true, KindFsession: false,
+		KindFentryMulti: false, KindFexitMulti: true, KindFsessionMulti: false} {
+		if kind.ReturnOnly() != ret || kind.Session() != (kind == KindFsession || kind == KindFsessionMulti) {
+			t.Errorf("%s: ReturnOnly %t, Session %t", kind, kind.ReturnOnly(), kind.Session())
+		}
+	}
+	// The same rules as the libbpf harness's validate().
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"fsession two targets", `"cookie":81}]`, `"cookie":81},{"symbol":"do_sys_open","offset":0,"cookie":1}]`,
+			"kind fsession is bound to one kernel function at load: exactly one target (found 2)"},
+		{"fsession session false", `"kind":"fsession",`, `"kind":"fsession","session":false,`,
+			"kind fsession: fields session and retprobe must be absent or the kind's own (true, false)"},
+		{"fentry.multi retprobe", `"kind":"fentry.multi",`, `"kind":"fentry.multi","retprobe":true,`, "must be absent or the kind's own (false, false)"},
+		{"fexit retprobe false", `"kind":"fsession",`, `"kind":"fexit","retprobe":false,`, "kind fexit: fields session and retprobe must be absent or the kind's own (false, true)"},
+		{"offset", `"symbol":"do_sys_openat2","offset":0`, `"symbol":"do_sys_openat2","offset":4`, "offset must be 0"},
+		{"no symbol", `"symbol":"__x64_sys_dup"`, `"symbol":""`, "kind fentry.multi needs a kernel symbol"},
+		{"binary", `"kind":"fsession",`, `"kind":"fsession","binary":"/bin/true",`, "binary must be absent"},
+		{"pid", `"pid":{"scope":"all"}`, `"pid":{"scope":"pid","pid":5}`, "kind fsession has no pid filter"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			line := strings.Replace(tracingRequest, tc.from, tc.to, 1)
+			if line == tracingRequest {
+				t.Fatalf("%q not in the request", tc.from)
+			}
+			_, err := DecodeRequest(oneLine(line))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+	// The kind's own values are accepted when given.
+	line := strings.Replace(tracingRequest, `"kind":"fsession",`, `"kind":"fsession","session":true,"retprobe":false,`, 1)
+	if _, err := DecodeRequest(oneLine(line)); err != nil {
+		t.Errorf("fsession with session true, retprobe false: %v", err)
 	}
 }
 
