@@ -60,8 +60,8 @@ func HaveFsession() error {
 // links (attach types AttachTraceFEntryMulti, AttachTraceFExitMulti and
 // AttachTraceFSessionMulti): nil if it does, an error wrapping
 // ErrNotSupported if it does not. It reads the kernel's BTF (enum
-// bpf_attach_type names BPF_TRACE_FENTRY_MULTI; Linux 7.3 has it, 7.0 does
-// not). The answer is computed once per process.
+// bpf_attach_type names BPF_TRACE_FENTRY_MULTI; Debian's 7.2 and 7.3 have
+// it, 7.1 does not). The answer is computed once per process.
 //
 // The link also needs ftrace direct calls with single ops support
 // (x86_64); where those are missing, TracingMulti fails with EOPNOTSUPP,

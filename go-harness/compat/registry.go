@@ -154,7 +154,7 @@ var Registry = []Entry{
 			"bpf_session_cookie: 0 params = noarg, 1 = ctx, absent = none) and loads the ctx build on ctx " +
 			"kernels, the noarg build otherwise (also when the kernel has no session kfuncs). The attached line " +
 			"and later error lines say object_variant and object_reason. The same decision as the Rust runner's " +
-			"(the libbpf harness's kfunc::session_kfunc_prototype, libbpf BTF). With a plain \"object\" the harness loads what " +
+			"(the libbpf harness's bridge::session_kfunc_prototype, libbpf BTF). With a plain \"object\" the harness loads what " +
 			"it is told, so the runner can still load the wrong build on purpose.",
 	},
 	{

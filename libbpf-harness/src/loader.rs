@@ -278,7 +278,7 @@ fn load_instance(bytes: &[u8], path: &str, p: &Probe, shared: Option<&[(String, 
     let obj = open.load().map_err(|e| {
         let mut c = classify_libbpf(&e);
         c.detail = format!("load {}: {}", p.program, c.detail);
-        err(c)
+        err(crate::tracing::refine_load_error(p.kind(), c))
     })?;
     // The kernel must hold exactly the bytes asked for.
     for (section, data) in &p.rodata {

@@ -63,3 +63,16 @@ pub fn attach(prog: &ProgramMut<'_>, p: &Probe, typed_by: Option<&'static str>) 
         }
     }
 }
+
+/// A failed load of a tracing program, classified `unsupported` when the
+/// running kernel's BTF does not know its attach type (the kernel answers
+/// EINVAL either way, which the errno table calls `invalid`): the class the
+/// Go harness gives the same failure.
+pub fn refine_load_error(kind: Kind, mut c: Classified) -> Classified {
+    let Some(k) = tracing_kind(kind) else { return c };
+    if c.class != crate::classify::ErrorClass::Unsupported && crate::bridge::kernel_knows(k) == Some(false) {
+        c.class = crate::classify::ErrorClass::Unsupported;
+        c.detail = format!("{}; the kernel's BTF has no {} in enum bpf_attach_type: it lacks {}", c.detail, k.enumerator(), kind.as_str());
+    }
+    c
+}

@@ -53,7 +53,7 @@ pub use error::{BridgeError, Op};
 pub use kfunc::{object_variant, session_kfunc_prototype, Variant};
 pub use kprobe::{KprobeFullOpts, KprobeMultiSessionOpts};
 pub use tracing::{
-    attach_tracing_multi_raw, kernel_func_ids, LinkCreateTracingMulti, TracingKind, BPF_TRACE_FENTRY, BPF_TRACE_FENTRY_MULTI, BPF_TRACE_FEXIT,
+    attach_tracing_multi_raw, kernel_func_ids, kernel_knows, LinkCreateTracingMulti, TracingKind, BPF_TRACE_FENTRY, BPF_TRACE_FENTRY_MULTI, BPF_TRACE_FEXIT,
     BPF_TRACE_FEXIT_MULTI, BPF_TRACE_FSESSION, BPF_TRACE_FSESSION_MULTI,
 };
 pub use uprobe::{

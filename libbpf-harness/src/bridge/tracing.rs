@@ -76,6 +76,34 @@ impl TracingKind {
     }
 }
 
+impl TracingKind {
+    /// The enumerator of `enum bpf_attach_type` that a kernel knowing this
+    /// kind names in its BTF.
+    pub fn enumerator(self) -> &'static str {
+        match self {
+            TracingKind::Fentry => "BPF_TRACE_FENTRY",
+            TracingKind::Fexit => "BPF_TRACE_FEXIT",
+            TracingKind::Fsession => "BPF_TRACE_FSESSION",
+            TracingKind::FentryMulti => "BPF_TRACE_FENTRY_MULTI",
+            TracingKind::FexitMulti => "BPF_TRACE_FEXIT_MULTI",
+            TracingKind::FsessionMulti => "BPF_TRACE_FSESSION_MULTI",
+        }
+    }
+}
+
+/// Whether the running kernel knows this attach type: its BTF's `enum
+/// bpf_attach_type` names it (fsession from 7.0, the multi kinds from 7.2 on
+/// Debian's kernels). `None` without kernel BTF. The kernel answers an
+/// unknown attach type with EINVAL, the same errno as a bad program; this
+/// tells the two apart (as the Go bridge's HaveFsession/HaveTracingMulti do).
+pub fn kernel_knows(kind: TracingKind) -> Option<bool> {
+    use libbpf_rs::btf::types::Enum;
+    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok()?;
+    let e = btf.type_by_name::<Enum>("bpf_attach_type")?;
+    let known = e.iter().any(|m| m.name.is_some_and(|n| n == kind.enumerator()));
+    Some(known)
+}
+
 /// Types a program whose section the linked libbpf does not know
 /// (`fsession` before libbpf 1.7, the `.multi` forms in every release): see
 /// [`super::OpenProgramBridgeExt::type_tracing_section`].
