@@ -19,6 +19,7 @@ static __always_inline int pc_record_entry(void *ctx, __u16 kind, bool tracing)
 	if (!e)
 		return 0;
 	e->attach_cookie = bpf_get_attach_cookie(ctx);
+	pc_target_tag(e);
 	e->func_ip = bpf_get_func_ip(ctx);
 	e->arg0 = pc_probe_arg(ctx, tracing, 0);
 	e->arg1 = pc_probe_arg(ctx, tracing, 1);
@@ -36,6 +37,7 @@ static __always_inline int pc_record_return(void *ctx, __u16 kind, bool tracing)
 	if (!e)
 		return 0;
 	e->attach_cookie = bpf_get_attach_cookie(ctx);
+	pc_target_tag(e);
 	e->func_ip = bpf_get_func_ip(ctx);
 	e->ret = pc_probe_ret(ctx, tracing);
 	pc_submit(e);

@@ -46,6 +46,10 @@
 #define PC_F_HAS_RET (1u << 3)          /* ret is valid (return phase) */
 #define PC_F_HAS_ARGS (1u << 4)         /* arg0/arg1 are valid (entry phase) */
 #define PC_F_HAS_ARGCNT (1u << 5)       /* arg_cnt and arg2..arg5 are valid (USDT) */
+/* Per-target behaviour (struct pc_targets; the layout is unchanged, old decoders ignore these): */
+#define PC_F_CFG_FALLBACK (1u << 6)     /* per-target mode, but the attach cookie selected no table
+                                         * entry: the probe-level knobs of pc_config applied */
+#define PC_F_TAG (1u << 7)              /* plain recorders: cookie_out holds the selected entry's tag */
 
 /* pc_config.return_filter: when a session entry returns 1 (skip the return) */
 #define PC_RF_NEVER 0
@@ -105,6 +109,58 @@ struct pc_config {
 	__u32 cookie_mode;    /* PC_CM_* */
 	__u64 filter_arg;
 	__u64 cookie_value;
+};
+
+/*
+ * Per-target behaviour within one link: the tetragon pattern. tetragon
+ * (cilium/ebpf) attaches one kprobe.multi/uprobe.multi link over many
+ * functions with each target's attach cookie set to the index of that hook's
+ * config, and the program reads bpf_get_attach_cookie() and uses it as an
+ * index into its config. Here the config is a small table set before load, in
+ * its own section .rodata.pc_targets (a second const volatile global beside
+ * pc_cfg), not appended to struct pc_config: pc_config's 32 bytes are written
+ * by hand by tools outside the runner (examples/, the protocol conformance
+ * runner, the Go harness's tests), a loader must hand over a section's exact
+ * size, and a loader that is not given .rodata.pc_targets leaves it zero,
+ * which is mode PC_TM_OFF: every existing request means what it meant.
+ *
+ * With mode PC_TM_BY_COOKIE, a hit whose attach cookie C is < n_entries (and
+ * < PC_TARGETS_MAX, which the verifier needs as the bound) uses entry[C]; any
+ * other cookie uses pc_config's own knobs and the event says so
+ * (PC_F_CFG_FALLBACK). Never a read outside the table.
+ *
+ * What an entry decides: for a session recorder, what the entry writes into
+ * its session cookie (cookie_mode, cookie_value) and whether it returns 1 to
+ * skip the return (return_filter, filter_arg), as pc_config's knobs of the
+ * same names do; for a plain recorder (entry or return, e.g. tetragon's
+ * kprobe.multi + kretprobe.multi pair), a tag copied into the event
+ * (PC_TB_TAG -> PC_F_TAG, cookie_out). The first 24 bytes of an entry have
+ * the order of pc_config's knobs (return_filter, cookie_mode, filter_arg,
+ * cookie_value).
+ */
+#define PC_TARGETS_MAX 8
+
+/* pc_targets.mode */
+#define PC_TM_OFF 0       /* every hit uses pc_config's knobs */
+#define PC_TM_BY_COOKIE 1 /* a hit uses entry[bpf_get_attach_cookie()] (fallback above) */
+
+/* pc_target_cfg.flags */
+#define PC_TB_TAG (1u << 0) /* plain recorders copy tag into the event */
+
+struct pc_target_cfg {
+	__u32 return_filter;  /* PC_RF_* (sessions) */
+	__u32 cookie_mode;    /* PC_CM_* (sessions) */
+	__u64 filter_arg;
+	__u64 cookie_value;
+	__u64 tag;            /* plain recorders, with PC_TB_TAG */
+	__u32 flags;          /* PC_TB_* */
+	__u32 _pad;
+};
+
+struct pc_targets {
+	__u32 mode;           /* PC_TM_* */
+	__u32 n_entries;      /* entries in use, <= PC_TARGETS_MAX */
+	struct pc_target_cfg entry[PC_TARGETS_MAX];
 };
 
 #endif /* PROBECONF_ABI_H */

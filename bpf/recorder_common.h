@@ -29,6 +29,13 @@
 const volatile struct pc_config pc_cfg SEC(".rodata.pc_cfg") = {};
 
 /*
+ * Per-target behaviour, indexed by the attach cookie (the tetragon pattern;
+ * probeconf_abi.h, struct pc_targets). Its own section: a loader that is not
+ * given it leaves it zero (PC_TM_OFF), and pc_cfg keeps its size.
+ */
+const volatile struct pc_targets pc_targets SEC(".rodata.pc_targets") = {};
+
+/*
  * The event layout, kept in BTF (only inlined code uses the type otherwise) so
  * the decoders can check their offsets against the object, and the ABI version
  * in a place a loader can read before it loads anything.
@@ -76,6 +83,40 @@ static __always_inline void pc_count_drop(void)
 
 	if (d)
 		__sync_fetch_and_add(d, 1);
+}
+
+/*
+ * The table entry this hit's attach cookie selects, or NULL: pc_cfg's own
+ * knobs apply. NULL when the per-target mode is off, or when the cookie is past
+ * the table, which the event then records (PC_F_CFG_FALLBACK; e may be NULL
+ * when the ring was full). The cookie is compared with PC_TARGETS_MAX as well
+ * as with n_entries: that bound is what lets the verifier accept the indexed
+ * read, whatever n_entries holds.
+ */
+static __always_inline const volatile struct pc_target_cfg *pc_target_entry(struct pc_event *e, __u64 cookie)
+{
+	if (pc_targets.mode != PC_TM_BY_COOKIE)
+		return NULL;
+	if (cookie < PC_TARGETS_MAX && cookie < pc_targets.n_entries)
+		return &pc_targets.entry[cookie];
+	if (e)
+		e->flags |= PC_F_CFG_FALLBACK;
+	return NULL;
+}
+
+/*
+ * Plain (non-session) recorders: the selected entry's tag, into cookie_out
+ * (unused by plain events) with PC_F_TAG. Reads the cookie back from the
+ * event, so the caller's frame does not grow.
+ */
+static __always_inline void pc_target_tag(struct pc_event *e)
+{
+	const volatile struct pc_target_cfg *t = pc_target_entry(e, e->attach_cookie);
+
+	if (t && (t->flags & PC_TB_TAG)) {
+		e->cookie_out = t->tag;
+		e->flags |= PC_F_TAG;
+	}
 }
 
 /*

@@ -5,6 +5,13 @@
  * pc_config) before load, and every hit becomes one struct pc_event in the
  * shared ring buffer. Adding a case never needs new BPF C.
  *
+ * Per-target behaviour (the tetragon pattern, probeconf_abi.h struct
+ * pc_targets): with the table on, each hit's attach cookie selects an entry
+ * whose tag the event carries (PC_F_TAG), entry and return programs alike, so
+ * a kprobe.multi + kretprobe.multi pair given identical tables shows that
+ * both index one config with the same cookies (plain_recorders.h). The
+ * *_large twins have no per-target behaviour (the runner refuses the pair).
+ *
  * Each event is built in its ring-buffer reservation (recorder_common.h says
  * why: the private stack of 6.13+ is shared by preempted uprobe runs). Each
  * program has a *_large twin with the pre-fix shape (the event built on the

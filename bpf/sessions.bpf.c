@@ -6,6 +6,12 @@
  * sessions.ctx.bpf.o with the 7.0 ones (session_kfuncs.h); the loaders get the
  * build matching the running kernel's BTF.
  *
+ * Per-target behaviour (the tetragon pattern, probeconf_abi.h struct
+ * pc_targets): with the table on, a session entry's attach cookie selects the
+ * entry that says what it writes into its session cookie and whether it skips
+ * its return, so one link can treat each of its functions differently. The
+ * return run reads nothing from the table (it only records).
+ *
  * Events are built in the ring-buffer reservation (see recorder_common.h);
  * the *_large twins keep the pre-fix shape for cases/findings/.
  */
@@ -24,9 +30,16 @@ char LICENSE[] SEC("license") = "GPL";
 #include "recorder_common.h"
 #include "probe_args.h"
 
-static __always_inline bool pc_want_skip_return(__u64 arg0)
+/*
+ * The session knobs come from `t`, the per-target table entry the attach
+ * cookie selected (pc_target_entry()), or from pc_cfg when `t` is NULL. The
+ * *_large twins always pass NULL, so their code is what it was.
+ */
+static __always_inline bool pc_want_skip_return(const volatile struct pc_target_cfg *t, __u64 arg0)
 {
-	switch (pc_cfg.return_filter) {
+	__u64 filter_arg = t ? t->filter_arg : pc_cfg.filter_arg;
+
+	switch (t ? t->return_filter : pc_cfg.return_filter) {
 	case PC_RF_ALWAYS:
 		return true;
 	case PC_RF_ODD_ARG0:
@@ -34,24 +47,31 @@ static __always_inline bool pc_want_skip_return(__u64 arg0)
 	case PC_RF_EVEN_ARG0:
 		return !(arg0 & 1);
 	case PC_RF_ARG0_EQ:
-		return arg0 == pc_cfg.filter_arg;
+		return arg0 == filter_arg;
 	case PC_RF_ARG0_LT:
-		return arg0 < pc_cfg.filter_arg;
+		return arg0 < filter_arg;
 	default:
 		return false;
 	}
 }
 
-/* What a session entry writes into its cookie (pc_cfg.cookie_mode). */
-static __always_inline __u64 pc_cookie_value(void *ctx, __u64 arg0)
+static __always_inline __u32 pc_cookie_mode(const volatile struct pc_target_cfg *t)
 {
-	switch (pc_cfg.cookie_mode) {
+	return t ? t->cookie_mode : pc_cfg.cookie_mode;
+}
+
+/* What a session entry writes into its cookie (cookie_mode). */
+static __always_inline __u64 pc_cookie_value(const volatile struct pc_target_cfg *t, void *ctx, __u64 arg0)
+{
+	__u64 value = t ? t->cookie_value : pc_cfg.cookie_value;
+
+	switch (pc_cookie_mode(t)) {
 	case PC_CM_CONST:
-		return pc_cfg.cookie_value;
+		return value;
 	case PC_CM_ARG0:
 		return arg0;
 	case PC_CM_CONST_PLUS_ARG0:
-		return pc_cfg.cookie_value + arg0;
+		return value + arg0;
 	case PC_CM_ATTACH_COOKIE:
 		return bpf_get_attach_cookie(ctx);
 	default:
@@ -68,6 +88,7 @@ static __always_inline __u64 pc_cookie_value(void *ctx, __u64 arg0)
  */
 static __always_inline int pc_record_session(void *ctx, __u16 kind, bool tracing)
 {
+	const volatile struct pc_target_cfg *t;
 	struct pc_event *e;
 	__u64 *cookie;
 	__u64 arg0;
@@ -101,8 +122,10 @@ static __always_inline int pc_record_session(void *ctx, __u16 kind, bool tracing
 		e->arg0 = arg0;
 		e->arg1 = pc_probe_arg(ctx, tracing, 1);
 	}
-	if (pc_cfg.cookie_mode != PC_CM_NONE && cookie) {
-		__u64 val = pc_cookie_value(ctx, arg0);
+	/* Per-target behaviour: the entry the attach cookie selects, or pc_cfg. */
+	t = pc_target_entry(e, bpf_get_attach_cookie(ctx));
+	if (pc_cookie_mode(t) != PC_CM_NONE && cookie) {
+		__u64 val = pc_cookie_value(t, ctx, arg0);
 
 		*cookie = val;
 		if (e) {
@@ -110,7 +133,7 @@ static __always_inline int pc_record_session(void *ctx, __u16 kind, bool tracing
 			e->flags |= PC_F_COOKIE_WRITTEN;
 		}
 	}
-	if (pc_want_skip_return(arg0)) {
+	if (pc_want_skip_return(t, arg0)) {
 		skip = 1;
 		if (e)
 			e->flags |= PC_F_SKIP_RETURN;
@@ -146,14 +169,14 @@ static __always_inline int pc_record_session_large(void *ctx, __u16 kind, bool t
 		t.flags |= PC_F_HAS_ARGS;
 		t.arg0 = arg0;
 		t.arg1 = pc_probe_arg(ctx, tracing, 1);
-		if (pc_cfg.cookie_mode != PC_CM_NONE && cookie) {
-			__u64 val = pc_cookie_value(ctx, arg0);
+		if (pc_cookie_mode(NULL) != PC_CM_NONE && cookie) {
+			__u64 val = pc_cookie_value(NULL, ctx, arg0);
 
 			*cookie = val;
 			t.cookie_out = val;
 			t.flags |= PC_F_COOKIE_WRITTEN;
 		}
-		if (pc_want_skip_return(arg0)) {
+		if (pc_want_skip_return(NULL, arg0)) {
 			skip = 1;
 			t.flags |= PC_F_SKIP_RETURN;
 		}

@@ -160,7 +160,7 @@ fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan,
         .enumerate()
         .map(|(i, b)| {
             let object = if b.kind == ProbeKind::Usdt { &usdt_obj } else { &bench_obj };
-            let targets = vec![Target { symbol: Some(b.symbol.into()), offset: 0, cookie: 0 }];
+            let targets = vec![Target { symbol: Some(b.symbol.into()), offset: 0, cookie: None, record: None }];
             // Kernel probes count every process's hits: the loop is the only caller.
             let (binary, pid) = if b.kind.is_kernel() { (None, PidScope::All) } else { (Some(dir.probe_target()), PidScope::Target) };
             let mut p = bench_probe(i as u32, b.kind, b.program, object, binary, targets, pid);
@@ -511,6 +511,7 @@ fn bench_probe(
         args: 0,
         ret_width: 64,
         recursion_misses: false,
+        per_target: None,
     }
 }
 
@@ -621,7 +622,7 @@ fn scaling(
         return Vec::new();
     }
     let targets = |n: usize| -> Vec<Target> {
-        functions[..n].iter().enumerate().map(|(i, f)| Target { symbol: Some(f.clone()), offset: 0, cookie: i as u64 }).collect()
+        functions[..n].iter().enumerate().map(|(i, f)| Target { symbol: Some(f.clone()), offset: 0, cookie: Some(i as u64), record: None }).collect()
     };
     let (multi_kind, multi_program) = (modes[0].1, modes[0].2);
     if !functions.is_empty() {

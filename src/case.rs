@@ -320,7 +320,9 @@ pub enum StackFrame {
     Large,
 }
 
-/// Recorder behaviour knobs (struct pc_config).
+/// Recorder behaviour knobs (struct pc_config). With per-target behaviour a
+/// target's own `record:` ([`TargetRecord`]) overrides `session_cookie` and
+/// `skip_return` for that target; the other knobs stay probe-wide.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
@@ -355,6 +357,64 @@ pub struct Record {
     pub stack_frame: StackFrame,
 }
 
+/// Per-target behaviour: the tetragon pattern. tetragon attaches one
+/// kprobe.multi/uprobe.multi link over many functions, each target's attach
+/// cookie the index of that hook's config, and its program uses
+/// `bpf_get_attach_cookie()` as an index into its config. A target with a
+/// `record:` of its own puts its probe in that mode:
+///
+/// ```yaml
+/// targets:
+///   - {symbol: pc_leaf, record: {session_cookie: {const: 0x10}, skip_return: always}}
+///   - {symbol: pc_nop5, record: {session_cookie: arg0}}
+///   - {symbol: pc_nop1}                    # the probe's own `record:` knobs
+/// ```
+///
+/// * The recorder gets a table (`struct pc_targets`, bpf/probeconf_abi.h) with
+///   one entry per target, in order; target *i*'s cookie is *i*, its index.
+///   An entry is the probe's `record:` knobs with the target's own on top (a
+///   knob the target does not name is the probe's); a target without
+///   `record:` gets the probe's knobs.
+/// * A target with `record:` may give `cookie:` only as its index. A target
+///   without one may give its index, or a cookie past the table (>= the
+///   number of targets): no entry then, and the recorder falls back to the
+///   probe's knobs and says so in the trace (`cfg=fallback`). Any other
+///   cookie is refused: it would run another target's behaviour.
+/// * At most [`TARGETS_MAX`] targets (the BPF table's size).
+/// * Kinds: the kprobe and uprobe multi and session kinds (one link, many
+///   targets). `session_cookie` and `skip_return` are for sessions, as at probe
+///   level; `tag` for the plain multi kinds (entry and return programs): the
+///   recorder copies it into every event of that target (`tag=0xN`), which is
+///   how a trace shows which entry a plain program used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TargetRecord {
+    /// What a session entry of this target writes into its cookie
+    /// (absent: the probe's `session_cookie`).
+    #[serde(default)]
+    pub session_cookie: Option<CookieWrite>,
+    /// When a session entry of this target skips its return (absent: the
+    /// probe's `skip_return`).
+    #[serde(default)]
+    pub skip_return: Option<SkipReturn>,
+    /// Plain multi kinds: a value the recorder puts into this target's events.
+    #[serde(default)]
+    pub tag: Option<u64>,
+}
+
+/// Entries of the per-target table (`PC_TARGETS_MAX`).
+pub const TARGETS_MAX: usize = crate::observe::abi::TARGETS_MAX;
+
+/// The kinds that take per-target behaviour (a target's own `record:`).
+pub const PER_TARGET_KINDS: [ProbeKind; 6] = [
+    ProbeKind::UprobeMulti,
+    ProbeKind::UretprobeMulti,
+    ProbeKind::UprobeSession,
+    ProbeKind::KprobeMulti,
+    ProbeKind::KretprobeMulti,
+    ProbeKind::KprobeSession,
+];
+
 /// One place to probe, with its attach cookie.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -365,9 +425,20 @@ pub struct Target {
     /// Offset from the symbol, or an absolute file offset without a symbol.
     #[serde(default)]
     pub offset: u64,
-    /// `bpf_get_attach_cookie()` value.
+    /// `bpf_get_attach_cookie()` value; absent: 0, or with per-target
+    /// behaviour the target's index (filled in by [`Case::parse`]).
     #[serde(default)]
-    pub cookie: u64,
+    pub cookie: Option<u64>,
+    /// Per-target behaviour ([`TargetRecord`]): this target's own knobs.
+    #[serde(default)]
+    pub record: Option<TargetRecord>,
+}
+
+impl Target {
+    /// The attach cookie the loaders pass.
+    pub fn cookie(&self) -> u64 {
+        self.cookie.unwrap_or(0)
+    }
 }
 
 fn default_binary() -> String {
@@ -395,6 +466,15 @@ pub struct Probe {
     pub session: Option<bool>,
     #[serde(default)]
     pub record: Record,
+}
+
+impl Probe {
+    /// Per-target behaviour: some target has a `record:` of its own
+    /// ([`TargetRecord`]); the recorder then selects each hit's knobs by its
+    /// attach cookie.
+    pub fn per_target(&self) -> bool {
+        self.targets.iter().any(|t| t.record.is_some())
+    }
 }
 
 /// Documentation of where a behaviour appeared.
@@ -796,10 +876,19 @@ impl Case {
             CaseError { file: file.to_path_buf(), line, column, message: msg }
         })?;
         case.path = file.to_path_buf();
-        case.validate().map_err(|(key, message)| {
-            let (line, column) = locate(text, &key);
+        case.validate(text).map_err(|(at, message)| {
+            let (line, column) = match at {
+                At::Key(key) => locate(text, &key),
+                At::Offset(off) => line_col(text, off),
+            };
             CaseError { file: file.to_path_buf(), line, column, message }
         })?;
+        // Per-target behaviour: a target's cookie is its index in the table.
+        for p in case.probes.iter_mut().filter(|p| p.per_target()) {
+            for (i, t) in p.targets.iter_mut().enumerate() {
+                t.cookie.get_or_insert(i as u64);
+            }
+        }
         Ok(case)
     }
 
@@ -813,8 +902,115 @@ impl Case {
         Case::parse(&text, path)
     }
 
-    /// Checks that serde cannot express. Returns the YAML key to point at.
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks that serde cannot express. Returns where to point: the first
+    /// `key:` of the file, or a place found in the text.
+    fn validate(&self, text: &str) -> Result<(), (At, String)> {
+        self.validate_keys().map_err(|(k, m)| (At::Key(k), m))?;
+        for p in &self.probes {
+            self.validate_per_target(p, text)?;
+        }
+        Ok(())
+    }
+
+    /// Per-target behaviour ([`TargetRecord`]): kinds, table size, cookies,
+    /// and which knobs apply to the probe's program.
+    fn validate_per_target(&self, p: &Probe, text: &str) -> Result<(), (At, String)> {
+        if !p.per_target() {
+            return Ok(());
+        }
+        let probe_at = probe_offset(text, &p.name);
+        // Keys of the probe, and keys inside its targets (searched from `targets:`).
+        let at = |key: &str| At::Offset(probe_at.and_then(|o| find_key(text, o, key, None)).or(probe_at).unwrap_or(0));
+        let targets_at = probe_at.and_then(|o| find_key(text, o, "targets", None)).or(probe_at);
+        let in_targets = |key: &str| At::Offset(targets_at.and_then(|o| find_key(text, o, key, None)).or(targets_at).unwrap_or(0));
+        let kinds: Vec<&str> = PER_TARGET_KINDS.iter().map(|k| k.section()).collect();
+        if !PER_TARGET_KINDS.contains(&p.kind) {
+            return Err((
+                in_targets("record"),
+                format!(
+                    "probe `{}`: per-target `record:` (behaviour selected by the attach cookie) is for one link over many targets: \
+                     kinds {}; not {}",
+                    p.name,
+                    kinds.join(", "),
+                    p.kind
+                ),
+            ));
+        }
+        if p.record.stack_frame != StackFrame::Small {
+            return Err((
+                at("stack_frame"),
+                format!("probe `{}`: the large-frame recorders have no per-target behaviour: `stack_frame: small` with per-target `record:`", p.name),
+            ));
+        }
+        let n = p.targets.len();
+        if n > TARGETS_MAX {
+            return Err((
+                at("targets"),
+                format!(
+                    "probe `{}`: {n} targets with per-target behaviour, the recorder's table has {TARGETS_MAX} entries \
+                     (their cookies are their indices 0..{}); split the targets over several probes",
+                    p.name,
+                    TARGETS_MAX - 1
+                ),
+            ));
+        }
+        let session = p.kind.is_session() || p.session == Some(true);
+        for (i, t) in p.targets.iter().enumerate() {
+            if let Some(c) = t.cookie.filter(|&c| c != i as u64) {
+                let value = format!("{c:#x}");
+                let at = At::Offset(
+                    probe_at
+                        .and_then(|o| find_cookie(text, o, c))
+                        .or_else(|| probe_at.and_then(|o| find_key(text, o, "cookie", Some(&value))))
+                        .or(probe_at)
+                        .unwrap_or(0),
+                );
+                if t.record.is_some() {
+                    return Err((
+                        at,
+                        format!(
+                            "probe `{}`: target {i} has its own `record:`, so its cookie is its index into the per-target table: \
+                             `cookie: {i}` or no `cookie` (found {value})",
+                            p.name
+                        ),
+                    ));
+                }
+                if c < n as u64 {
+                    return Err((
+                        at,
+                        format!(
+                            "probe `{}`: target {i}'s cookie {value} would select target {c}'s behaviour; with per-target \
+                             behaviour a target's cookie is its index ({i}), or, for a target without `record:`, a cookie past \
+                             the table (>= {n}) that falls back to the probe's knobs",
+                            p.name
+                        ),
+                    ));
+                }
+            }
+            let Some(r) = &t.record else { continue };
+            if !session && (r.session_cookie.is_some() || r.skip_return.is_some()) {
+                let key = if r.session_cookie.is_some() { "session_cookie" } else { "skip_return" };
+                return Err((
+                    in_targets(key),
+                    format!("probe `{}`: target {i}: `session_cookie`/`skip_return` only apply to session probes; a {} target takes `tag`", p.name, p.kind),
+                ));
+            }
+            if p.kind.is_session() && r.tag.is_some() {
+                return Err((
+                    in_targets("tag"),
+                    format!(
+                        "probe `{}`: target {i}: `tag` is for the plain multi kinds; a session target shows its behaviour \
+                         through what it writes (`session_cookie`) and whether it skips its return (`skip_return`)",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks that point at the first `key:` of the file.
+    fn validate_keys(&self) -> Result<(), (String, String)> {
         if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(("id".into(), format!("`id` must be non-empty [A-Za-z0-9_-], found `{}`", self.id)));
         }
@@ -913,6 +1109,77 @@ fn duplicate_key_lines(text: &str, message: &str, line: usize, column: usize) ->
                 return Some((found[0], found[1]));
             }
         }
+    }
+    None
+}
+
+/// Where a validation error points.
+enum At {
+    /// The first `key:` of the file (best effort).
+    Key(String),
+    /// A byte offset in the text.
+    Offset(usize),
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, off: usize) -> (usize, usize) {
+    let before = &text[..off.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// The byte offset of `key:` at or after `from`, as a whole key (so
+/// `cookie` does not find `session_cookie`), optionally with this value text
+/// after it.
+fn find_key(text: &str, from: usize, key: &str, value: Option<&str>) -> Option<usize> {
+    let pat = format!("{key}:");
+    let mut at = from;
+    while let Some(i) = text.get(at..)?.find(&pat) {
+        let off = at + i;
+        let whole = !text[..off].chars().next_back().is_some_and(is_key_char);
+        let rest = text[off + pat.len()..].trim_start_matches([' ', '\t']);
+        if whole && value.is_none_or(|v| rest.starts_with(v) && !rest[v.len()..].starts_with(is_key_char)) {
+            return Some(off);
+        }
+        at = off + pat.len();
+    }
+    None
+}
+
+/// The `cookie:` at or after `from` whose value is `c` (decimal or 0x hex).
+fn find_cookie(text: &str, from: usize, c: u64) -> Option<usize> {
+    let mut at = from;
+    while let Some(off) = find_key(text, at, "cookie", None) {
+        let rest = text[off + "cookie:".len()..].trim_start_matches([' ', '\t']);
+        let word: String = rest.chars().take_while(|ch| ch.is_ascii_alphanumeric() || *ch == '_').collect();
+        let word = word.replace('_', "");
+        let v = match word.strip_prefix("0x").or_else(|| word.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => word.parse().ok(),
+        };
+        if v == Some(c) {
+            return Some(off);
+        }
+        at = off + 1;
+    }
+    None
+}
+
+/// The byte offset of the probe named `name` (its `name:` key).
+fn probe_offset(text: &str, name: &str) -> Option<usize> {
+    let mut at = 0;
+    while let Some(off) = find_key(text, at, "name", None) {
+        let rest = text[off + "name:".len()..].trim_start_matches([' ', '\t']);
+        let rest = rest.trim_start_matches(['"', '\'']);
+        if rest.starts_with(name) && !rest[name.len()..].starts_with(is_key_char) {
+            return Some(off);
+        }
+        at = off + 1;
     }
     None
 }
@@ -1017,7 +1284,7 @@ expect:
     fn parses_a_full_case() {
         let c = Case::parse(GOOD, Path::new("demo.yaml")).unwrap();
         assert_eq!(c.probes[0].kind, ProbeKind::UprobeSession);
-        assert_eq!(c.probes[0].targets[0].cookie, 0x11);
+        assert_eq!(c.probes[0].targets[0].cookie, Some(0x11));
         assert_eq!(c.probes[0].record.session_cookie, CookieWrite::Const(0x1001));
         assert_eq!(c.probes[0].record.skip_return, SkipReturn::OddArg0);
         assert_eq!(c.expect.variants.len(), 1);
@@ -1113,6 +1380,118 @@ expect:
         for k in ProbeKind::ALL {
             assert_eq!(k.large_frame_program(), format!("{}_large", k.program()));
         }
+    }
+
+    const PER_TARGET: &str = r#"
+id: pt
+description: d
+probes:
+  - name: s
+    kind: uprobe.session
+    targets:
+      - {symbol: pc_leaf, record: {session_cookie: {const: 0x10}, skip_return: always}}
+      - {symbol: pc_nop5, record: {session_cookie: arg0}}
+      - {symbol: pc_nop1}
+    record: {skip_return: odd-arg0}
+run: call leaf 1
+expect: {trace: x}
+"#;
+
+    #[test]
+    fn per_target_records_give_index_cookies() {
+        let c = Case::parse(PER_TARGET, Path::new("pt.yaml")).unwrap();
+        let p = &c.probes[0];
+        assert!(p.per_target());
+        assert_eq!(p.targets.iter().map(|t| t.cookie).collect::<Vec<_>>(), [Some(0), Some(1), Some(2)]);
+        assert_eq!(
+            p.targets[0].record,
+            Some(TargetRecord { session_cookie: Some(CookieWrite::Const(0x10)), skip_return: Some(SkipReturn::Always), tag: None })
+        );
+        assert_eq!(p.targets[1].record.as_ref().unwrap().skip_return, None, "absent: the probe's knob");
+        assert_eq!(p.targets[2].record, None);
+        // Without any target record the cookies stay as given (absent: 0).
+        let c = Case::parse(GOOD, Path::new("x")).unwrap();
+        assert!(!c.probes[0].per_target());
+        let plain = Case::parse(&GOOD.replace("cookie: 0x11", "offset: 0"), Path::new("x")).unwrap();
+        assert_eq!((plain.probes[0].targets[0].cookie, plain.probes[0].targets[0].cookie()), (None, 0));
+    }
+
+    #[test]
+    fn per_target_cookies_are_indices_or_past_the_table() {
+        // Its own index: fine, given or not.
+        let ok = PER_TARGET.replace("{symbol: pc_nop5, record", "{symbol: pc_nop5, cookie: 1, record");
+        assert_eq!(Case::parse(&ok, Path::new("x")).unwrap().probes[0].targets[1].cookie, Some(1));
+        // A target with a record and another cookie: refused, at that cookie.
+        let e = err(&PER_TARGET.replace("{symbol: pc_nop5, record", "{symbol: pc_nop5, cookie: 0x5, record"));
+        assert_eq!((e.line, e.column), (9, 27), "{e}");
+        assert!(e.message.contains("target 1 has its own `record:`") && e.message.contains("`cookie: 1`"), "{e}");
+        // A target without record: past the table is the deliberate fallback...
+        let c = Case::parse(&PER_TARGET.replace("{symbol: pc_nop1}", "{symbol: pc_nop1, cookie: 0x99}"), Path::new("x")).unwrap();
+        assert_eq!(c.probes[0].targets[2].cookie, Some(0x99));
+        // ...but another target's index is refused.
+        let e = err(&PER_TARGET.replace("{symbol: pc_nop1}", "{symbol: pc_nop1, cookie: 0}"));
+        assert_eq!((e.line, e.column), (10, 27), "{e}");
+        assert!(e.message.contains("would select target 0's behaviour") && e.message.contains(">= 3"), "{e}");
+        // The `session_cookie:` of a record is not a `cookie:`.
+        let e = err(&PER_TARGET.replace("{symbol: pc_leaf, record", "{symbol: pc_leaf, cookie: 16, record"));
+        assert_eq!((e.line, e.column), (8, 27), "{e}");
+    }
+
+    #[test]
+    fn per_target_table_size_kind_and_knobs() {
+        let many: String = (0..9).map(|i| format!("      - {{symbol: pc_leaf, offset: {i}, record: {{skip_return: always}}}}\n")).collect();
+        let text = PER_TARGET.replace(
+            "      - {symbol: pc_leaf, record: {session_cookie: {const: 0x10}, skip_return: always}}\n      - {symbol: pc_nop5, record: {session_cookie: arg0}}\n      - {symbol: pc_nop1}\n",
+            &many,
+        );
+        let e = err(&text);
+        assert!(e.message.contains("9 targets") && e.message.contains("table has 8 entries"), "{e}");
+        assert_eq!((e.line, e.column), (7, 5), "{e}");
+        // Kinds with one link per target do not take it.
+        let e = err(&PER_TARGET.replace("kind: uprobe.session", "kind: uprobe").replace("    record: {skip_return: odd-arg0}\n", ""));
+        assert!(e.message.contains("kinds uprobe.multi, uretprobe.multi, uprobe.session") && e.message.contains("not uprobe"), "{e}");
+        assert_eq!((e.line, e.column), (8, 27), "{e}");
+        // Session knobs on a plain kind; a tag on a session.
+        let plain = PER_TARGET.replace("kind: uprobe.session", "kind: uprobe.multi").replace("    record: {skip_return: odd-arg0}\n", "");
+        let e = err(&plain);
+        assert!(e.message.contains("target 0: `session_cookie`/`skip_return` only apply to session probes"), "{e}");
+        assert_eq!((e.line, e.column), (8, 36), "{e}");
+        let tagged = "      - {symbol: pc_leaf, record: {tag: 0xa}}\n      - {symbol: pc_nop5, record: {tag: 0xb}}\n";
+        let plain = plain.replace(
+            "      - {symbol: pc_leaf, record: {session_cookie: {const: 0x10}, skip_return: always}}\n      - {symbol: pc_nop5, record: {session_cookie: arg0}}\n",
+            tagged,
+        );
+        let c = Case::parse(&plain, Path::new("x")).unwrap();
+        assert_eq!(c.probes[0].targets[1].record.as_ref().unwrap().tag, Some(0xb));
+        let e = err(&PER_TARGET.replace("{session_cookie: arg0}", "{tag: 1}"));
+        assert!(e.message.contains("target 1: `tag` is for the plain multi kinds"), "{e}");
+        assert_eq!((e.line, e.column), (9, 36), "{e}");
+        // No large-frame twin with it.
+        let e = err(&PER_TARGET.replace("record: {skip_return: odd-arg0}", "record: {skip_return: odd-arg0, stack_frame: large}"));
+        assert!(e.message.contains("large-frame recorders have no per-target behaviour"), "{e}");
+    }
+
+    #[test]
+    fn per_target_record_is_parsed_strictly() {
+        let e = err(&PER_TARGET.replace("{session_cookie: arg0}", "{session_cookie: arg1}"));
+        assert!(e.message.contains("unknown session_cookie `arg1`") && e.message.contains("`{const-plus-arg0: N}`"), "{e}");
+        assert_eq!(e.line, 9, "{e}");
+        let e = err(&PER_TARGET.replace("{session_cookie: arg0}", "{filter_tgid: true}"));
+        assert!(e.message.contains("unknown field `filter_tgid`") && e.message.contains("`session_cookie`, `skip_return`, `tag`"), "{e}");
+        assert_eq!(e.line, 9, "{e}");
+        let e = err(&PER_TARGET.replace("skip_return: always}", "skip_return: {arg0-gt: 3}}"));
+        assert!(e.message.contains("unknown skip_return `{arg0-gt: N}`"), "{e}");
+    }
+
+    /// The README's per-target example is a valid case fragment.
+    #[test]
+    fn readme_per_target_example_parses() {
+        let readme = include_str!("../README.md");
+        let section = readme.split("### Per-target behaviour").nth(1).expect("README has the per-target section");
+        let yaml = section.split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).expect("a yaml block");
+        let text = format!("id: readme\ndescription: d\n{yaml}run: call leaf 1\nexpect: {{trace: x}}\n");
+        let c = Case::parse(&text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.probes[0].targets.iter().map(|t| t.cookie()).collect::<Vec<_>>(), [0, 1, 2, 0x99]);
     }
 
     #[test]

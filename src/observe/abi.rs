@@ -1,5 +1,6 @@
 //! The event ABI (bpf/probeconf_abi.h) on the Rust side: the one decoder of
-//! `struct pc_event` and the one encoder of `struct pc_config`. Both loaders hand
+//! `struct pc_event` and the one encoder of `struct pc_config` and of the
+//! per-target table `struct pc_targets`. Both loaders hand
 //! raw ring-buffer records to [`RawEvent::decode`]; the Go harness forwards bytes.
 //!
 //! Offsets are written out by hand and checked against the BTF of the compiled
@@ -46,6 +47,31 @@ pub const EVENT_FIELDS: &[(&str, usize, usize)] = &[
     ("arg5", 128, 8),
     ("arg_cnt", 136, 4),
     ("_pad1", 140, 4),
+];
+
+/// `sizeof(struct pc_targets)`: the per-target behaviour table.
+pub const TARGETS_SIZE: usize = 8 + TARGETS_MAX * TARGET_ENTRY_SIZE;
+/// Entries of the table (`PC_TARGETS_MAX`).
+pub const TARGETS_MAX: usize = consts::TARGETS_MAX as usize;
+/// `sizeof(struct pc_target_cfg)`.
+pub const TARGET_ENTRY_SIZE: usize = 40;
+/// The data section that holds `struct pc_targets` at offset 0. Sent to a
+/// loader only for probes with per-target behaviour; left zero (mode off)
+/// otherwise.
+pub const TARGETS_SECTION: &str = ".rodata.pc_targets";
+
+/// Field name → (offset, size) of `struct pc_targets`.
+pub const TARGETS_FIELDS: &[(&str, usize, usize)] = &[("mode", 0, 4), ("n_entries", 4, 4), ("entry", 8, TARGETS_MAX * TARGET_ENTRY_SIZE)];
+
+/// Field name → (offset, size) of `struct pc_target_cfg`, one table entry.
+pub const TARGET_ENTRY_FIELDS: &[(&str, usize, usize)] = &[
+    ("return_filter", 0, 4),
+    ("cookie_mode", 4, 4),
+    ("filter_arg", 8, 8),
+    ("cookie_value", 16, 8),
+    ("tag", 24, 8),
+    ("flags", 32, 4),
+    ("_pad", 36, 4),
 ];
 
 /// Field name → (offset, size) of `struct pc_config`.
@@ -202,6 +228,46 @@ impl RecorderConfig {
     }
 }
 
+/// One entry of the per-target table (`struct pc_target_cfg`): what a hit
+/// whose attach cookie is this entry's index does.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TargetBehaviour {
+    pub return_filter: u32,
+    pub cookie_mode: u32,
+    pub filter_arg: u64,
+    pub cookie_value: u64,
+    /// Copied into a plain recorder's events (`tag=` in the trace).
+    pub tag: Option<u64>,
+}
+
+/// `struct pc_targets`: per-target behaviour indexed by the attach cookie
+/// (the tetragon pattern). `entries.len()` is `n_entries`, at most
+/// [`TARGETS_MAX`] (the case validation refuses more).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TargetTable {
+    pub entries: Vec<TargetBehaviour>,
+}
+
+impl TargetTable {
+    pub fn encode(&self) -> [u8; TARGETS_SIZE] {
+        assert!(self.entries.len() <= TARGETS_MAX, "{} per-target entries, the table has {TARGETS_MAX}", self.entries.len());
+        let mut b = [0u8; TARGETS_SIZE];
+        b[0..4].copy_from_slice(&(consts::TM_BY_COOKIE as u32).to_le_bytes());
+        b[4..8].copy_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for (i, t) in self.entries.iter().enumerate() {
+            let e = &mut b[8 + i * TARGET_ENTRY_SIZE..8 + (i + 1) * TARGET_ENTRY_SIZE];
+            e[0..4].copy_from_slice(&t.return_filter.to_le_bytes());
+            e[4..8].copy_from_slice(&t.cookie_mode.to_le_bytes());
+            e[8..16].copy_from_slice(&t.filter_arg.to_le_bytes());
+            e[16..24].copy_from_slice(&t.cookie_value.to_le_bytes());
+            e[24..32].copy_from_slice(&t.tag.unwrap_or(0).to_le_bytes());
+            let flags = if t.tag.is_some() { consts::TB_TAG as u32 } else { 0 };
+            e[32..36].copy_from_slice(&flags.to_le_bytes());
+        }
+        b
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,17 +301,63 @@ mod tests {
             assert_eq!(size, CONFIG_SIZE, "sizeof(struct pc_config)");
             let ours: Vec<(String, usize)> = CONFIG_FIELDS.iter().map(|(n, o, _)| (n.to_string(), *o)).collect();
             assert_eq!(fields, ours, "struct pc_config offsets");
+            let (size, fields) = struct_layout(obj, "pc_targets");
+            assert_eq!(size, TARGETS_SIZE, "sizeof(struct pc_targets)");
+            let ours: Vec<(String, usize)> = TARGETS_FIELDS.iter().map(|(n, o, _)| (n.to_string(), *o)).collect();
+            assert_eq!(fields, ours, "struct pc_targets offsets");
+            let (size, fields) = struct_layout(obj, "pc_target_cfg");
+            assert_eq!(size, TARGET_ENTRY_SIZE, "sizeof(struct pc_target_cfg)");
+            let ours: Vec<(String, usize)> = TARGET_ENTRY_FIELDS.iter().map(|(n, o, _)| (n.to_string(), *o)).collect();
+            assert_eq!(fields, ours, "struct pc_target_cfg offsets");
         }
     }
 
     #[test]
     fn field_table_is_dense() {
-        let mut end = 0;
-        for (name, off, size) in EVENT_FIELDS {
-            assert_eq!(*off, end, "gap before {name}");
-            end = off + size;
+        for (fields, size) in [(EVENT_FIELDS, EVENT_SIZE), (CONFIG_FIELDS, CONFIG_SIZE), (TARGETS_FIELDS, TARGETS_SIZE), (TARGET_ENTRY_FIELDS, TARGET_ENTRY_SIZE)] {
+            let mut end = 0;
+            for (name, off, size) in fields {
+                assert_eq!(*off, end, "gap before {name}");
+                end = off + size;
+            }
+            assert_eq!(end, size);
         }
-        assert_eq!(end, EVENT_SIZE);
+    }
+
+    #[test]
+    fn target_table_encoding_follows_field_tables() {
+        let t = TargetTable {
+            entries: vec![
+                TargetBehaviour { return_filter: 1, cookie_mode: 2, filter_arg: 3, cookie_value: 4, tag: None },
+                TargetBehaviour { return_filter: 5, cookie_mode: 6, filter_arg: 7, cookie_value: 8, tag: Some(9) },
+            ],
+        };
+        let b = t.encode();
+        assert_eq!(b.len(), TARGETS_SIZE);
+        let field = |bytes: &[u8], table: &[(&str, usize, usize)], name: &str| {
+            let (_, off, size) = table.iter().find(|(n, _, _)| *n == name).unwrap();
+            let mut v = [0u8; 8];
+            v[..*size].copy_from_slice(&bytes[*off..off + size]);
+            u64::from_le_bytes(v)
+        };
+        assert_eq!(field(&b, TARGETS_FIELDS, "mode"), consts::TM_BY_COOKIE);
+        assert_eq!(field(&b, TARGETS_FIELDS, "n_entries"), 2);
+        let entry = |i: usize| &b[8 + i * TARGET_ENTRY_SIZE..8 + (i + 1) * TARGET_ENTRY_SIZE];
+        let names = ["return_filter", "cookie_mode", "filter_arg", "cookie_value"];
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(field(entry(0), TARGET_ENTRY_FIELDS, n), i as u64 + 1);
+            assert_eq!(field(entry(1), TARGET_ENTRY_FIELDS, n), i as u64 + 5);
+        }
+        assert_eq!((field(entry(0), TARGET_ENTRY_FIELDS, "tag"), field(entry(0), TARGET_ENTRY_FIELDS, "flags")), (0, 0));
+        assert_eq!((field(entry(1), TARGET_ENTRY_FIELDS, "tag"), field(entry(1), TARGET_ENTRY_FIELDS, "flags")), (9, consts::TB_TAG));
+        // Unused entries stay zero; the empty table still says "by cookie".
+        assert!(b[8 + 2 * TARGET_ENTRY_SIZE..].iter().all(|&x| x == 0));
+        let empty = TargetTable::default().encode();
+        assert_eq!((field(&empty, TARGETS_FIELDS, "mode"), field(&empty, TARGETS_FIELDS, "n_entries")), (consts::TM_BY_COOKIE, 0));
+        // The pc_config knobs and an entry's first 24 bytes share their order.
+        let probe: Vec<&str> = CONFIG_FIELDS[2..].iter().map(|f| f.0).collect();
+        let entry_head: Vec<&str> = TARGET_ENTRY_FIELDS[..4].iter().map(|f| f.0).collect();
+        assert_eq!(probe, entry_head);
     }
 
     #[test]

@@ -19,6 +19,10 @@
 //! * Fields that depend on the kind appear only where they apply: session fields
 //!   for sessions; `session_cookie` at a kprobe session entry is `*` because the
 //!   kernel does not promise it starts at 0.
+//! * Per-target behaviour (a per-target table, the tetragon pattern): `tag=0xN`
+//!   after `cookie=` when a plain recorder's hit selected an entry with a tag,
+//!   and `cfg=fallback` when the hit's cookie selected no entry (the probe's
+//!   own knobs applied).
 
 use crate::observe::abi::{consts, Phase, RawEvent};
 use crate::observe::symbolize::{KernelSymbols, Symbolizer};
@@ -95,6 +99,15 @@ pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
         }
     };
     s.push_str(&format!(" cookie={:#x}", e.attach_cookie));
+    // Per-target behaviour (the tetragon pattern): a plain recorder's entry
+    // tag, and a cookie that selected no table entry. Only events of probes
+    // with a per-target table carry these flags, so other traces are unchanged.
+    if e.has(consts::F_TAG) {
+        s.push_str(&format!(" tag={:#x}", e.cookie_out));
+    }
+    if e.has(consts::F_CFG_FALLBACK) {
+        s.push_str(" cfg=fallback");
+    }
     if e.has(consts::F_SESSION) {
         let is_return = e.is_return.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
         let unspecified_start = e.phase == Phase::Entry && u64::from(e.kind) == consts::KIND_KPROBE_SESSION;
@@ -311,6 +324,32 @@ pub(crate) mod tests {
                 "P0 killed by SIGSYS",
                 "!! 2 events dropped: the ring buffer was full",
             ]
+        );
+    }
+
+    #[test]
+    fn per_target_fields() {
+        let probes = vec!["km".to_string(), "s".to_string()];
+        let sym = Symbolizer::default();
+        let mut e = ev(100, 100, 0, Phase::Return, 0, 7);
+        e.attach_cookie = 2;
+        e.flags = consts::F_HAS_RET as u32;
+        // No per-target flags: the line is what it always was.
+        assert_eq!(render_event(&e, &names(&probes, &sym)), "km return 0 => 7 cookie=0x2");
+        e.flags |= consts::F_TAG as u32;
+        e.cookie_out = 0xb2;
+        assert_eq!(render_event(&e, &names(&probes, &sym)), "km return 0 => 7 cookie=0x2 tag=0xb2");
+        e.flags = (consts::F_HAS_RET | consts::F_CFG_FALLBACK) as u32;
+        e.attach_cookie = 0x99;
+        assert_eq!(render_event(&e, &names(&probes, &sym)), "km return 0 => 7 cookie=0x99 cfg=fallback");
+        let mut s = ev(100, 100, 1, Phase::Entry, 3, 0);
+        s.kind = consts::KIND_UPROBE_SESSION as u16;
+        s.attach_cookie = 0x99;
+        s.is_return = Some(false);
+        s.flags = (consts::F_SESSION | consts::F_CFG_FALLBACK) as u32;
+        assert_eq!(
+            render_event(&s, &names(&probes, &sym)),
+            "s entry 0(3, 0) cookie=0x99 cfg=fallback is_return=false session_cookie=0x0 prog_ret=0"
         );
     }
 
