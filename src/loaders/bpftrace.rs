@@ -407,6 +407,73 @@ impl Loader for BpftraceLoader {
     }
 }
 
+/// The consumer and producer pages of another process's BPF ring buffers
+/// (map type 27), mapped read-only through pidfd_getfd.
+struct RingPositions {
+    pages: Vec<(*const u64, *const u64)>,
+}
+
+impl RingPositions {
+    fn open(pid: u32) -> RingPositions {
+        let mut pages = Vec::new();
+        // SAFETY: plain syscalls; the pages are mapped read-only and only read.
+        unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) as libc::c_int;
+            if pidfd < 0 {
+                return RingPositions { pages };
+            }
+            let dir = format!("/proc/{pid}/fd");
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if std::fs::read_link(e.path()).map(|t| t.to_string_lossy() != "anon_inode:bpf-map").unwrap_or(true) {
+                    continue;
+                }
+                let info = crate::probing::census::parse_fdinfo(&std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{name}")).unwrap_or_default());
+                if info.get("map_type").map(String::as_str) != Some("27") {
+                    continue;
+                }
+                let Ok(target) = name.parse::<libc::c_int>() else { continue };
+                let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, target, 0) as libc::c_int;
+                if fd < 0 {
+                    continue;
+                }
+                let page = 4096;
+                let cons = libc::mmap(std::ptr::null_mut(), page, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+                let prod = libc::mmap(std::ptr::null_mut(), page, libc::PROT_READ, libc::MAP_SHARED, fd, page as libc::off_t);
+                libc::close(fd);
+                if cons != libc::MAP_FAILED && prod != libc::MAP_FAILED {
+                    pages.push((cons as *const u64, prod as *const u64));
+                }
+            }
+            libc::close(pidfd);
+        }
+        RingPositions { pages }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
+    /// Every ring's consumer has caught up with its producer.
+    fn drained(&self) -> bool {
+        // SAFETY: the pages stay mapped while self lives; the kernel and the
+        // consumer write these positions atomically.
+        self.pages.iter().all(|(c, p)| unsafe { std::ptr::read_volatile(*c) >= std::ptr::read_volatile(*p) })
+    }
+}
+
+impl Drop for RingPositions {
+    fn drop(&mut self) {
+        for (c, p) in &self.pages {
+            // SAFETY: mapped in open() with this length.
+            unsafe {
+                libc::munmap(*c as *mut libc::c_void, 4096);
+                libc::munmap(*p as *mut libc::c_void, 4096);
+            }
+        }
+    }
+}
+
 struct BpftraceAttached {
     child: Child,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -417,21 +484,38 @@ struct BpftraceAttached {
 }
 
 impl BpftraceAttached {
-    /// Waits until bpftrace has printed what is pending: the events are in
-    /// its buffer when the target has exited, and bpftrace prints them as it
-    /// polls, but on SIGINT it exits without reading what is left (measured:
-    /// 1 of 8 lines of a recursion printed). So: no new line for `QUIET`.
+    /// Waits until bpftrace has printed what is pending. The target has
+    /// exited, so every event is in bpftrace's ring buffer; bpftrace prints
+    /// them as it polls, but on SIGINT it exits without reading what is left
+    /// (measured: 1 of 8 lines of a recursion; under TCG, where resolving a
+    /// kernel `func` takes bpftrace about a second per line, every line
+    /// after the first). So: until the consumer position of each of its ring
+    /// buffers reaches the producer's (libbpf moves it after the callback
+    /// that prints the line), then no new line for a short while.
     fn quiesce(&self) {
-        const QUIET: Duration = Duration::from_millis(700);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let rings = RingPositions::open(self.child.id());
+        if rings.is_empty() {
+            // No ring buffer to watch (perf buffers): a quiet window only.
+            self.quiet(Duration::from_millis(1500), deadline);
+            return;
+        }
+        while Instant::now() < deadline && !rings.drained() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.quiet(Duration::from_millis(300), deadline);
+    }
+
+    /// No new line for `quiet`.
+    fn quiet(&self, quiet: Duration, deadline: Instant) {
         let mut seen = self.lines.lock().unwrap().len();
-        let mut since = Instant::now();
-        while Instant::now() < deadline && since.elapsed() < QUIET {
+        let mut last = Instant::now();
+        while Instant::now() < deadline && last.elapsed() < quiet {
             std::thread::sleep(Duration::from_millis(50));
             let now = self.lines.lock().unwrap().len();
             if now != seen {
                 seen = now;
-                since = Instant::now();
+                last = Instant::now();
             }
         }
     }
