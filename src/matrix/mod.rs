@@ -816,6 +816,11 @@ pub fn kernel_snapshot(m: &Matrix, k: &KernelColumn) -> String {
     writeln!(s, "verdicts:").unwrap();
     for (_, cases) in m.grouped_cases() {
         for c in cases {
+            // A case no loader of the run could express (a bpftrace case in a
+            // run without bpftrace) has no line.
+            if m.loaders.iter().all(|l| m.cell(&c.id, k, l).verdict == Some(Verdict::Skip)) {
+                continue;
+            }
             let cells: Vec<String> = m
                 .loaders
                 .iter()
@@ -832,6 +837,11 @@ pub fn kernel_snapshot(m: &Matrix, k: &KernelColumn) -> String {
                 .collect();
             writeln!(s, "  {}: {}", c.id, cells.join(" ")).unwrap();
         }
+    }
+    let merge: Vec<String> =
+        session_merge_rows(m).into_iter().filter(|c| c.kernel == k.label()).map(|c| format!("{}={}", c.loader, merge_cell_text(&c))).collect();
+    if !merge.is_empty() {
+        writeln!(s, "kprobe/kretprobe merged into a session: {}", merge.join(" ")).unwrap();
     }
     s
 }
