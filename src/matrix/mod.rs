@@ -870,7 +870,39 @@ mod tests {
             attempts: vec![],
             known: None,
             timing: None,
+            census: None,
+            session_merge: None,
         }
+    }
+
+    #[test]
+    fn session_merge_row_per_kernel_and_bpftrace_version() {
+        let mut m = sample();
+        m.loaders = vec!["libbpf".into(), "bpftrace@0.27.1".into()];
+        let bt = |case: &str, v: Verdict, merged: Option<bool>| {
+            let mut r = result(case, "bpftrace@0.27.1", v);
+            r.loader_id = crate::case::LoaderId::Bpftrace;
+            r.session_merge = merged;
+            r
+        };
+        m.kernels[0].results = vec![
+            result("a", "libbpf", Verdict::Pass),
+            bt("exact", Verdict::Pass, Some(true)),
+            bt("wild", Verdict::Fail, Some(true)),
+            bt("uprobe", Verdict::Pass, None),
+        ];
+        let rows = session_merge_rows(&m);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].merged, "yes");
+        assert_eq!(rows[0].merged_cases, ["exact", "wild"]);
+        assert_eq!(rows[0].changed, ["wild"]);
+        assert_eq!(merge_cell_text(&rows[0]), "yes (changed: wild)");
+        m.kernels[0].results[1].session_merge = Some(false);
+        assert_eq!(merge_cell_text(&session_merge_rows(&m)[0]), "yes: wild; no: exact (changed: wild)");
+        assert!(markdown(&m).contains("| *kprobe/kretprobe merged into a session* |"), "{}", markdown(&m));
+        assert!(html(&m).contains("merged into a session</td>"));
+        assert!(json(&m).contains("\"session_merge\""));
+        assert!(kernel_snapshot(&m, &m.kernels[0]).contains("kprobe/kretprobe merged into a session: bpftrace@0.27.1="));
     }
 
     pub fn sample() -> Matrix {
