@@ -592,7 +592,11 @@ impl Attached for BpftraceAttached {
             });
         }
         let dropped = lost_events(&stderr) + lost_events(&lines.join("\n"));
-        Ok(Drained { records: Vec::new(), dropped, client: Some(events) })
+        let note = events.is_empty().then(|| {
+            let said = stderr.lines().filter(|l| !l.trim().is_empty()).take(8).collect::<Vec<_>>().join(" / ");
+            format!("bpftrace printed no event ({} other stdout lines); stderr: {said}", lines.len())
+        });
+        Ok(Drained { records: Vec::new(), dropped, client: Some(events), note })
     }
 }
 

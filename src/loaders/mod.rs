@@ -92,6 +92,9 @@ pub struct Drained {
     /// A client that prints its own events (bpftrace): what it printed, in
     /// place of raw records.
     pub client: Option<Vec<crate::observe::normalise::ClientEvent>>,
+    /// What the loader wants said about the run (bpftrace's stderr when it
+    /// printed no event at all), appended to the result's detail.
+    pub note: Option<String>,
 }
 
 /// The library behind a loader, for report headers.

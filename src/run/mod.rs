@@ -171,6 +171,8 @@ pub struct Execution {
     pub timing: Timing,
     /// What a client loader created in the kernel (bpftrace).
     pub census: Option<crate::probing::census::ClientCensus>,
+    /// The loader's note on the run (Drained::note).
+    pub note: Option<String>,
 }
 
 fn outcome_text(o: &crate::case::Outcome) -> String {
@@ -250,6 +252,9 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
             if let Some(c) = &exec.census {
                 result.detail = format!("{}; kernel objects: {}", result.detail, c.summary());
             }
+            if let Some(n) = &exec.note {
+                result.detail = format!("{}; {n}", result.detail);
+            }
             result.census = exec.census;
         }
         Ok(Err(Trouble(msg))) => result.detail = msg,
@@ -311,7 +316,7 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         Ok(a) => a,
         Err(e) => {
             timing.attach_ms = lap();
-            return Ok(Execution { observed: Observed::Error(e), vias: Vec::new(), plan, timing, census: None });
+            return Ok(Execution { observed: Observed::Error(e), vias: Vec::new(), plan, timing, census: None, note: None });
         }
     };
     timing.attach_ms = lap();
@@ -342,16 +347,17 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     timing.run_ms = lap();
     let drained = match attached.drain() {
         Ok(d) => d,
-        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias, plan, timing, census }),
+        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias, plan, timing, census, note: None }),
     };
     timing.drain_ms = lap();
     facts.dropped = drained.dropped;
     let client_events = drained.client;
+    let note = drained.note;
     let mut events = Vec::with_capacity(drained.records.len());
     for r in &drained.records {
         match RawEvent::decode(r) {
             Ok(e) => events.push(e),
-            Err(e) => return Ok(Execution { observed: Observed::Error(decode_error(e.to_string())), vias, plan, timing, census }),
+            Err(e) => return Ok(Execution { observed: Observed::Error(decode_error(e.to_string())), vias, plan, timing, census, note: None }),
         }
     }
     let probe_names: Vec<String> = plan.probes.iter().map(|p| p.name.clone()).collect();
@@ -373,7 +379,7 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         None => normalise(&events, &names, &facts),
     };
     timing.normalise_ms = lap();
-    Ok(Execution { observed: Observed::Trace(trace), vias, plan, timing, census })
+    Ok(Execution { observed: Observed::Trace(trace), vias, plan, timing, census, note })
 }
 
 /// This executable, when it is probeconf (the CLI, or `/init` of a VM
@@ -449,7 +455,7 @@ mod tests {
             Vec::new()
         }
         fn drain(self: Box<Self>) -> Result<crate::loaders::Drained, LoaderError> {
-            Ok(Drained { records: self.records, dropped: 0, client: None })
+            Ok(Drained { records: self.records, dropped: 0, client: None, note: None })
         }
     }
 
