@@ -67,7 +67,7 @@ impl BpftraceCommand {
     /// version such as `0.27.1` or a suite).
     pub fn from_debian(want: &str) -> Result<BpftraceCommand, String> {
         let root = crate::debian::root::Root::ensure_with_log("bpftrace", want, &mut |l| eprintln!("bpftrace root: {l}"))
-            .map_err(|e| format!("--loader bpftrace@{want}: {e}"))?;
+            .map_err(|e| e.to_string())?;
         let cmd = root.command("bpftrace");
         let command: Vec<String> =
             std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
