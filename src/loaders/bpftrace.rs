@@ -377,7 +377,10 @@ impl Loader for BpftraceLoader {
             return Err(err(FailPhase::Attach, classify_stderr(&said), format!("{what}: {said}")));
         }
         let census = crate::probing::census::client_census(child.id(), Duration::from_millis(300));
-        if census.links.is_empty() && census.perf_events == 0 && !plan.probes.is_empty() {
+        // Attached nothing: no link, and no program but BEGIN/END (raw
+        // tracepoint programs run by test-run). Perf events do not tell:
+        // 0.17.0's output buffers are perf events too.
+        if census.links.is_empty() && census.programs.iter().all(|p| p.ty == "rawtracepoint") && !plan.probes.is_empty() {
             // bpftrace went on with nothing attached (a wildcard that matched
             // nothing only warns): measured with 0.23.2 on a kernel without
             // kprobes. The script would observe nothing, whatever happened.
