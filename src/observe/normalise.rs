@@ -338,6 +338,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn client_events_get_the_same_labels_order_and_widths() {
+        let probes = vec!["k".to_string(), "kr".to_string(), "u".to_string()];
+        let sym = Symbolizer::default();
+        let mut n = names(&probes, &sym);
+        let widths = [64u8, 32, 64];
+        n.ret_width = &widths;
+        let ce = |tgid, tid, probe, phase, func: &str, values: Vec<i64>| ClientEvent { tgid, tid, probe_index: probe, phase, func: func.into(), values };
+        let events = vec![
+            // A worker thread first, the return before the entry in arrival order.
+            ce(100, 101, 0, ClientPhase::Entry, "f", vec![1]),
+            ce(100, 100, 1, ClientPhase::Return, "f", vec![0xffff_fffe, 7]),
+            ce(100, 100, 0, ClientPhase::Entry, "f", vec![7]),
+            ce(100, 100, 2, ClientPhase::Usdt, "probeconf:args", vec![42, -1]),
+            ce(300, 300, 0, ClientPhase::Entry, "g", vec![]),
+        ];
+        let t = normalise_client(&events, &n, &RunFacts { dropped: 2, ..Default::default() });
+        assert_eq!(
+            t.lines,
+            [
+                "P0/T0 k entry f(7)",
+                // ret_width 32: an int whose register's upper half was not extended.
+                "P0/T0 kr return f(7) => -2",
+                "P0/T0 u usdt probeconf:args(42, -1)",
+                "P0/T1 k entry f(1)",
+                "P2/T0 k entry g",
+                "!! 2 events dropped: the ring buffer was full",
+            ]
+        );
+        // An address bpftrace could not name goes through the symboliser, as a recorder's func_ip (unknown here).
+        let e = ce(100, 100, 1, ClientPhase::Return, "0x1234", vec![-3]);
+        assert_eq!(render_client_event(&e, &n), format!("kr return {} => -3", sym.describe(100, 0x1234)));
+    }
+
+    #[test]
     fn threads_and_probes_get_a_canonical_order() {
         let probes = vec!["a".to_string(), "b".to_string()];
         let sym = Symbolizer::default();
