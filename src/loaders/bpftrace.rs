@@ -179,7 +179,7 @@ pub fn derive_program(plan: &Plan) -> String {
         let body = if ret {
             format!("printf(\"PC|{}|return|%d|%d|%s|%ld\\n\", pid, tid, func, retval);", p.name)
         } else {
-            let args = if p.kind.is_kernel() { p.args } else { p.args.max(0) };
+            let args = p.args;
             let fmt: Vec<&str> = (0..args).map(|_| "%ld").collect();
             let vals: String = (0..args).map(|i| format!(", arg{i}")).collect();
             format!("printf(\"PC|{}|entry|%d|%d|%s|{}\\n\", pid, tid, func{vals});", p.name, fmt.join(","))
