@@ -599,7 +599,8 @@ pub fn html(m: &Matrix) -> String {
          tr.group td{background:#e8ecf4;text-align:left;font-weight:600}\n\
          td.v a{display:block;color:inherit;text-decoration:none;font-weight:600}\n\
          .pass{background:#c9efcf}.fail{background:#f6b5b5}.flaky{background:#ffc98a}.known{background:#c9d7ef}\n\
-         .unsupported{background:#eee6c4}.error{background:#e3c2f0}\n\
+         .unsupported{background:#eee6c4}.error{background:#e3c2f0}.skip{color:#999}\n\
+         tr.merge td.v{font-weight:600}.merge-yes{background:#cfe6ff}.merge-mixed{background:#ffe9b3}\n\
          .yes{background:#c9efcf}.no{background:#f0e2e2}.compat{outline:2px dashed #3b6fd1;outline-offset:-3px}\n\
          .u-native{background:#9fdfaa}.u-compat{background:#cfe6ff}.u-unsupported{background:#eee6c4}.u-broken{background:#f6b5b5}\n\
          .u-known{background:#c9d7ef}table.ciu td{font-size:12px;white-space:nowrap}\n\
