@@ -22,6 +22,20 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The bpftrace that runs the bpftrace cases (cases/bpftrace): Debian's
+/// 0.27.1 from a private root, built on first use (src/loaders/bpftrace.rs);
+/// `PROBECONF_BPFTRACE=VERSION|PATH` picks another.
+fn bpftrace() -> &'static dyn Loader {
+    static LOADER: OnceLock<Box<dyn Loader>> = OnceLock::new();
+    LOADER
+        .get_or_init(|| {
+            let want = std::env::var("PROBECONF_BPFTRACE").unwrap_or_else(|_| "0.27.1".into());
+            let req = registry::LoaderRequest::parse(&format!("bpftrace@{want}")).unwrap_or_else(|e| panic!("{e}"));
+            registry::open(&req).unwrap_or_else(|e| panic!("loader {}: {e}", req.label()))
+        })
+        .as_ref()
+}
+
 /// libbpf, and cilium/ebpf through the Go harness (built once, on first use).
 /// A harness that cannot be built fails the suite: it is half of the product.
 fn loaders() -> Vec<&'static dyn Loader> {
@@ -50,7 +64,9 @@ fn case(#[files("cases/**/*.yaml")] path: PathBuf) {
     // Every loader, with the cross-loader check (c) and reruns in fresh
     // processes for what does not pass: a result that changes is `flaky`.
     let opts = RunOptions { self_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf"))), ..RunOptions::default() };
-    let runs = run_all(std::slice::from_ref(&case), &loaders(), features, &opts, |_| {});
+    // A bpftrace case runs through bpftrace (the default loaders skip it).
+    let loaders = if case.bpftrace.is_some() { vec![bpftrace()] } else { loaders() };
+    let runs = run_all(std::slice::from_ref(&case), &loaders, features, &opts, |_| {});
     let mut observed: Vec<(String, String)> = Vec::new();
     for r in runs {
         // (a) The expectation: pass, or unsupported where the probes found the
@@ -111,7 +127,14 @@ fn case_ids_are_unique_and_every_known_issue_is_written_up() {
         for k in &c.known {
             let see = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&k.see);
             assert!(see.is_file(), "{}: known issue names {}, which is not a file in the repository", c.id, k.see);
-            assert!(c.path.starts_with(concat!(env!("CARGO_MANIFEST_DIR"), "/cases/findings")), "{}: only findings may declare known issues", c.id);
+            // Findings, and bpftrace cases meeting a written-up finding (the
+            // private stack under bpftrace's printf).
+            assert!(
+                c.path.starts_with(concat!(env!("CARGO_MANIFEST_DIR"), "/cases/findings"))
+                    || (c.path.starts_with(concat!(env!("CARGO_MANIFEST_DIR"), "/cases/bpftrace")) && k.see.starts_with("docs/findings/")),
+                "{}: only findings may declare known issues",
+                c.id
+            );
         }
     }
 }

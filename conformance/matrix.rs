@@ -85,3 +85,41 @@ fn kernel_matrix() {
         }
     }
 }
+
+/// bpftrace in one kernel (issue 11, item 4): Debian's bpftrace 0.27.1 from a
+/// private root, in the image, on 6.12 (kprobe sessions, and no private stack
+/// for uprobe programs, so the thread case is deterministic there), every
+/// bpftrace case; verdicts, the session-merge row and the kernel objects in
+/// `kernel-6.12-bpftrace.snap`. PROBECONF_BPFTRACE_KERNEL picks the kernel.
+#[test]
+fn bpftrace_in_one_kernel() {
+    if !is_root() {
+        eprintln!("NOT RUN: booting kernels and loading BPF in them needs root here");
+        return;
+    }
+    let kernel = std::env::var("PROBECONF_BPFTRACE_KERNEL").unwrap_or_else(|_| "6.12".into());
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("matrix-bpftrace");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let mut opts = MatrixOptions::new(
+        vec![kernel.clone()],
+        vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/cases/bpftrace"))],
+        probeconf::loaders::registry::parse_list(&["bpftrace@0.27.1".into()]).unwrap(),
+        work.clone(),
+    );
+    opts.init = Some(PathBuf::from(env!("CARGO_BIN_EXE_probeconf")));
+    let m = run(&opts, |line| eprintln!("{line}")).unwrap_or_else(|e| panic!("matrix: {e}"));
+    std::fs::write(work.join("matrix.html"), probeconf::matrix::html(&m)).unwrap();
+    std::fs::write(work.join("matrix.json"), probeconf::matrix::json(&m)).unwrap();
+    eprintln!("{}", probeconf::matrix::terminal(&m));
+    let k = &m.kernels[0];
+    if let ColumnStatus::Error { reason, console_tail } = &k.status {
+        panic!("kernel {} did not complete: {reason}\n{console_tail}", k.request);
+    }
+    let bad: Vec<_> = k.results.iter().filter(|r| r.verdict.is_failure()).map(|r| format!("{} [{}]: {} {}", r.case, r.loader, r.verdict, r.detail)).collect();
+    assert!(bad.is_empty(), "kernel {}: bpftrace runs that did not pass:\n{}", k.request, bad.join("\n"));
+    insta::with_settings!({snapshot_path => "snapshots", prepend_module_to_snapshot => false, omit_expression => true,
+                           description => format!("kernel {} ({}), bpftrace 0.27.1", k.request, k.release)}, {
+        insta::assert_snapshot!(format!("kernel-{}-bpftrace", k.request), kernel_snapshot(&m, k));
+    });
+}

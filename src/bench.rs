@@ -170,7 +170,7 @@ fn bench_plan(s: &Scenario, dir: &RunDir, variant: KfuncVariant) -> Result<Plan,
             p
         })
         .collect();
-    Ok(Plan { case_id: format!("bench-{}", s.id), variant, object: bench_obj, selectable: None, probes, run: String::new(), run_other: None })
+    Ok(Plan { case_id: format!("bench-{}", s.id), variant, object: bench_obj, selectable: None, probes, run: String::new(), run_other: None, bpftrace: None, run_dir: dir.path().to_path_buf() })
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -659,6 +659,8 @@ fn time_attach(l: &dyn Loader, mode: &str, n: usize, probes: Vec<ProbePlan>, obj
         probes,
         run: String::new(),
         run_other: None,
+        bpftrace: None,
+        run_dir: object.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
     };
     let req = AttachRequest { plan: &plan, pids: Pids { target: std::process::id(), other: None } };
     let (mut times, mut detach, mut error) = (Vec::new(), Vec::new(), None);

@@ -487,6 +487,8 @@ pub struct Since {
     pub libbpf: Option<String>,
     #[serde(default)]
     pub cilium: Option<String>,
+    #[serde(default)]
+    pub bpftrace: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -518,6 +520,9 @@ pub struct ExpectedError {
 pub enum LoaderId {
     Libbpf,
     Cilium,
+    /// bpftrace, a client that loads its own programs from a script
+    /// (`--loader bpftrace@0.27.1`, src/loaders/bpftrace.rs).
+    Bpftrace,
     /// A third-party harness (`--loader NAME=COMMAND`): no case variant names it.
     Other,
 }
@@ -527,6 +532,7 @@ impl LoaderId {
         match self {
             LoaderId::Libbpf => "libbpf",
             LoaderId::Cilium => "cilium",
+            LoaderId::Bpftrace => "bpftrace",
             LoaderId::Other => "other",
         }
     }
@@ -820,6 +826,15 @@ pub struct Case {
     /// Known issues (see [`KnownIssue`]); first match wins.
     #[serde(default)]
     pub known: Vec<KnownIssue>,
+    /// A bpftrace program (cases/bpftrace): the case is run by bpftrace only
+    /// (`--loader bpftrace@VERSION`); libbpf and cilium skip it. `${target}`,
+    /// `${lib}` and `${pid}` are replaced with the run's probe-target,
+    /// libprobetarget.so and P0's pid. Each event is one printed line
+    /// `PC|probe|entry|pid|tid|func|arg,arg…` or `PC|probe|return|pid|tid|func|retval[,arg…]`
+    /// (`usdt` for a USDT site, with `probe` as func); `probe` names one of
+    /// `probes` (which say the kinds the script attaches, for the features).
+    #[serde(default)]
+    pub bpftrace: Option<String>,
     #[serde(skip)]
     pub path: PathBuf,
 }

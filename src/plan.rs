@@ -51,6 +51,11 @@ pub struct Plan {
     pub probes: Vec<ProbePlan>,
     pub run: String,
     pub run_other: Option<String>,
+    /// The case's bpftrace program, if it has one (run by bpftrace only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpftrace: Option<String>,
+    /// The run directory (probe-target and libprobetarget.so are in it).
+    pub run_dir: PathBuf,
 }
 
 /// The processes of one run, known once they are spawned.
@@ -197,6 +202,8 @@ pub fn plan(case: &Case, dir: &RunDir, kernel_variant: KfuncVariant) -> Plan {
         probes,
         run: case.run.clone(),
         run_other: case.run_other.clone(),
+        bpftrace: case.bpftrace.clone(),
+        run_dir: dir.path().to_path_buf(),
     }
 }
 

@@ -27,6 +27,7 @@ fn paint(v: Verdict, color: bool) -> String {
         Verdict::Known => s.blue().to_string(),
         Verdict::Unsupported => s.yellow().to_string(),
         Verdict::Error => s.magenta().bold().to_string(),
+        Verdict::Skip => s.dimmed().to_string(),
     }
 }
 
@@ -173,7 +174,7 @@ pub fn junit(header: &RunHeader, results: &[CaseResult]) -> String {
         results.len(),
         n(Verdict::Fail) + n(Verdict::Flaky),
         n(Verdict::Error),
-        n(Verdict::Unsupported) + n(Verdict::Known)
+        n(Verdict::Unsupported) + n(Verdict::Known) + n(Verdict::Skip)
     )
     .unwrap();
     writeln!(out, "  <properties><property name=\"kernel\" value=\"{}\"/></properties>", xml_escape(&header.kernel)).unwrap();
@@ -188,7 +189,7 @@ pub fn junit(header: &RunHeader, results: &[CaseResult]) -> String {
         .unwrap();
         match r.verdict {
             Verdict::Pass => {}
-            Verdict::Unsupported => write!(out, "<skipped message=\"{}\"/>", xml_escape(&r.detail)).unwrap(),
+            Verdict::Unsupported | Verdict::Skip => write!(out, "<skipped message=\"{}\"/>", xml_escape(&r.detail)).unwrap(),
             Verdict::Fail => write!(
                 out,
                 "<failure message=\"{}\">{}</failure>",

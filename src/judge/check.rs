@@ -21,11 +21,14 @@ pub enum Verdict {
     Known,
     Unsupported,
     Error,
+    /// The loader cannot express the case (a bpftrace-only case through
+    /// libbpf, a case with attach cookies through bpftrace): not run.
+    Skip,
 }
 
 impl Verdict {
     /// Every verdict, in the order reports list them.
-    pub const ALL: [Verdict; 6] = [Verdict::Pass, Verdict::Fail, Verdict::Flaky, Verdict::Known, Verdict::Unsupported, Verdict::Error];
+    pub const ALL: [Verdict; 7] = [Verdict::Pass, Verdict::Fail, Verdict::Flaky, Verdict::Known, Verdict::Unsupported, Verdict::Error, Verdict::Skip];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +38,7 @@ impl Verdict {
             Verdict::Known => "known",
             Verdict::Unsupported => "unsupported",
             Verdict::Error => "error",
+            Verdict::Skip => "skip",
         }
     }
 
@@ -52,6 +56,7 @@ impl Verdict {
             Verdict::Known => "k",
             Verdict::Unsupported => "–",
             Verdict::Error => "E",
+            Verdict::Skip => "·",
         }
     }
 }
@@ -225,10 +230,11 @@ pub fn diff_colorize(d: &str) -> String {
 /// difference (its resolved expectations differ per loader) and each loader
 /// met its own, the difference is reported in the detail instead.
 pub fn cross_check(runs: &mut [crate::run::CaseResult]) {
-    let Some(first) = runs.first().cloned() else { return };
+    // Runs of loaders that could not express the case are not compared.
+    let Some(first) = runs.iter().find(|r| r.verdict != Verdict::Skip).cloned() else { return };
     let Some(first_obs) = first.observed.clone() else { return };
     let mut disagreements = Vec::new();
-    for r in runs.iter().skip(1) {
+    for r in runs.iter().filter(|r| r.verdict != Verdict::Skip && r.loader != first.loader) {
         let Some(obs) = &r.observed else { continue };
         if *obs != first_obs {
             // Documented: the case expects each library to differ, and each met its own.

@@ -283,6 +283,6 @@ impl Attached for HarnessAttached {
         s.stdin.take();
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut s.lines, &mut rest);
-        Ok(Drained { records: events.events.into_iter().map(|b| b.0).collect(), dropped: events.dropped })
+        Ok(Drained { records: events.events.into_iter().map(|b| b.0).collect(), dropped: events.dropped, client: None, note: None })
     }
 }

@@ -61,6 +61,6 @@ impl Attached for InProcess {
 
     fn drain(self: Box<Self>) -> Result<Drained, LoaderError> {
         let d = self.attached.drain().map_err(loader_error)?;
-        Ok(Drained { records: d.records, dropped: d.dropped })
+        Ok(Drained { records: d.records, dropped: d.dropped, client: None, note: None })
     }
 }

@@ -5,6 +5,7 @@
 //! `.rodata.pc_cfg`), shares the ring buffer between instances, attaches, and
 //! later drains the raw records. Decoding and normalisation happen outside, once.
 
+pub mod bpftrace;
 pub mod compat;
 pub mod go_build;
 pub mod harness;
@@ -88,6 +89,12 @@ pub struct Drained {
     pub records: Vec<Vec<u8>>,
     /// Events the BPF side could not reserve (ring buffer full).
     pub dropped: u64,
+    /// A client that prints its own events (bpftrace): what it printed, in
+    /// place of raw records.
+    pub client: Option<Vec<crate::observe::normalise::ClientEvent>>,
+    /// What the loader wants said about the run (bpftrace's stderr when it
+    /// printed no event at all), appended to the result's detail.
+    pub note: Option<String>,
 }
 
 /// The library behind a loader, for report headers.
@@ -122,6 +129,14 @@ pub trait Loader: Send + Sync {
     fn own_objects(&self) -> Vec<(String, std::path::PathBuf)> {
         Vec::new()
     }
+    /// Whether this loader can run the case at all; `Err(why)` makes the run
+    /// `skip`. libbpf and cilium run every case except bpftrace programs.
+    fn expresses(&self, case: &crate::case::Case) -> Result<(), String> {
+        match &case.bpftrace {
+            Some(_) => Err("a bpftrace case: only bpftrace runs it (--loader bpftrace@VERSION)".into()),
+            None => Ok(()),
+        }
+    }
     /// Loads and attaches every probe of the plan. On error nothing stays attached.
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Box<dyn Attached>, LoaderError>;
 }
@@ -129,6 +144,10 @@ pub trait Loader: Send + Sync {
 /// Probes that are attached. Dropping it detaches everything.
 pub trait Attached {
     fn vias(&self) -> Vec<Via>;
+    /// What a client (bpftrace) created in the kernel, counted while attached.
+    fn census(&self) -> Option<crate::probing::census::ClientCensus> {
+        None
+    }
     /// Reads every pending record, then detaches and unloads.
     fn drain(self: Box<Self>) -> Result<Drained, LoaderError>;
 }

@@ -11,6 +11,9 @@
 //! --loader cilium@v0.20.0      the Go harness built against that release
 //! --loader cilium@/src/ebpf    the Go harness on a cilium/ebpf checkout (a `replace`)
 //! --loader NAME=COMMAND        any program that speaks go-harness/PROTOCOL.md
+//! --loader bpftrace@0.27.1     bpftrace from a private root of Debian's package at that
+//!                              version (or suite: bpftrace@sid), run with the root's loader
+//! --loader bpftrace@/PATH      a bpftrace binary (src/loaders/bpftrace.rs)
 //! ```
 //!
 //! A request is parsed into a [`LoaderRequest`]; [`open`] builds what it
@@ -32,6 +35,9 @@ pub enum LoaderRequest {
     Cilium(Option<LibraryPick>),
     /// A third-party harness: a name for reports and the command that runs it.
     Command { name: String, command: Vec<String> },
+    /// bpftrace, a client with its own programs: a Debian version or suite
+    /// (a private root), or a binary's path.
+    Bpftrace(LibraryPick),
 }
 
 /// Which build of a library.
@@ -42,7 +48,7 @@ pub enum LibraryPick {
 }
 
 /// The names `--loader` knows, for error messages.
-pub const KNOWN: &str = "all, libbpf[@1.5|@1.6|@1.7|@PATH], cilium[@vX.Y.Z|@PATH], NAME=COMMAND";
+pub const KNOWN: &str = "all, libbpf[@1.5|@1.6|@1.7|@PATH], cilium[@vX.Y.Z|@PATH], bpftrace@VERSION|@SUITE|@PATH, NAME=COMMAND";
 
 impl LoaderRequest {
     /// Parses one `--loader` value (`all` is expanded by [`parse_list`]).
@@ -76,6 +82,10 @@ impl LoaderRequest {
                 }
                 Ok(LoaderRequest::Cilium(pick))
             }
+            "bpftrace" => match pick {
+                Some(p) => Ok(LoaderRequest::Bpftrace(p)),
+                None => Err(format!("--loader `{text}`: bpftrace needs a Debian version or suite (bpftrace@0.27.1, bpftrace@trixie) or a path")),
+            },
             other => Err(format!("--loader `{text}`: unknown loader `{other}` (known: {KNOWN})")),
         }
     }
@@ -92,6 +102,7 @@ impl LoaderRequest {
             LoaderRequest::Libbpf(p) => with("libbpf", p),
             LoaderRequest::Cilium(p) => with("cilium", p),
             LoaderRequest::Command { name, .. } => name.clone(),
+            LoaderRequest::Bpftrace(p) => with("bpftrace", &Some(p.clone())),
         }
     }
 
@@ -100,6 +111,7 @@ impl LoaderRequest {
             LoaderRequest::Libbpf(_) => LoaderId::Libbpf,
             LoaderRequest::Cilium(_) => LoaderId::Cilium,
             LoaderRequest::Command { .. } => LoaderId::Other,
+            LoaderRequest::Bpftrace(_) => LoaderId::Bpftrace,
         }
     }
 }
@@ -150,6 +162,8 @@ pub enum LoaderSpec {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         objects: Vec<(String, PathBuf)>,
     },
+    /// bpftrace: how it is run (src/loaders/bpftrace.rs).
+    Bpftrace(super::bpftrace::BpftraceCommand),
 }
 
 impl LoaderSpec {
@@ -159,6 +173,7 @@ impl LoaderSpec {
             LoaderSpec::Harness { label, id, command, objects } => {
                 Ok(Box::new(super::harness::HarnessLoader::new(command.clone(), label.clone(), *id)?.with_objects(objects.clone())))
             }
+            LoaderSpec::Bpftrace(cmd) => Ok(Box::new(super::bpftrace::BpftraceLoader { cmd: cmd.clone() })),
         }
     }
 
@@ -166,6 +181,7 @@ impl LoaderSpec {
         match self {
             LoaderSpec::Libbpf => LoaderId::Libbpf,
             LoaderSpec::Harness { id, .. } => *id,
+            LoaderSpec::Bpftrace(_) => LoaderId::Bpftrace,
         }
     }
 }
@@ -218,6 +234,13 @@ pub fn open(req: &LoaderRequest) -> Result<Box<dyn Loader>, String> {
             }))
         }
         LoaderRequest::Command { name, command } => harness(command.clone(), LoaderId::Other, name.clone()),
+        LoaderRequest::Bpftrace(pick) => {
+            let cmd = match pick {
+                LibraryPick::Version(v) => super::bpftrace::BpftraceCommand::from_debian(v)?,
+                LibraryPick::Path(p) => super::bpftrace::BpftraceCommand::from_path(p)?,
+            };
+            Ok(Box::new(super::bpftrace::BpftraceLoader { cmd }))
+        }
     }
 }
 
@@ -238,7 +261,11 @@ mod tests {
             LoaderRequest::Command { name: "aya".into(), command: vec!["/usr/bin/aya-harness".into(), "run".into()] }
         );
         assert_eq!(l("libbpf@1.5").unwrap().label(), "libbpf@1.5");
-        for bad in ["bcc", "libbpf@", "libbpf@one", "cilium@0.20.0", "=x", "a="] {
+        assert_eq!(l("bpftrace@0.27.1").unwrap(), LoaderRequest::Bpftrace(LibraryPick::Version("0.27.1".into())));
+        assert_eq!(l("bpftrace@0.27.1").unwrap().label(), "bpftrace@0.27.1");
+        assert_eq!(l("bpftrace@/usr/bin/bpftrace").unwrap(), LoaderRequest::Bpftrace(LibraryPick::Path("/usr/bin/bpftrace".into())));
+        assert_eq!(l("bpftrace@sid").unwrap().id(), LoaderId::Bpftrace);
+        for bad in ["bcc", "libbpf@", "libbpf@one", "cilium@0.20.0", "=x", "a=", "bpftrace", "bpftrace@"] {
             assert!(l(bad).is_err(), "{bad}");
         }
         assert!(l("bcc").unwrap_err().contains("libbpf[@1.5"));

@@ -331,7 +331,68 @@ fn kernel_title(k: &KernelColumn) -> String {
 }
 
 pub fn json(m: &Matrix) -> String {
-    serde_json::to_string_pretty(m).expect("matrix serialises")
+    let mut v = serde_json::to_value(m).expect("matrix serialises");
+    let rows = session_merge_rows(m);
+    if !rows.is_empty() {
+        v["session_merge"] = serde_json::to_value(&rows).expect("rows serialise");
+    }
+    serde_json::to_string_pretty(&v).expect("matrix serialises")
+}
+
+/// One cell of the "merged into a session" row: a client loader (bpftrace)
+/// on a kernel, from the census of every case with a kprobe/kretprobe pair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionMergeCell {
+    pub kernel: String,
+    pub loader: String,
+    /// `yes`, `no`, `mixed`, or `–` (no pair attached: unsupported, skipped).
+    pub merged: String,
+    /// Cases whose pair became one kprobe session / stayed two probes.
+    pub merged_cases: Vec<String>,
+    pub unmerged_cases: Vec<String>,
+    /// Merged cases whose trace was not the expected one: what the merge
+    /// changed for the script (a finding each).
+    pub changed: Vec<String>,
+}
+
+/// The "merged into a session: yes/no" row per kernel × bpftrace version.
+pub fn session_merge_rows(m: &Matrix) -> Vec<SessionMergeCell> {
+    let mut out = Vec::new();
+    for k in &m.kernels {
+        for l in &m.loaders {
+            let runs: Vec<&CaseResult> = k.results.iter().filter(|r| &r.loader == l && r.loader_id == crate::case::LoaderId::Bpftrace).collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let merged_cases: Vec<String> = runs.iter().filter(|r| r.session_merge == Some(true)).map(|r| r.case.clone()).collect();
+            let unmerged_cases: Vec<String> = runs.iter().filter(|r| r.session_merge == Some(false)).map(|r| r.case.clone()).collect();
+            let changed = runs
+                .iter()
+                .filter(|r| r.session_merge == Some(true) && matches!(r.verdict, Verdict::Fail | Verdict::Flaky | Verdict::Known))
+                .map(|r| r.case.clone())
+                .collect();
+            let merged = match (merged_cases.is_empty(), unmerged_cases.is_empty()) {
+                (true, true) => "–",
+                (false, true) => "yes",
+                (true, false) => "no",
+                (false, false) => "mixed",
+            }
+            .to_string();
+            out.push(SessionMergeCell { kernel: k.label(), loader: l.clone(), merged, merged_cases, unmerged_cases, changed });
+        }
+    }
+    out
+}
+
+fn merge_cell_text(c: &SessionMergeCell) -> String {
+    let mut t = c.merged.clone();
+    if c.merged == "mixed" {
+        t = format!("yes: {}; no: {}", c.merged_cases.join(", "), c.unmerged_cases.join(", "));
+    }
+    if !c.changed.is_empty() {
+        t.push_str(&format!(" (changed: {})", c.changed.join(", ")));
+    }
+    t
 }
 
 /// The "what can I use where" table: features × kernels.
@@ -383,6 +444,17 @@ pub fn markdown(m: &Matrix) -> String {
     }
     writeln!(s).unwrap();
     writeln!(s, "|---|{}", "---|".repeat(m.kernels.len() * m.loaders.len())).unwrap();
+    let merge = session_merge_rows(m);
+    if !merge.is_empty() {
+        write!(s, "| *kprobe/kretprobe merged into a session* |").unwrap();
+        for k in &m.kernels {
+            for l in &m.loaders {
+                let c = merge.iter().find(|c| c.kernel == k.label() && &c.loader == l);
+                write!(s, " {} |", c.map(merge_cell_text).unwrap_or_default()).unwrap();
+            }
+        }
+        writeln!(s).unwrap();
+    }
     for (group, cases) in m.grouped_cases() {
         writeln!(s, "| **{group}** |{}", " |".repeat(m.kernels.len() * m.loaders.len())).unwrap();
         for c in cases {
@@ -527,7 +599,8 @@ pub fn html(m: &Matrix) -> String {
          tr.group td{background:#e8ecf4;text-align:left;font-weight:600}\n\
          td.v a{display:block;color:inherit;text-decoration:none;font-weight:600}\n\
          .pass{background:#c9efcf}.fail{background:#f6b5b5}.flaky{background:#ffc98a}.known{background:#c9d7ef}\n\
-         .unsupported{background:#eee6c4}.error{background:#e3c2f0}\n\
+         .unsupported{background:#eee6c4}.error{background:#e3c2f0}.skip{color:#999}\n\
+         tr.merge td.v{font-weight:600}.merge-yes{background:#cfe6ff}.merge-mixed{background:#ffe9b3}\n\
          .yes{background:#c9efcf}.no{background:#f0e2e2}.compat{outline:2px dashed #3b6fd1;outline-offset:-3px}\n\
          .u-native{background:#9fdfaa}.u-compat{background:#cfe6ff}.u-unsupported{background:#eee6c4}.u-broken{background:#f6b5b5}\n\
          .u-known{background:#c9d7ef}table.ciu td{font-size:12px;white-space:nowrap}\n\
@@ -567,6 +640,27 @@ pub fn html(m: &Matrix) -> String {
     }
     s.push_str("</tr>\n");
     let width = 1 + m.kernels.len() * m.loaders.len();
+    let merge = session_merge_rows(m);
+    if !merge.is_empty() {
+        s.push_str("<tr class=\"merge\"><td class=\"case\" title=\"From the kernel's view while bpftrace was attached (its programs and links): one kprobe_multi link serving entry and return of a kprobe/kretprobe pair\">kprobe/kretprobe merged into a session</td>");
+        for k in &m.kernels {
+            for l in &m.loaders {
+                match merge.iter().find(|c| c.kernel == k.label() && &c.loader == l) {
+                    Some(c) => write!(
+                        s,
+                        "<td class=\"v merge-{}\" title=\"merged: {} · not merged: {}\">{}</td>",
+                        esc(&c.merged),
+                        esc(&c.merged_cases.join(", ")),
+                        esc(&c.unmerged_cases.join(", ")),
+                        esc(&merge_cell_text(c))
+                    )
+                    .unwrap(),
+                    None => s.push_str("<td class=\"v\"></td>"),
+                }
+            }
+        }
+        s.push_str("</tr>\n");
+    }
     for (group, cases) in m.grouped_cases() {
         writeln!(s, "<tr class=\"group\"><td colspan=\"{width}\">{}</td></tr>", esc(group)).unwrap();
         for c in cases {
@@ -723,6 +817,11 @@ pub fn kernel_snapshot(m: &Matrix, k: &KernelColumn) -> String {
     writeln!(s, "verdicts:").unwrap();
     for (_, cases) in m.grouped_cases() {
         for c in cases {
+            // A case no loader of the run could express (a bpftrace case in a
+            // run without bpftrace) has no line.
+            if m.loaders.iter().all(|l| m.cell(&c.id, k, l).verdict == Some(Verdict::Skip)) {
+                continue;
+            }
             let cells: Vec<String> = m
                 .loaders
                 .iter()
@@ -739,6 +838,11 @@ pub fn kernel_snapshot(m: &Matrix, k: &KernelColumn) -> String {
                 .collect();
             writeln!(s, "  {}: {}", c.id, cells.join(" ")).unwrap();
         }
+    }
+    let merge: Vec<String> =
+        session_merge_rows(m).into_iter().filter(|c| c.kernel == k.label()).map(|c| format!("{}={}", c.loader, merge_cell_text(&c))).collect();
+    if !merge.is_empty() {
+        writeln!(s, "kprobe/kretprobe merged into a session: {}", merge.join(" ")).unwrap();
     }
     s
 }
@@ -767,7 +871,39 @@ mod tests {
             attempts: vec![],
             known: None,
             timing: None,
+            census: None,
+            session_merge: None,
         }
+    }
+
+    #[test]
+    fn session_merge_row_per_kernel_and_bpftrace_version() {
+        let mut m = sample();
+        m.loaders = vec!["libbpf".into(), "bpftrace@0.27.1".into()];
+        let bt = |case: &str, v: Verdict, merged: Option<bool>| {
+            let mut r = result(case, "bpftrace@0.27.1", v);
+            r.loader_id = crate::case::LoaderId::Bpftrace;
+            r.session_merge = merged;
+            r
+        };
+        m.kernels[0].results = vec![
+            result("a", "libbpf", Verdict::Pass),
+            bt("exact", Verdict::Pass, Some(true)),
+            bt("wild", Verdict::Fail, Some(true)),
+            bt("uprobe", Verdict::Pass, None),
+        ];
+        let rows = session_merge_rows(&m);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].merged, "yes");
+        assert_eq!(rows[0].merged_cases, ["exact", "wild"]);
+        assert_eq!(rows[0].changed, ["wild"]);
+        assert_eq!(merge_cell_text(&rows[0]), "yes (changed: wild)");
+        m.kernels[0].results[1].session_merge = Some(false);
+        assert_eq!(merge_cell_text(&session_merge_rows(&m)[0]), "yes: wild; no: exact (changed: wild)");
+        assert!(markdown(&m).contains("| *kprobe/kretprobe merged into a session* |"), "{}", markdown(&m));
+        assert!(html(&m).contains("merged into a session</td>"));
+        assert!(json(&m).contains("\"session_merge\""));
+        assert!(kernel_snapshot(&m, &m.kernels[0]).contains("kprobe/kretprobe merged into a session: bpftrace@0.27.1="));
     }
 
     pub fn sample() -> Matrix {

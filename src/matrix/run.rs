@@ -254,6 +254,7 @@ fn run_column(job: &ColumnJob, guest: &GuestOptions, loaders: &[(String, LoaderI
         g.skip = skip;
         g.boot = boot_no;
         let mut b = BootOptions::new(&img.vmlinuz, initramfs);
+        b.memory = crate::vm::image::memory_for(std::fs::metadata(initramfs).map(|m| m.len()).unwrap_or(0));
         b.kernel_cmdline_extra = g.to_kernel_args();
         if let Some(p) = job.spec.preempt {
             b.kernel_cmdline_extra = format!("preempt={p} {}", b.kernel_cmdline_extra);
@@ -462,7 +463,13 @@ pub fn run(opts: &MatrixOptions, mut progress: impl FnMut(String)) -> Result<Mat
             let path = if partial { opts.work_dir.join(format!("initramfs-slice-{}-of-{}.cpio", u.slice + 1, u.slices)) } else { opts.work_dir.join("initramfs.cpio") };
             let slice_files: Vec<PathBuf> = in_unit.iter().map(|i| cases[*i].path.clone()).collect();
             let size = crate::vm::image::write(&ImageSpec { init: opts.init.clone(), loaders: specs.clone(), cases: slice_files }, &path)?;
-            progress(format!("image: {} ({:.1} MB, {} cases)", path.display(), size as f64 / 1e6, in_unit.len()));
+            progress(format!(
+                "image: {} ({:.1} MB, {} cases; guest memory {})",
+                path.display(),
+                size as f64 / 1e6,
+                in_unit.len(),
+                crate::vm::image::memory_for(size)
+            ));
             images.insert(key, path);
         }
         jobs.push((n, ColumnJob { spec, image: img, initramfs: images[&key].clone(), case_ids, partial, slice: u.slice }));

@@ -151,7 +151,88 @@ pub struct RunFacts {
     pub dropped: u64,
 }
 
+/// One event, rendered without its process/thread prefix, with what the
+/// canonical order needs.
+struct Rendered {
+    tgid: u32,
+    tid: u32,
+    probe_index: u32,
+    line: String,
+}
+
 pub fn normalise(events: &[RawEvent], names: &Names<'_>, facts: &RunFacts) -> Trace {
+    let rendered: Vec<Rendered> =
+        events.iter().map(|e| Rendered { tgid: e.tgid, tid: e.tid, probe_index: e.probe_index, line: render_event(e, names) }).collect();
+    normalise_rendered(&rendered, names, facts)
+}
+
+/// What a client that prints its own events (bpftrace) said happened: one
+/// printed line per event, already decoded into its fields. The fields are
+/// only those such a client can know: no attach cookie, no session state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientEvent {
+    pub tgid: u32,
+    pub tid: u32,
+    /// The probe, by its index in the case's `probes`.
+    pub probe_index: u32,
+    pub phase: ClientPhase,
+    /// The function as the client named it (`func`), or an address (`0x…`)
+    /// when it could not, which is symbolised here like a recorder's func_ip.
+    /// For a USDT site, `provider:name`.
+    pub func: String,
+    /// Entry: the arguments printed; return: the return value, then any
+    /// arguments the script saved at entry (`r return f(1, 2) => 12`).
+    pub values: Vec<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientPhase {
+    Entry,
+    Return,
+    Usdt,
+}
+
+/// A client event without its process/thread prefix, in the recorders'
+/// format less the fields the client cannot know:
+/// `e entry pc_leaf(1, 0)`, `r return pc_leaf => 10`, `u usdt probeconf:args(1, 2)`.
+pub fn render_client_event(e: &ClientEvent, names: &Names<'_>) -> String {
+    let probe = names.probes.get(e.probe_index as usize).cloned().unwrap_or_else(|| format!("probe#{}", e.probe_index));
+    let func = match e.func.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()) {
+        Some(addr) if addr >= 0xffff_0000_0000_0000 => names.kernel.map(|k| k.describe(addr)).unwrap_or_else(|| e.func.clone()),
+        Some(addr) => names.user.describe(e.tgid, addr),
+        None => e.func.clone(),
+    };
+    let list = |v: &[i64]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+    match e.phase {
+        ClientPhase::Entry if e.values.is_empty() => format!("{probe} entry {func}"),
+        ClientPhase::Entry => format!("{probe} entry {func}({})", list(&e.values)),
+        ClientPhase::Usdt => format!("{probe} usdt {func}({})", list(&e.values)),
+        ClientPhase::Return => {
+            let raw = e.values.first().copied().unwrap_or(0);
+            let ret = match names.ret_width.get(e.probe_index as usize) {
+                Some(&0) => "*".to_string(),
+                Some(&32) => (raw as u32 as i32 as i64).to_string(),
+                _ => raw.to_string(),
+            };
+            match &e.values[..] {
+                // The arguments the script saved at entry and printed at return.
+                [_, saved @ ..] if !saved.is_empty() => format!("{probe} return {func}({}) => {ret}", list(saved)),
+                _ => format!("{probe} return {func} => {ret}"),
+            }
+        }
+    }
+}
+
+/// The canonical trace of a client's events: the same labels, order and
+/// facts as [`normalise`].
+pub fn normalise_client(events: &[ClientEvent], names: &Names<'_>, facts: &RunFacts) -> Trace {
+    let rendered: Vec<Rendered> =
+        events.iter().map(|e| Rendered { tgid: e.tgid, tid: e.tid, probe_index: e.probe_index, line: render_client_event(e, names) }).collect();
+    normalise_rendered(&rendered, names, facts)
+}
+
+fn normalise_rendered(events: &[Rendered], names: &Names<'_>, facts: &RunFacts) -> Trace {
     // Process labels: known roles first, then others by first appearance.
     let mut plabel: HashMap<u32, String> = names.processes.iter().map(|(p, l)| (*p, l.to_string())).collect();
     // P0 and P1 are roles (target, other); children count from P2 either way.
@@ -168,7 +249,7 @@ pub fn normalise(events: &[RawEvent], names: &Names<'_>, facts: &RunFacts) -> Tr
         let label = plabel[&e.tgid].clone();
         let pnum: usize = label[1..].parse().unwrap_or(usize::MAX);
         let entry = by_proc.entry(pnum).or_insert_with(|| (label, BTreeMap::new()));
-        entry.1.entry(e.tid).or_default().push((e.probe_index, i, render_event(e, names)));
+        entry.1.entry(e.tid).or_default().push((e.probe_index, i, e.line.clone()));
     }
     let mut lines = Vec::new();
     for (_, (plabel, threads)) in by_proc {
@@ -206,7 +287,7 @@ pub fn normalise(events: &[RawEvent], names: &Names<'_>, facts: &RunFacts) -> Tr
     Trace { lines }
 }
 
-fn plabel_pid(label: &str, names: &Names<'_>, events: &[RawEvent]) -> Option<u32> {
+fn plabel_pid(label: &str, names: &Names<'_>, events: &[Rendered]) -> Option<u32> {
     names
         .processes
         .iter()
@@ -267,6 +348,40 @@ pub(crate) mod tests {
     fn names<'a>(probes: &'a [String], sym: &'a Symbolizer) -> Names<'a> {
         static PROCS: [(u32, &str); 2] = [(100, "P0"), (200, "P1")];
         Names { probes, args: &[], ret_width: &[], single_target: &[], processes: &PROCS, user: sym, kernel: None }
+    }
+
+    #[test]
+    fn client_events_get_the_same_labels_order_and_widths() {
+        let probes = vec!["k".to_string(), "kr".to_string(), "u".to_string()];
+        let sym = Symbolizer::default();
+        let mut n = names(&probes, &sym);
+        let widths = [64u8, 32, 64];
+        n.ret_width = &widths;
+        let ce = |tgid, tid, probe, phase, func: &str, values: Vec<i64>| ClientEvent { tgid, tid, probe_index: probe, phase, func: func.into(), values };
+        let events = vec![
+            // A worker thread first, the return before the entry in arrival order.
+            ce(100, 101, 0, ClientPhase::Entry, "f", vec![1]),
+            ce(100, 100, 1, ClientPhase::Return, "f", vec![0xffff_fffe, 7]),
+            ce(100, 100, 0, ClientPhase::Entry, "f", vec![7]),
+            ce(100, 100, 2, ClientPhase::Usdt, "probeconf:args", vec![42, -1]),
+            ce(300, 300, 0, ClientPhase::Entry, "g", vec![]),
+        ];
+        let t = normalise_client(&events, &n, &RunFacts { dropped: 2, ..Default::default() });
+        assert_eq!(
+            t.lines,
+            [
+                "P0/T0 k entry f(7)",
+                // ret_width 32: an int whose register's upper half was not extended.
+                "P0/T0 kr return f(7) => -2",
+                "P0/T0 u usdt probeconf:args(42, -1)",
+                "P0/T1 k entry f(1)",
+                "P2/T0 k entry g",
+                "!! 2 events dropped: the ring buffer was full",
+            ]
+        );
+        // An address bpftrace could not name goes through the symboliser, as a recorder's func_ip (unknown here).
+        let e = ce(100, 100, 1, ClientPhase::Return, "0x1234", vec![-3]);
+        assert_eq!(render_client_event(&e, &n), format!("kr return {} => -3", sym.describe(100, 0x1234)));
     }
 
     #[test]

@@ -61,6 +61,15 @@ pub struct CaseResult {
     /// Where the run's time went (the first attempt's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
+    /// A client loader (bpftrace): the programs and links it created in the
+    /// kernel, counted while it was attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub census: Option<crate::probing::census::ClientCensus>,
+    /// Whether the client served a kprobe/kretprobe pair of the case with one
+    /// kprobe session (from `census`); `None` when the case has no such pair
+    /// or nothing attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_merge: Option<bool>,
 }
 
 /// Milliseconds per phase of one run: starting the target processes, loading
@@ -105,6 +114,8 @@ impl CaseResult {
             attempts: Vec::new(),
             known: None,
             timing: None,
+            census: None,
+            session_merge: None,
         }
     }
 }
@@ -158,6 +169,10 @@ pub struct Execution {
     pub vias: Vec<Via>,
     pub plan: Plan,
     pub timing: Timing,
+    /// What a client loader created in the kernel (bpftrace).
+    pub census: Option<crate::probing::census::ClientCensus>,
+    /// The loader's note on the run (Drained::note).
+    pub note: Option<String>,
 }
 
 fn outcome_text(o: &crate::case::Outcome) -> String {
@@ -173,6 +188,11 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
     let library = loader.library();
     let mut result = CaseResult::new(&case.id, &loader.label(), loader.id(), &features.kernel, Verdict::Error, String::new());
     result.library = format!("{} ({})", library.library, library.version);
+    if let Err(why) = loader.expresses(case) {
+        result.verdict = Verdict::Skip;
+        result.detail = why;
+        return result;
+    }
     // The preemption model first: a case that cannot have it does not run.
     let _preempt = match case.preempt.map(crate::probing::preempt::switch) {
         Some(Err(why)) => {
@@ -192,7 +212,21 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
         preempt: result.preempt,
         library: KernelVersion::parse(&result.library_version),
     };
-    let expected = case.expect.resolve(&cx);
+    let resolved = case.expect.resolve(&cx);
+    // A program bpftrace derived from the probes prints what bpftrace can
+    // know: the expectation without the recorders' zero attach cookies.
+    let projected;
+    let expected = if loader.id() == LoaderId::Bpftrace && case.bpftrace.is_none() {
+        projected = match resolved {
+            crate::case::Outcome::Trace(t) => crate::case::Outcome::Trace(
+                crate::observe::normalise::canonical_lines(t).iter().map(|l| l.replace(" cookie=0x0", "")).collect::<Vec<_>>().join("\n"),
+            ),
+            other => other.clone(),
+        };
+        &projected
+    } else {
+        resolved
+    };
     result.expected = Some(outcome_text(expected));
     // preempt-dynamic was settled above (the switch is the probe's proof).
     let missing: Vec<_> = features
@@ -212,6 +246,16 @@ pub fn run_case(case: &Case, loader: &dyn Loader, features: &FeatureSet, opts: &
             result.via = if exec.vias.iter().any(|v| v.via == ViaKind::Compat) { ViaKind::Compat } else { ViaKind::Native };
             result.vias = exec.vias;
             result.timing = Some(exec.timing);
+            let pair = exec.plan.probes.iter().any(|p| p.kind == crate::case::ProbeKind::Kprobe)
+                && exec.plan.probes.iter().any(|p| p.kind == crate::case::ProbeKind::Kretprobe);
+            result.session_merge = exec.census.as_ref().and_then(|c| c.kprobe_session(pair));
+            if let Some(c) = &exec.census {
+                result.detail = format!("{}; kernel objects: {}", result.detail, c.summary());
+            }
+            if let Some(n) = &exec.note {
+                result.detail = format!("{}; {n}", result.detail);
+            }
+            result.census = exec.census;
         }
         Ok(Err(Trouble(msg))) => result.detail = msg,
         Err(panic) => {
@@ -272,11 +316,12 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         Ok(a) => a,
         Err(e) => {
             timing.attach_ms = lap();
-            return Ok(Execution { observed: Observed::Error(e), vias: Vec::new(), plan, timing });
+            return Ok(Execution { observed: Observed::Error(e), vias: Vec::new(), plan, timing, census: None, note: None });
         }
     };
     timing.attach_ms = lap();
     let vias = attached.vias();
+    let census = attached.census();
     let mut facts = RunFacts::default();
     let (exit, observed, stderr) = p0.run_to_end(opts.target_timeout)?;
     facts.observations.extend(observed.into_iter().map(|o| ("P0".to_string(), o)));
@@ -302,15 +347,17 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
     timing.run_ms = lap();
     let drained = match attached.drain() {
         Ok(d) => d,
-        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias, plan, timing }),
+        Err(e) => return Ok(Execution { observed: Observed::Error(e), vias, plan, timing, census, note: None }),
     };
     timing.drain_ms = lap();
     facts.dropped = drained.dropped;
+    let client_events = drained.client;
+    let note = drained.note;
     let mut events = Vec::with_capacity(drained.records.len());
     for r in &drained.records {
         match RawEvent::decode(r) {
             Ok(e) => events.push(e),
-            Err(e) => return Ok(Execution { observed: Observed::Error(decode_error(e.to_string())), vias, plan, timing }),
+            Err(e) => return Ok(Execution { observed: Observed::Error(decode_error(e.to_string())), vias, plan, timing, census, note: None }),
         }
     }
     let probe_names: Vec<String> = plan.probes.iter().map(|p| p.name.clone()).collect();
@@ -327,9 +374,12 @@ pub fn execute(case: &Case, loader: &dyn Loader, opts: &RunOptions) -> Result<Ex
         .collect();
     let probe_ret_width: Vec<u8> = plan.probes.iter().map(|p| p.ret_width).collect();
     let names = Names { probes: &probe_names, args: &probe_args, ret_width: &probe_ret_width, single_target: &single_target, processes: &processes, user: &symbols, kernel: kernel_symbols };
-    let trace = normalise(&events, &names, &facts);
+    let trace = match &client_events {
+        Some(client) => crate::observe::normalise::normalise_client(client, &names, &facts),
+        None => normalise(&events, &names, &facts),
+    };
     timing.normalise_ms = lap();
-    Ok(Execution { observed: Observed::Trace(trace), vias, plan, timing })
+    Ok(Execution { observed: Observed::Trace(trace), vias, plan, timing, census, note })
 }
 
 /// This executable, when it is probeconf (the CLI, or `/init` of a VM
@@ -405,7 +455,7 @@ mod tests {
             Vec::new()
         }
         fn drain(self: Box<Self>) -> Result<crate::loaders::Drained, LoaderError> {
-            Ok(Drained { records: self.records, dropped: 0 })
+            Ok(Drained { records: self.records, dropped: 0, client: None, note: None })
         }
     }
 

@@ -86,6 +86,15 @@ fn setup_system() -> Vec<String> {
             errors.push(format!("mount {fstype} on {target}: {e}"));
         }
     }
+    // /dev/fd and the std streams, as udev would make them: bpftrace's clang
+    // writes its output to /dev/fd/N.
+    for (link, to) in [("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"), ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2")] {
+        if !Path::new(link).exists() {
+            if let Err(e) = std::os::unix::fs::symlink(to, link) {
+                errors.push(format!("symlink {link} -> {to}: {e}"));
+            }
+        }
+    }
     if let Err(e) = sys::unlimited_memlock() {
         errors.push(format!("RLIMIT_MEMLOCK: {e}"));
     }
