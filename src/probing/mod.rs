@@ -324,13 +324,21 @@ fn probe_session_kfuncs_uprobe(variant: KfuncVariant, how: &str) -> ProbeResult 
 
 /// A syscall wrapper that this process can trigger with getppid().
 pub fn getppid_kernel_symbol() -> Option<String> {
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
-    ["__x64_sys_getppid", "__se_sys_getppid", "sys_getppid"].iter().find_map(|want| {
-        kallsyms
-            .lines()
-            .any(|l| l.split_whitespace().nth(2) == Some(*want))
-            .then(|| want.to_string())
-    })
+    first_in_kallsyms(&["__x64_sys_getppid", "__se_sys_getppid", "sys_getppid"])
+}
+
+/// The first of `names` that /proc/kallsyms lists. The file is read once per
+/// process: it has ~200k lines and feature probing asks for a syscall wrapper
+/// seven times, and under QEMU TCG each read cost about 0.5 s of a column's
+/// feature probing. Kernel text does not change during a run.
+fn first_in_kallsyms(names: &[&str]) -> Option<String> {
+    static LISTED: OnceLock<Option<std::collections::HashSet<String>>> = OnceLock::new();
+    let listed = LISTED.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
+        Some(text.lines().filter_map(|l| l.split_whitespace().nth(2)).map(str::to_string).collect())
+    });
+    let listed = listed.as_ref()?;
+    names.iter().find(|n| listed.contains(**n)).map(|n| n.to_string())
 }
 
 fn probe_kprobe(kind: Feature) -> ProbeResult {
@@ -382,11 +390,7 @@ fn probe_kprobe(kind: Feature) -> ProbeResult {
 /// getppid's has no BTF FUNC on Debian's kernels or this host (SYSCALL_DEFINE0
 /// wrappers are missing from pahole's output), getpgid's has on every one.
 pub fn getpgid_kernel_symbol() -> Option<String> {
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
-    ["__x64_sys_getpgid", "__se_sys_getpgid", "sys_getpgid"]
-        .iter()
-        .find(|want| kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some(**want)))
-        .map(|s| s.to_string())
+    first_in_kallsyms(&["__x64_sys_getpgid", "__se_sys_getpgid", "sys_getpgid"])
 }
 
 /// The BTF-based tracing features: a program attached the way the feature

@@ -397,6 +397,9 @@ func attachTracing(inst *loader.Instance, plan Plan) (*Attachment, error) {
 		bridges = append(bridges, compat.BridgeFsessionLink)
 	case CallTracingMulti:
 		opts := bridge.TracingMultiOptions{AttachType: plan.AttachType}
+		if kernel, err := loader.KernelTypes(); err == nil {
+			opts.KernelTypes = kernel // else the bridge reads it and reports
+		}
 		for _, t := range p.Targets {
 			opts.Symbols = append(opts.Symbols, t.Symbol)
 			opts.Cookies = append(opts.Cookies, t.Cookie)

@@ -29,8 +29,9 @@ type Config struct {
 	Log    io.Writer // free text for humans (stderr)
 	Attach attach.Options
 	// SessionKfuncs tells the running kernel's session-kfunc prototype, to
-	// pick a build from a request's "objects". nil: bridge.SessionKfuncPrototype
-	// (kernel BTF); tests may pretend another kernel.
+	// pick a build from a request's "objects". nil: bridge.SessionKfuncPrototypeOf
+	// the process's shared kernel BTF (loader.KernelTypes); tests may pretend
+	// another kernel.
 	SessionKfuncs func() (bridge.KfuncVariant, string)
 	// USDTFeatures gives the kernel features of the cilium-usdt bridge to
 	// both the loader (LINUX_HAS_BPF_COOKIE) and the attach step, so they
@@ -50,7 +51,7 @@ func Run(ctx context.Context, cfg Config) (status int) {
 		cfg.Attach.Log = cfg.Log
 	}
 	if cfg.SessionKfuncs == nil {
-		cfg.SessionKfuncs = bridge.SessionKfuncPrototype
+		cfg.SessionKfuncs = sessionKfuncPrototype
 	}
 	if cfg.USDTFeatures == nil {
 		cfg.USDTFeatures = cfg.Attach.USDTFeatures
@@ -279,4 +280,14 @@ func nextLine(ctx context.Context, lines <-chan lineOrErr, what string) ([]byte,
 		}
 		return l.line, nil
 	}
+}
+
+// sessionKfuncPrototype is bridge.SessionKfuncPrototype on the kernel BTF the
+// loads share (loader.KernelTypes), so the pick does not parse it again.
+func sessionKfuncPrototype() (bridge.KfuncVariant, string) {
+	kernel, err := loader.KernelTypes()
+	if err != nil {
+		return bridge.KfuncNone, fmt.Sprintf("no kernel BTF: %v", err)
+	}
+	return bridge.SessionKfuncPrototypeOf(kernel)
 }

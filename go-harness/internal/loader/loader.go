@@ -271,7 +271,7 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, opts
 		bridges = append(bridges, compat.BridgeTracingMulti)
 	}
 
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
+	coll, err := ebpf.NewCollectionWithOptions(spec, withKernelCache(ebpf.CollectionOptions{MapReplacements: shared}))
 	if err != nil {
 		return nil, loadError(p, err, log)
 	}
@@ -283,7 +283,7 @@ func loadOne(object string, p *protocol.Probe, shared map[string]*ebpf.Map, opts
 	}
 	inst := &Instance{Probe: p, Object: object, Collection: coll, Types: spec.Types, Bridges: bridges}
 	if p.Kind == protocol.KindFsession {
-		if inst.Program, err = bridge.LoadFsession(ps, coll.Maps, nil); err != nil {
+		if inst.Program, err = bridge.LoadFsession(ps, coll.Maps, fsessionOptions()); err != nil {
 			coll.Close()
 			return nil, loadError(p, err, log)
 		}
@@ -348,4 +348,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// fsessionOptions resolves the fsession bridge's target and kfuncs in the
+// process's shared kernel BTF (KernelTypes); nil, the bridge's own read, when
+// that failed, so the bridge reports the failure itself.
+func fsessionOptions() *bridge.FsessionOptions {
+	kernel, err := KernelTypes()
+	if err != nil {
+		return nil
+	}
+	return &bridge.FsessionOptions{KernelTypes: kernel}
 }
