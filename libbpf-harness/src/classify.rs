@@ -47,6 +47,23 @@ pub fn classify_errno(errno: i32) -> ErrorClass {
     ERRNO_CLASSES.iter().find(|(n, ..)| *n == errno).map(|(_, _, c, _)| *c).unwrap_or(ErrorClass::Other)
 }
 
+/// The errno of the table whose text (strerror: "Operation not supported") a
+/// message quotes, so that a tool which reports kernel errors only as text
+/// (bpftrace) is classified by the same table. The earliest quote wins.
+pub fn errno_in_text(text: &str) -> Option<i32> {
+    ERRNO_CLASSES
+        .iter()
+        .filter_map(|(n, ..)| {
+            let words = std::io::Error::from_raw_os_error(*n).to_string();
+            let words = words.split(" (os error").next()?.to_string();
+            // strerror has no text for ENOTSUPP and libbpf's own errnos.
+            (!words.starts_with("Unknown error")).then_some(())?;
+            text.find(&words).map(|at| (at, *n))
+        })
+        .min()
+        .map(|(_, n)| n)
+}
+
 /// A classified failure, with the library's own words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Classified {
@@ -98,6 +115,14 @@ pub fn classify_libbpf(err: &libbpf_rs::Error) -> Classified {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errno_in_text_quotes_the_tables_strerror() {
+        assert_eq!(errno_in_text("ERROR: attaching kprobe: Operation not supported"), Some(libc::EOPNOTSUPP));
+        assert_eq!(errno_in_text("open /x: No such file or directory; later: Permission denied"), Some(libc::ENOENT));
+        assert_eq!(errno_in_text("ERROR: Could not resolve symbol"), None);
+        assert_eq!(errno_in_text("Unknown error 524"), None);
+    }
 
     #[test]
     fn errno_table() {

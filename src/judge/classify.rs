@@ -5,7 +5,7 @@
 //! (go-harness/internal/classify, `go generate`); the runner re-exports the
 //! Rust half rather than keeping a table of its own.
 
-pub use libbpf_harness::classify::{classify_errno, classify_libbpf, errno_of, Classified, ErrorClass};
+pub use libbpf_harness::classify::{classify_errno, classify_libbpf, errno_in_text, errno_of, Classified, ErrorClass};
 
 /// Every class, for the vocabulary of error expectations.
 pub const ALL_CLASSES: [ErrorClass; 5] =

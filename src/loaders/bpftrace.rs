@@ -25,7 +25,7 @@
 use super::registry::LoaderSpec;
 use super::{AttachRequest, Attached, Drained, FailPhase, LibraryInfo, Loader, LoaderError, Via};
 use crate::case::{Case, LoaderId, ProbeKind};
-use crate::judge::classify::{Classified, ErrorClass};
+use crate::judge::classify::{errno_in_text, Classified, ErrorClass};
 use crate::observe::normalise::{ClientEvent, ClientPhase};
 use crate::plan::{Plan, ProbePlan};
 use crate::probing::census::ClientCensus;
@@ -250,26 +250,27 @@ pub fn lost_events(text: &str) -> u64 {
         .sum()
 }
 
-/// An error class for what bpftrace said when it did not attach.
-pub fn classify_stderr(text: &str) -> ErrorClass {
-    let t = text.to_ascii_lowercase();
-    if t.contains("not supported") || t.contains("unsupported") || t.contains("operation not supported") || t.contains("enotsupp") {
+/// What bpftrace said when it did not attach, classified. bpftrace passes
+/// the kernel's errno on as its strerror text ("…: Operation not supported"):
+/// where the message quotes one, the one errno table decides
+/// ([`crate::judge::classify::errno_in_text`]). Only bpftrace's own messages,
+/// which carry no errno, are read here.
+pub fn classify_stderr(said: &str, detail: String) -> Classified {
+    if let Some(errno) = errno_in_text(said) {
+        return Classified::from_errno(errno, detail);
+    }
+    let t = said.to_ascii_lowercase();
+    let class = if t.contains("not supported") || t.contains("unsupported") {
         ErrorClass::Unsupported
-    } else if t.contains("no such file")
-        || t.contains("could not resolve")
-        || t.contains("no probes to attach")
-        || t.contains("not found")
-        || t.contains("does not exist")
-        || t.contains("no matches")
-    {
+    } else if ["could not resolve", "no probes to attach", "not found", "does not exist", "no matches"].iter().any(|w| t.contains(w)) {
         ErrorClass::NotFound
-    } else if t.contains("permission denied") || t.contains("operation not permitted") {
-        ErrorClass::Permission
-    } else if t.contains("invalid argument") || t.contains("error:") {
+    } else if t.contains("error:") {
+        // A script bpftrace refuses to compile or attach for its own reasons.
         ErrorClass::Invalid
     } else {
         ErrorClass::Other
-    }
+    };
+    Classified { class, errno: None, detail }
 }
 
 /// Whether tracefs is mounted at /sys/kernel/tracing.
@@ -374,7 +375,8 @@ impl Loader for BpftraceLoader {
                 format!("bpftrace exited ({}) before attaching", status.map(|s| s.to_string()).unwrap_or_default())
             };
             let said = said.lines().filter(|l| !l.trim().is_empty()).take(12).collect::<Vec<_>>().join(" / ");
-            return Err(err(FailPhase::Attach, classify_stderr(&said), format!("{what}: {said}")));
+            let detail = format!("{what}: {said}");
+            return Err(LoaderError { phase: FailPhase::Attach, probe: None, error: classify_stderr(&said, detail) });
         }
         let census = crate::probing::census::client_census(child.id(), Duration::from_millis(300));
         // Attached nothing: no link, and no program but BEGIN/END (raw
@@ -389,15 +391,12 @@ impl Loader for BpftraceLoader {
             let _ = reader.join();
             let stderr = err_reader.join().unwrap_or_default();
             let said = stderr.lines().filter(|l| !l.trim().is_empty()).take(12).collect::<Vec<_>>().join(" / ");
-            let class = match classify_stderr(&said) {
-                ErrorClass::Other | ErrorClass::Invalid => ErrorClass::NotFound,
-                c => c,
-            };
-            return Err(err(
-                FailPhase::Attach,
-                class,
-                format!("bpftrace started but attached nothing (kernel objects: {}): {said}", census.summary()),
-            ));
+            let detail = format!("bpftrace started but attached nothing (kernel objects: {}): {said}", census.summary());
+            let mut error = classify_stderr(&said, detail);
+            if matches!(error.class, ErrorClass::Other | ErrorClass::Invalid) {
+                error.class = ErrorClass::NotFound; // nothing matched what the script names
+            }
+            return Err(LoaderError { phase: FailPhase::Attach, probe: None, error });
         }
         Ok(Box::new(BpftraceAttached {
             child,
@@ -637,8 +636,12 @@ mod tests {
         assert_eq!(parse_version("bpftrace v0.23.2-1\n").as_deref(), Some("0.23.2"));
         assert_eq!(parse_version("nothing"), None);
         assert_eq!(lost_events("Lost 12 events\nfoo\nLost 3 events"), 15);
-        assert_eq!(classify_stderr("ERROR: Could not resolve symbol: /x:pc_nope"), ErrorClass::NotFound);
-        assert_eq!(classify_stderr("ERROR: kprobe_multi is not supported"), ErrorClass::Unsupported);
+        let class = |said: &str| classify_stderr(said, String::new());
+        assert_eq!(class("ERROR: Could not resolve symbol: /x:pc_nope").class, ErrorClass::NotFound);
+        assert_eq!(class("ERROR: kprobe_multi is not supported").class, ErrorClass::Unsupported);
+        // An errno's text goes through the one table.
+        let e = class("ERROR: Error attaching probe: kprobe:x: Permission denied");
+        assert_eq!((e.class, e.errno), (ErrorClass::Permission, Some(libc::EACCES)));
     }
 
     #[test]

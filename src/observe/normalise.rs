@@ -64,6 +64,18 @@ fn is_kernel_kind(kind: u16) -> bool {
     .contains(&k)
 }
 
+/// A return value as the probe's `ret_width` shows it: `*` for 0 (the
+/// function returns nothing to compare), the low 32 bits sign-extended for 32
+/// (an int whose register's upper half the callee may leave as it is), else
+/// the 64-bit value.
+fn render_ret(raw: u64, names: &Names<'_>, probe_index: u32) -> String {
+    match names.ret_width.get(probe_index as usize) {
+        Some(&0) => "*".to_string(),
+        Some(&32) => (raw as u32 as i32 as i64).to_string(),
+        _ => (raw as i64).to_string(),
+    }
+}
+
 /// The event without its process/thread prefix.
 pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
     let probe = names.probes.get(e.probe_index as usize).cloned().unwrap_or_else(|| format!("probe#{}", e.probe_index));
@@ -89,14 +101,7 @@ pub fn render_event(e: &RawEvent, names: &Names<'_>) -> String {
         Phase::Entry if args == 0 => format!("{probe} entry {func}"),
         Phase::Entry if args == 1 => format!("{probe} entry {func}({})", e.arg0 as i64),
         Phase::Entry => format!("{probe} entry {func}({}, {})", e.arg0 as i64, e.arg1 as i64),
-        Phase::Return => {
-            let ret = match names.ret_width.get(e.probe_index as usize) {
-                Some(&0) => "*".to_string(),
-                Some(&32) => (e.ret as u32 as i32 as i64).to_string(),
-                _ => (e.ret as i64).to_string(),
-            };
-            format!("{probe} return {func} => {ret}")
-        }
+        Phase::Return => format!("{probe} return {func} => {}", render_ret(e.ret, names, e.probe_index)),
     };
     s.push_str(&format!(" cookie={:#x}", e.attach_cookie));
     // Per-target behaviour (the tetragon pattern): a plain recorder's entry
@@ -209,12 +214,7 @@ pub fn render_client_event(e: &ClientEvent, names: &Names<'_>) -> String {
         ClientPhase::Entry => format!("{probe} entry {func}({})", list(&e.values)),
         ClientPhase::Usdt => format!("{probe} usdt {func}({})", list(&e.values)),
         ClientPhase::Return => {
-            let raw = e.values.first().copied().unwrap_or(0);
-            let ret = match names.ret_width.get(e.probe_index as usize) {
-                Some(&0) => "*".to_string(),
-                Some(&32) => (raw as u32 as i32 as i64).to_string(),
-                _ => raw.to_string(),
-            };
+            let ret = render_ret(e.values.first().copied().unwrap_or(0) as u64, names, e.probe_index);
             match &e.values[..] {
                 // The arguments the script saved at entry and printed at return.
                 [_, saved @ ..] if !saved.is_empty() => format!("{probe} return {func}({}) => {ret}", list(saved)),

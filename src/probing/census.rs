@@ -103,10 +103,10 @@ pub struct ClientCensus {
 impl ClientCensus {
     /// Whether an entry and a return were served by one kprobe session:
     /// a kprobe_multi link whose attach type is the session's (where the
-    /// kernel says it), or, where it does not, a kprobe_multi link without
-    /// the RETURN flag while no link serves the return side at all, although
-    /// the script has a kretprobe (`script_has_return`). `None`: no kprobe
-    /// pair was asked for.
+    /// kernel says it: BPF_TRACE_KPROBE_SESSION, 56), or, where it does not,
+    /// a kprobe_multi link without the RETURN flag while no link serves the
+    /// return side at all, although the script has a kprobe/kretprobe pair
+    /// (`script_has_pair`). `None`: the script has no such pair.
     pub fn kprobe_session(&self, script_has_pair: bool) -> Option<bool> {
         if !script_has_pair {
             return None;
